@@ -1,0 +1,50 @@
+# Every target does its own set-up on a fresh machine (Python 3.11, Java 17, Maven, make).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_SECONDS ?= 30
+
+.PHONY: all install demo test lint typecheck unit bench local-up local-down clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check service tables agents tests
+	$(BIN)/ruff format --check service tables agents tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The whole suite: lint, types, pure-logic tests and the real-broker/PostgreSQL tests.
+test: lint typecheck
+	$(BIN)/python -m pytest -q
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not broker and not postgres"
+
+# Starts local Kafka and PostgreSQL, runs the word count over generated text, prints live counts.
+demo: $(STAMP)
+	$(BIN)/weir local up
+	$(BIN)/weir demo --seconds $(DEMO_SECONDS); status=$$?; $(BIN)/weir local down; exit $$status
+
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench
+
+local-up: $(STAMP)
+	$(BIN)/weir local up
+
+local-down: $(STAMP)
+	$(BIN)/weir local down
+
+clean:
+	rm -rf $(VENV) .weir .pytest_cache .mypy_cache .ruff_cache

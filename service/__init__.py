@@ -1,0 +1,1 @@
+"""The Weir runtime: App, worker, Kafka I/O, checkpoints, sinks, metrics, CLI, local infrastructure."""

@@ -1,0 +1,108 @@
+"""The operator interface: one step of a query, run once per micro-batch per task.
+
+Operators are pure logic over rows (dicts) and a state view; they never touch Kafka. Event
+times inside the engine are epoch milliseconds (ints); see `tables.timeutil`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tables.store import StateView
+
+Row = dict[str, Any]
+OutputMode = Literal["append", "update", "complete"]
+
+
+@dataclass(slots=True)
+class BatchContext:
+    """What an operator knows about the micro-batch it is processing."""
+
+    batch_id: int
+    """Micro-batch id, from 0, consecutive per task; a restart resumes the sequence."""
+    watermark: int | None
+    """W(k), the eviction watermark in epoch ms; None before any watermarked event."""
+    late_watermark: int | None
+    """L(k) = W(k-1): rows whose event time (or window end) is at or before it are late."""
+    processing_time: int
+    """Wall-clock epoch ms at the start of the batch (fixed per batch; replay makes it 0)."""
+    has_data: bool
+    """False in a no-data batch, run only to let a moved watermark evict and emit."""
+    output_mode: OutputMode = "append"
+    """The query's output mode."""
+    late_rows: list[tuple[str, Row]] = field(default_factory=list)
+    """Rows dropped as late, with the operator name; counted in metrics, optionally routed."""
+    errors: list[tuple[Row, str]] = field(default_factory=list)
+    """Rows that could not be processed, with a one-line reason; they go to the dead letters."""
+    state_rows_updated: int = 0
+    """State rows written in this batch (operators add to it), for progress reports."""
+    observed: dict[str, int] = field(default_factory=dict)
+    """Largest event time seen in this batch per input (filled by `with_watermark`)."""
+
+    def observe(self, input_name: str, ts: int) -> None:
+        """Record that `input_name` carried an event at time `ts` in this batch."""
+        cur = self.observed.get(input_name)
+        if cur is None or ts > cur:
+            self.observed[input_name] = ts
+
+
+class Operator(ABC):
+    """A step of a query's operator chain.
+
+    Contract: `process` receives the rows of one task's micro-batch in arrival order and
+    returns the rows it emits, in a deterministic order. All state goes through `state`
+    (nothing is kept on `self` between batches except caches that `state` can rebuild), so a
+    dropped transaction leaves no trace and a restore from the changelog reproduces it.
+    Stateless operators ignore `state`.
+    """
+
+    name: str = "op"
+    stateful: bool = False
+
+    @abstractmethod
+    def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
+        """Process one batch and return the emitted rows."""
+
+    def state_rows(self, state: StateView) -> int:
+        """Return how many state rows this operator holds (for progress; may scan)."""
+        return sum(1 for _ in state.items())
+
+    def timestamp_columns(self) -> set[str]:
+        """Return the output columns that hold epoch-ms timestamps (rendered as ISO-8601)."""
+        return set()
+
+
+class MapOperator(Operator):
+    """Stateless map, filter or flat-map over rows."""
+
+    def __init__(self, fn: Callable[[Row], Any], kind: Literal["map", "filter", "flat_map"]):
+        self.fn = fn
+        self.kind = kind
+        self.name = kind
+
+    def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
+        try:
+            return self._apply(rows)
+        except Exception:
+            # Slow path only when a row fails: find the bad ones, dead-letter them, keep the rest.
+            out: list[Row] = []
+            for r in rows:
+                try:
+                    out.extend(self._apply([r]))
+                except Exception as exc:
+                    ctx.errors.append((r, f"{self.kind} failed: {type(exc).__name__}: {exc}"))
+            return out
+
+    def _apply(self, rows: list[Row]) -> list[Row]:
+        fn = self.fn
+        if self.kind == "filter":
+            return [r for r in rows if fn(r)]
+        if self.kind == "map":
+            return [fn(r) for r in rows]
+        out: list[Row] = []
+        for r in rows:
+            out.extend(fn(r))
+        return out

@@ -1,0 +1,375 @@
+"""Streaming queries: a Spark-like builder (`read(...).with_watermark(...).group_by(...)`) and
+the per-task runner that executes one micro-batch at a time over a state store.
+
+The same `QueryTask` runs under the Kafka worker (one per input partition) and in replay mode,
+so both share every line of operator code.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tables.operator import BatchContext, MapOperator, Operator, OutputMode, Row
+from tables.store import StateTxn, StateView, Store
+from tables.timeutil import Duration, parse_duration, to_millis
+from tables.watermark import WatermarkTracker
+
+_QUERY_PREFIX = b"\x01query/"
+
+
+class MultiInputOperator(Operator):
+    """An operator with several parents (union, join): rows arrive per parent, in order."""
+
+    @abstractmethod
+    def process_multi(
+        self, inputs: list[list[Row]], state: StateView, ctx: BatchContext
+    ) -> list[Row]:
+        """Process one batch of each parent's rows; return the emitted rows."""
+        raise NotImplementedError
+
+    def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
+        return self.process_multi([rows], state, ctx)
+
+
+@dataclass(frozen=True)
+class Node:
+    """A node of a query plan: an input (op is None) or an operator over its parents."""
+
+    parents: tuple[Node, ...] = ()
+    op: Operator | None = None
+    input_name: str | None = None
+    timestamp_columns: frozenset[str] = frozenset()
+    watermarks: tuple[tuple[str, str, int], ...] = ()
+    """(input name, column, delay ms) of every watermark declared upstream of this node."""
+
+
+class WatermarkOperator(Operator):
+    """`with_watermark(column, delay)`: parses the column to epoch ms and observes its maximum.
+
+    Rows whose column is missing or unparsable go to the dead letters with the reason.
+    """
+
+    def __init__(self, input_name: str, column: str, delay_ms: int) -> None:
+        self.input_name = input_name
+        self.column = column
+        self.delay_ms = delay_ms
+        self.name = f"watermark({column})"
+
+    def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
+        col = self.column
+        out: list[Row] = []
+        best: int | None = None
+        for row in rows:
+            value = row.get(col)
+            if type(value) is not int:
+                try:
+                    value = to_millis(value)
+                except ValueError as exc:
+                    ctx.errors.append((row, f"{col}: {exc}"))
+                    continue
+                row[col] = value
+            if best is None or value > best:
+                best = value
+            out.append(row)
+        if best is not None:
+            ctx.observe(self.input_name, best)
+        return out
+
+    def timestamp_columns(self) -> set[str]:
+        return {self.column}
+
+
+class Stream:
+    """A streaming DataFrame: what the course's `spark.readStream ... ` chains build.
+
+    Immutable: every method returns a new Stream. Nothing runs until a `Query` is built and a
+    `QueryTask` fed with batches.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    # -- stateless -----------------------------------------------------------------------
+    def then(self, op: Operator) -> Stream:
+        """Append an operator to the chain."""
+        n = self.node
+        ts = n.timestamp_columns | frozenset(op.timestamp_columns())
+        return Stream(Node((n,), op, None, ts, n.watermarks))
+
+    def map(self, fn: Callable[[Row], Row]) -> Stream:
+        """Transform each row (a function that raises dead-letters that row)."""
+        return self.then(MapOperator(fn, "map"))
+
+    def filter(self, fn: Callable[[Row], Any]) -> Stream:
+        """Keep rows for which `fn` is truthy."""
+        return self.then(MapOperator(fn, "filter"))
+
+    def flat_map(self, fn: Callable[[Row], Iterable[Row]]) -> Stream:
+        """Replace each row by zero or more rows (Spark's `explode`)."""
+        return self.then(MapOperator(fn, "flat_map"))
+
+    def select(self, *columns: str) -> Stream:
+        """Keep only `columns`."""
+        cols = tuple(columns)
+        return self.map(lambda r: {c: r.get(c) for c in cols})
+
+    def with_watermark(self, column: str, delay: Duration) -> Stream:
+        """Declare `column` as event time with a watermark `delay` ("10 minutes", timedelta)."""
+        name = self._single_input("with_watermark")
+        delay_ms = parse_duration(delay)
+        s = self.then(WatermarkOperator(name, column, delay_ms))
+        wms = (*self.node.watermarks, (name, column, delay_ms))
+        return Stream(Node(s.node.parents, s.node.op, None, s.node.timestamp_columns, wms))
+
+    def union(self, *others: Stream) -> Stream:
+        """Rows of this stream and of `others`, in input order (Spark's `union`)."""
+        nodes = (self.node, *(o.node for o in others))
+        ts = frozenset().union(*(n.timestamp_columns for n in nodes))
+        wms = tuple(w for n in nodes for w in n.watermarks)
+        return Stream(Node(nodes, UnionOperator(), None, ts, wms))
+
+    # -- stateful (implemented in their own modules) -------------------------------------
+    def group_by(self, *keys: Any) -> Any:
+        """Group by columns and/or a `window(...)`; follow with `.agg(...)` (tables.aggregate)."""
+        from tables.aggregate import GroupedStream
+
+        return GroupedStream(self, keys)
+
+    def drop_duplicates(self, columns: Iterable[str] | None = None) -> Stream:
+        """Spark's `dropDuplicates`: see tables.dedup for the watermark semantics."""
+        from tables.dedup import DedupOperator
+
+        return self.then(DedupOperator(self, list(columns) if columns else None, within=False))
+
+    def drop_duplicates_within_watermark(self, columns: Iterable[str] | None = None) -> Stream:
+        """Spark's `dropDuplicatesWithinWatermark` (tables.dedup)."""
+        from tables.dedup import DedupOperator
+
+        return self.then(DedupOperator(self, list(columns) if columns else None, within=True))
+
+    def join(self, other: Stream, **kwargs: Any) -> Stream:
+        """Stream-stream or stream-static join (tables.join); see there for arguments."""
+        from tables.join import make_join
+
+        return make_join(self, other, **kwargs)
+
+    # -- terminal ------------------------------------------------------------------------
+    def query(self, output_mode: OutputMode = "append") -> Query:
+        """Build the query; refuses, with the reason, the combinations Spark refuses."""
+        return Query(self.node, output_mode)
+
+    def _single_input(self, what: str) -> str:
+        names = input_names(self.node)
+        if len(names) != 1:
+            raise ValueError(f"{what} applies to a single input stream, not to {sorted(names)}")
+        return next(iter(names))
+
+    @property
+    def watermark_columns(self) -> dict[str, tuple[str, int]]:
+        """Per input: the watermarked event-time column and its delay in ms."""
+        return {name: (col, delay) for name, col, delay in self.node.watermarks}
+
+
+class UnionOperator(MultiInputOperator):
+    """Concatenation of its parents' rows."""
+
+    name = "union"
+
+    def process_multi(
+        self, inputs: list[list[Row]], state: StateView, ctx: BatchContext
+    ) -> list[Row]:
+        out: list[Row] = []
+        for rows in inputs:
+            out.extend(rows)
+        return out
+
+
+def read(name: str) -> Stream:
+    """A stream of the rows of input `name` (a Kafka topic, or a replay file's "topic" value)."""
+    return Stream(Node(input_name=name))
+
+
+def input_names(node: Node) -> set[str]:
+    """Return the input names a plan reads."""
+    if node.input_name is not None:
+        return {node.input_name}
+    out: set[str] = set()
+    for p in node.parents:
+        out |= input_names(p)
+    return out
+
+
+def _topo(node: Node) -> list[Node]:
+    seen: dict[int, Node] = {}
+    order: list[Node] = []
+
+    def visit(n: Node) -> None:
+        if id(n) in seen:
+            return
+        seen[id(n)] = n
+        for p in n.parents:
+            visit(p)
+        order.append(n)
+
+    visit(node)
+    return order
+
+
+class Query:
+    """A built query: its plan, output mode and inputs. Create tasks with `task(store)`."""
+
+    def __init__(self, node: Node, output_mode: OutputMode) -> None:
+        if output_mode not in ("append", "update", "complete"):
+            raise ValueError(f"unknown output mode {output_mode!r}: append, update or complete")
+        self.node = node
+        self.output_mode: OutputMode = output_mode
+        self.nodes = _topo(node)
+        self.inputs = sorted(input_names(node))
+        self.delays = {name: delay for name, _col, delay in node.watermarks}
+        self.timestamp_columns = node.timestamp_columns
+        self.stateful = [n.op for n in self.nodes if n.op is not None and n.op.stateful]
+        has_wm = bool(node.watermarks)
+        for n in self.nodes:
+            check = getattr(n.op, "check_output_mode", None)
+            if check is not None:
+                check(output_mode, has_wm)
+        if output_mode == "complete" and not self.stateful:
+            raise ValueError(
+                "complete output mode is not supported when there are no streaming "
+                "aggregations: there is no result table to emit"
+            )
+
+    def task(
+        self, store: Store, *, idle_timeout_ms: int | None = None, no_data_batches: bool = True
+    ) -> QueryTask:
+        """Return the runner for one task whose state lives in `store`."""
+        return QueryTask(
+            self, store, idle_timeout_ms=idle_timeout_ms, no_data_batches=no_data_batches
+        )
+
+
+@dataclass
+class BatchResult:
+    """What one micro-batch produced; commit `txn` only after the outputs are safely out."""
+
+    batch_id: int
+    rows: list[Row]
+    txn: StateTxn
+    ctx: BatchContext
+    input_rows: int
+    watermark_moved: bool = False
+    late_rows: list[tuple[str, Row]] = field(default_factory=list)
+
+
+class QueryTask:
+    """Runs a query's micro-batches for one task over one store.
+
+    Contract: `run_batch` computes the batch from the store's committed state and returns the
+    output rows with an uncommitted transaction; nothing is written until `commit`. A batch
+    that is not committed (crash, aborted Kafka transaction) can be recomputed from the same
+    input with the same result. Batch ids and the watermark are part of the state (and so of
+    the changelog), so a restart or restore resumes them.
+    """
+
+    def __init__(
+        self,
+        query: Query,
+        store: Store,
+        *,
+        idle_timeout_ms: int | None = None,
+        no_data_batches: bool = True,
+    ) -> None:
+        self.query = query
+        self.store = store
+        self.no_data_batches = no_data_batches
+        self.idle_timeout_ms = idle_timeout_ms
+        self._prefixes: dict[int, bytes] = {}
+        for i, n in enumerate(query.nodes):
+            if n.op is not None and n.op.stateful:
+                self._prefixes[id(n)] = b"op%d/" % i
+        self._pending_no_data = False
+        self._load()
+
+    def _load(self) -> None:
+        txn = StateTxn(self.store)
+        meta = txn.get(_QUERY_PREFIX + b"progress") or {}
+        self.next_batch_id: int = meta.get("batch_id", 0)
+        self.tracker = WatermarkTracker(dict(self.query.delays), self.idle_timeout_ms)
+        self.tracker.restore(meta.get("wm"))
+        self._pending_no_data = bool(meta.get("pending_no_data", False))
+
+    def reload(self) -> None:
+        """Re-read batch id and watermark from the store (after a restore or an abort)."""
+        self._load()
+
+    @property
+    def watermark(self) -> int | None:
+        """W for the next batch, in epoch ms."""
+        return self.tracker.watermark
+
+    def wants_no_data_batch(self) -> bool:
+        """True when the last batch moved the watermark and a no-data batch should follow."""
+        return self.no_data_batches and bool(self.query.stateful) and self._pending_no_data
+
+    def run_batch(
+        self, rows_by_input: Mapping[str, list[Row]], processing_time: int
+    ) -> BatchResult:
+        """Run one micro-batch (empty mapping: a no-data batch); see the class contract."""
+        txn = StateTxn(self.store)
+        wm, late = self.tracker.start_batch()
+        ctx = BatchContext(
+            batch_id=self.next_batch_id,
+            watermark=wm,
+            late_watermark=late,
+            processing_time=processing_time,
+            has_data=any(rows_by_input.values()),
+            output_mode=self.query.output_mode,
+        )
+        results: dict[int, list[Row]] = {}
+        input_count = 0
+        for n in self.query.nodes:
+            if n.input_name is not None:
+                rows = list(rows_by_input.get(n.input_name, ()))
+                input_count += len(rows)
+                results[id(n)] = rows
+                continue
+            op = n.op
+            assert op is not None
+            view = txn.view(self._prefixes.get(id(n), b""))
+            if isinstance(op, MultiInputOperator) and len(n.parents) > 1:
+                results[id(n)] = op.process_multi([results[id(p)] for p in n.parents], view, ctx)
+            else:
+                results[id(n)] = op.process(results[id(n.parents[0])], view, ctx)
+        out = results[id(self.query.node)]
+        for name, ts in ctx.observed.items():
+            self.tracker.observe(name, ts)
+        moved = self.tracker.end_batch(processing_time)
+        self._pending_no_data = moved
+        txn.put(
+            _QUERY_PREFIX + b"progress",
+            {"batch_id": ctx.batch_id + 1, "wm": self.tracker.snapshot(), "pending_no_data": moved},
+        )
+        self.next_batch_id = ctx.batch_id + 1
+        return BatchResult(ctx.batch_id, out, txn, ctx, input_count, moved, ctx.late_rows)
+
+    def commit(
+        self, result: BatchResult, meta: Mapping[str, Any] | None = None
+    ) -> dict[bytes, bytes | None]:
+        """Make the batch's state changes durable locally; return them for the changelog."""
+        return result.txn.commit(meta)
+
+    def abort(self) -> None:
+        """Forget an uncommitted batch: batch id and watermark go back to the committed ones."""
+        self._load()
+
+    def state_rows(self) -> int:
+        """Total state rows held by the stateful operators (scans the store)."""
+        txn = StateTxn(self.store)
+        total = 0
+        for n in self.query.nodes:
+            if n.op is not None and n.op.stateful:
+                total += n.op.state_rows(txn.view(self._prefixes[id(n)]))
+        return total

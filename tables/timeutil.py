@@ -1,0 +1,115 @@
+"""Time inside the engine is integer epoch milliseconds, UTC; this module converts at the edges."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+Duration = str | timedelta | int
+
+_UNITS_MS = {
+    "ms": 1,
+    "millisecond": 1,
+    "milliseconds": 1,
+    "s": 1_000,
+    "sec": 1_000,
+    "second": 1_000,
+    "seconds": 1_000,
+    "m": 60_000,
+    "min": 60_000,
+    "minute": 60_000,
+    "minutes": 60_000,
+    "h": 3_600_000,
+    "hour": 3_600_000,
+    "hours": 3_600_000,
+    "d": 86_400_000,
+    "day": 86_400_000,
+    "days": 86_400_000,
+    "w": 604_800_000,
+    "week": 604_800_000,
+    "weeks": 604_800_000,
+}
+_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*")
+
+
+def parse_duration(value: Duration) -> int:
+    """Return a duration in whole milliseconds.
+
+    Accepts a `timedelta`, an int (already milliseconds) or Spark-style text such as
+    "10 minutes", "1 hour 30 minutes", "500 ms", "2h". Raises ValueError on anything else or
+    on a negative duration.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, timedelta):
+        ms = round(value.total_seconds() * 1000)
+    elif isinstance(value, int):
+        ms = value
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if text.startswith("interval "):
+            text = text[len("interval ") :]
+        pos, ms_f = 0, 0.0
+        for match in _PART.finditer(text):
+            if match.start() != pos:
+                break
+            unit = _UNITS_MS.get(match.group(2))
+            if unit is None:
+                raise ValueError(f"unknown unit {match.group(2)!r} in duration {value!r}")
+            ms_f += float(match.group(1)) * unit
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise ValueError(f"not a duration: {value!r} (expected e.g. '10 minutes')")
+        ms = round(ms_f)
+    else:
+        raise ValueError(f"not a duration: {value!r}")
+    if ms < 0:
+        raise ValueError(f"negative duration: {value!r}")
+    return ms
+
+
+def to_millis(value: object) -> int:
+    """Return an event time as epoch milliseconds, UTC.
+
+    Accepts an ISO-8601 string (a trailing "Z" or an offset; without one it is read as UTC,
+    as Spark does with a UTC session time zone), a `datetime` (naive means UTC), or a number
+    of epoch milliseconds. Raises ValueError for anything else, so a caller can dead-letter it.
+    """
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace(" ", "T", 1) if "T" not in value else value)
+        except ValueError as exc:
+            raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from exc
+        return _datetime_ms(dt)
+    if isinstance(value, datetime):
+        return _datetime_ms(value)
+    raise ValueError(f"not a timestamp: {value!r}")
+
+
+def _datetime_ms(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def iso_utc(ms: int) -> str:
+    """Format epoch ms as ISO-8601 UTC: "2024-05-01T10:05:00Z", or "...:00.123Z"."""
+    dt = _EPOCH + timedelta(milliseconds=ms)
+    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    frac = ms % 1000
+    return f"{base}.{frac:03d}Z" if frac else f"{base}Z"
+
+
+def from_millis(ms: int) -> datetime:
+    """Return a timezone-aware UTC datetime for epoch milliseconds."""
+    return _EPOCH + timedelta(milliseconds=ms)
