@@ -1,0 +1,35 @@
+"""Exercise 3, step 6: orders that found no payment within 4 hours.
+
+The left outer variant of `agents.order_matching`: an order that leaves the join state
+without ever matching a payment (once the watermark passes order_ts + 4 hours, after which
+any matching payment would be late) is emitted exactly once with null payment columns.
+Matched pairs are filtered out, so the output holds only unmatched orders
+{order_id, user_id, amount, order_ts}, ready for the `unmatched_orders` PostgreSQL table.
+
+Unlike the course's separate foreachBatch query on the orders stream, the join knows when an
+order can no longer match, so no order is reported unmatched too early or twice.
+"""
+
+from __future__ import annotations
+
+from tables.query import Query, read
+
+PAYMENT_COLUMNS = ("payment_id", "order_id", "payment_method", "pay_ts")
+
+orders = read("orders").with_watermark("order_ts", "1 hour")
+payments = read("payments").with_watermark("pay_ts", "2 hours")
+
+joined = orders.join(
+    payments,
+    on=["order_id"],
+    how="left_outer",
+    between=("pay_ts", "order_ts", "order_ts + 4 hours"),
+    right_columns=PAYMENT_COLUMNS,
+)
+
+# pay_ts is the payments' watermarked column: never null in a matched row.
+unmatched = joined.filter(lambda r: r["pay_ts"] is None).select(
+    "order_id", "user_id", "amount", "order_ts"
+)
+
+query: Query = unmatched.query("append")
