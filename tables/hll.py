@@ -22,6 +22,8 @@ _ALPHA_INF = 1.0 / (2.0 * math.log(2.0))
 _ENC = bytes((b + 48) & 0xFF for b in range(256))
 """Register byte -> printable char (registers are < 66, so 48..113: ASCII, no escapes)."""
 _DEC = bytes((b - 48) & 0xFF for b in range(256))
+_NON_STR = b"\xff"
+"""Prefix of non-string values' JSON before hashing (never in UTF-8), so 1 and "1" differ."""
 MIN_PRECISION = 4
 MAX_PRECISION = 18
 
@@ -40,8 +42,11 @@ def precision_for(rsd: float) -> int:
 
 
 def hash64(value: Any) -> int:
-    """Return a stable 64-bit hash of a JSON-able value (type-aware: 1 and "1" differ)."""
-    data = value.encode() if type(value) is str else orjson.dumps(value)
+    """Return a stable 64-bit hash of a JSON-able value (type-aware: 1 and "1" differ).
+
+    Strings hash their UTF-8 bytes; other values their JSON text behind a 0xFF byte.
+    """
+    data = value.encode() if type(value) is str else _NON_STR + orjson.dumps(value)
     return int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
 
 
@@ -79,7 +84,10 @@ class HyperLogLog:
         enc = orjson.dumps
         self.add_hashes(
             int.from_bytes(
-                blake2b(v.encode() if type(v) is str else enc(v), digest_size=8).digest(), "big"
+                blake2b(
+                    v.encode() if type(v) is str else _NON_STR + enc(v), digest_size=8
+                ).digest(),
+                "big",
             )
             for v in values
             if v is not None
