@@ -1,1 +1,1 @@
-"""The Weir runtime: App, worker, Kafka I/O, checkpoints, sinks, metrics, CLI, local infrastructure."""
+"""The Weir runtime: App, worker, Kafka I/O, checkpoints, sinks, metrics, CLI, local servers."""

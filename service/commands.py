@@ -3,8 +3,57 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
+import logging
+import signal
+import sys
 from typing import Any
+
+from service.app import App
+
+
+def load_app(spec: str) -> App:
+    """Import `module:attribute` (attribute defaults to `app`) and return the App. Raises
+    SystemExit with one readable line when it cannot."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"weir: cannot import {module_name!r}: {exc}") from None
+    app = getattr(module, attr or "app", None)
+    if not isinstance(app, App):
+        raise SystemExit(f"weir: {spec!r} is not a weir App")
+    return app
+
+
+async def run_worker(app: App) -> None:
+    """Run a worker for `app` until SIGTERM or SIGINT; then finish the checkpoint and leave."""
+    from service.worker import Worker
+
+    worker = Worker(app)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    await worker.run()
+
+
+def _worker(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    app = load_app(args.app)
+    asyncio.run(run_worker(app))
+    return 0
 
 
 def register(sub: Any) -> None:
     """Add the sub-commands to the `weir` parser's sub-parsers."""
+    worker = sub.add_parser("worker", help="run the agents of an app: weir worker module:app")
+    worker.add_argument("app", help="module:attribute of the App, e.g. agents.word_count:app")
+    worker.add_argument("--log-level", default="info")
+    worker.set_defaults(func=_worker)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -129,8 +130,10 @@ class LocalKafka:
             shutil.rmtree(data, ignore_errors=True)
             cluster_id = _cluster_id()
             fmt = subprocess.run(
-                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id]
-                + ["-c", str(props), "--ignore-formatted"],
+                [
+                    *(java, "-cp", classpath, "kafka.tools.StorageTool", "format"),
+                    *("-t", cluster_id, "-c", str(props), "--ignore-formatted"),
+                ],
                 capture_output=True,
                 text=True,
             )
@@ -191,7 +194,9 @@ class LocalKafka:
         pid = self._pid()
         if pid is None:
             return "stopped"
-        return f"running pid {pid} at {self.bootstrap()}" + ("" if self._answers() else " (not answering)")
+        return f"running pid {pid} at {self.bootstrap()}" + (
+            "" if self._answers() else " (not answering)"
+        )
 
 
 def _cluster_id() -> str:
@@ -242,8 +247,6 @@ async def _metadata_ok(bootstrap: str) -> bool:
     except Exception:
         return False
     finally:
-        try:
+        with contextlib.suppress(Exception):
             await admin.close()
-        except Exception:
-            pass
         logging.getLogger("aiokafka").setLevel(logging.NOTSET)

@@ -67,8 +67,10 @@ class LocalPostgres:
             if os.geteuid() == 0:
                 self._chown(self.data)
             init = self._run(
-                [str(bin_dir / "initdb"), "-D", str(self.data), "-U", PG_USER]
-                + ["--auth=trust", "--encoding=UTF8", "--no-sync"]
+                [
+                    *(str(bin_dir / "initdb"), "-D", str(self.data), "-U", PG_USER),
+                    *("--auth=trust", "--encoding=UTF8", "--no-sync"),
+                ]
             )
             if init.returncode != 0:
                 raise LocalStartError("initdb failed:\n" + init.stdout + init.stderr)
@@ -80,12 +82,18 @@ class LocalPostgres:
             self._chown(self.log_file)
         opts = f"-h 127.0.0.1 -p {port} -k {self.data}"
         start = self._run(
-            [str(bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_file)]
-            + ["-w", "-t", "60", "-o", opts, "start"]
+            [
+                *(str(bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_file)),
+                *("-w", "-t", "60", "-o", opts, "start"),
+            ]
         )
         if start.returncode != 0:
             raise LocalStartError(
-                "PostgreSQL did not start:\n" + start.stdout + start.stderr + "\n" + tail(self.log_file)
+                "PostgreSQL did not start:\n"
+                + start.stdout
+                + start.stderr
+                + "\n"
+                + tail(self.log_file)
             )
         return self.dsn()
 
@@ -94,7 +102,9 @@ class LocalPostgres:
         pid = self._pid()
         if pid is None:
             return
-        stop = self._run([str(self._bin() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
+        stop = self._run(
+            [str(self._bin() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]
+        )
         if stop.returncode != 0 and pid_alive(pid):
             stop_pid(pid)
 

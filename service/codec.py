@@ -1,0 +1,55 @@
+"""JSON in and out: Kafka values to rows, rows to Kafka values and keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from tables.operator import Row
+from tables.timeutil import iso_utc
+
+
+def decode_value(value: bytes | None) -> Row:
+    """Decode a Kafka value into a row. Raises ValueError with a one-line reason when the value
+    is missing, not JSON, or not a JSON object."""
+    if value is None:
+        raise ValueError("record has no value")
+    try:
+        row = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"value is not JSON: {exc}") from None
+    if type(row) is not dict:
+        raise ValueError(f"value is JSON {type(row).__name__}, expected an object")
+    return row
+
+
+def render_row(row: Row, timestamp_columns: Iterable[str]) -> Row:
+    """Return `row` with its epoch-ms timestamp columns as ISO-8601 UTC strings."""
+    out = dict(row)
+    for col in timestamp_columns:
+        v = out.get(col)
+        if type(v) is int:
+            out[col] = iso_utc(v)
+    return out
+
+
+def encode_rows(rows: list[Row], timestamp_columns: frozenset[str]) -> list[bytes]:
+    """Encode output rows as JSON values, timestamps rendered as ISO-8601 UTC."""
+    if not timestamp_columns:
+        return [orjson.dumps(r) for r in rows]
+    return [orjson.dumps(render_row(r, timestamp_columns)) for r in rows]
+
+
+def encode_key(row: Row, key: tuple[str, ...]) -> bytes | None:
+    """The record key for `row`: JSON of the one key column's value, or of the list of values;
+    None when the agent declares no key. A string value is encoded bare (no quotes)."""
+    if not key:
+        return None
+    if len(key) == 1:
+        v: Any = row.get(key[0])
+        if isinstance(v, str):
+            return v.encode()
+        return orjson.dumps(v)
+    return orjson.dumps([row.get(k) for k in key])

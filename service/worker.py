@@ -1,0 +1,760 @@
+"""The worker: runs each agent as a consumer group with per-partition tasks and checkpoints.
+
+Checkpoint protocol for one task (input partition p) and one micro-batch:
+
+1. decode the batch's records (bad ones go to the dead-letter topic), run the query;
+2. exactly_once: begin a transaction on the task's own transactional producer
+   (`<app>-<agent>-<p>`); produce outputs, dead letters, late rows and state changes to the
+   changelog; `send_offsets_to_transaction`; commit. at_least_once: produce, wait for the
+   acknowledgements, commit the offsets;
+3. only then commit the state changes to the local store, with the changelog offset they reach.
+
+Any failure aborts the whole checkpoint: the transaction is aborted, the task is rebuilt from its
+local store plus the changelog tail and the consumer rewinds to the committed offsets, so no
+output is duplicated (exactly_once) and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from service import metrics
+from service.app import Agent, App
+from service.codec import decode_value, encode_key, encode_rows, render_row
+from service.settings import Settings
+from tables.operator import Row
+from tables.query import BatchResult, QueryTask
+from tables.store import MemoryStore, RocksDBStore, Store
+
+log = logging.getLogger("weir.worker")
+
+_MAX_BATCH_BYTES = 512 * 1024
+_RESTORE_BATCH = 10_000
+
+
+class DataLossError(RuntimeError):
+    """Committed offsets point before the start of the log (records were deleted by retention)
+    and `fail_on_data_loss` is set."""
+
+
+@dataclass
+class PartitionTask:
+    """The state and the producer of one input partition of one agent."""
+
+    partition: int
+    store: Store
+    query: QueryTask
+    producer: AIOKafkaProducer | None
+    changelog_offset: int = 0
+    """Offset after the last changelog record that the local store reflects."""
+
+
+@dataclass
+class _Outgoing:
+    """Records of one checkpoint, per topic: (key, value, headers)."""
+
+    records: dict[str, list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]] = field(
+        default_factory=dict
+    )
+    partitions: dict[str, int | None] = field(default_factory=dict)
+    """Fixed partition per topic (changelog: the task's), or None for key hashing."""
+
+    def add(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> None:
+        self.records.setdefault(topic, []).append((key, value, headers or []))
+        self.partitions.setdefault(topic, partition)
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, runner: AgentRunner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.runner.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.runner.on_assigned(assigned)
+
+
+class AgentRunner:
+    """Runs one agent: its consumer group membership, tasks, micro-batches and checkpoints.
+
+    Contract: between `start` and `stop`, every record of the input topics is processed into
+    exactly one committed checkpoint under exactly_once (at least one under at_least_once);
+    `last_progress` and `recent_progress` describe committed batches like Spark's
+    `StreamingQueryProgress`. Revoked partitions finish their in-flight checkpoint first.
+    """
+
+    def __init__(self, agent: Agent, settings: Settings, bootstrap: str) -> None:
+        self.agent = agent
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.name = agent.name
+        self.tasks: dict[int, PartitionTask] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.shared_producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+        self._partitioner = DefaultPartitioner()
+        self._partition_counts: dict[str, list[int]] = {}
+        self.recent_progress: deque[dict[str, Any]] = deque(maxlen=100)
+        self._available_now_targets: dict[TopicPartition, int] | None = None
+        self.finished = asyncio.Event()
+        self._eos = settings.processing_guarantee == "exactly_once"
+        self.state_root = Path(settings.state_dir) / agent.app.name / agent.name
+
+    @property
+    def last_progress(self) -> dict[str, Any] | None:
+        """The progress record of the last committed micro-batch, or None."""
+        return self.recent_progress[-1] if self.recent_progress else None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Create missing topics, join the consumer group."""
+        await self._ensure_topics()
+        if not self._eos:
+            self.shared_producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                enable_idempotence=True,
+                max_batch_size=_MAX_BATCH_BYTES,
+                linger_ms=5,
+            )
+            await self.shared_producer.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.agent.group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset=self.settings.starting_offsets,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self.consumer.start()
+        self.consumer.subscribe([t.name for t in self.agent.inputs], listener=_Listener(self))
+
+    async def stop(self) -> None:
+        """Leave the group (closing every task after its last checkpoint) and stop producers."""
+        if self.consumer is not None:
+            async with self._lock:
+                pass
+            await self.consumer.stop()  # revokes: tasks close in on_revoked
+            self.consumer = None
+        for p in list(self.tasks):
+            await self._close_task(p)
+        if self.shared_producer is not None:
+            await self.shared_producer.stop()
+            self.shared_producer = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process micro-batches until `stop` is set (or, for available-now, the input ends)."""
+        assert self.consumer is not None
+        while not stop.is_set():
+            records = await self._gather(stop)
+            async with self._lock:
+                await self._run_tasks(records)
+            if self.agent.trigger.kind == "available_now" and await self._caught_up():
+                log.info("%s: available-now input processed; stopping", self.name)
+                break
+        self.finished.set()
+
+    # -- rebalance -----------------------------------------------------------------------
+    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Close the tasks of revoked partitions after their in-flight checkpoint."""
+        async with self._lock:
+            for p in sorted({tp.partition for tp in revoked}):
+                await self._close_task(p)
+
+    async def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Restore the state of newly assigned partitions, then position the consumer."""
+        async with self._lock:
+            for p in sorted({tp.partition for tp in assigned}):
+                if p not in self.tasks:
+                    self.tasks[p] = await self._open_task(p)
+            await self._check_positions(assigned)
+            if self.agent.trigger.kind == "available_now":
+                await self._set_available_now_targets(assigned)
+
+    async def _check_positions(self, assigned: list[TopicPartition]) -> None:
+        assert self.consumer is not None
+        if not assigned:
+            return
+        begin = await self.consumer.beginning_offsets(assigned)
+        for tp in assigned:
+            committed = await self.consumer.committed(tp)
+            if committed is None or committed >= begin[tp]:
+                continue
+            msg = (
+                f"{self.name}: committed offset {committed} of {tp.topic}[{tp.partition}] is "
+                f"before the log start {begin[tp]}: records were lost to retention"
+            )
+            if self.settings.fail_on_data_loss:
+                raise DataLossError(msg + " (set fail_on_data_loss=False to reset and go on)")
+            log.warning("%s; resetting to %d", msg, begin[tp])
+            metrics.OFFSET_RESETS.labels(self.name).inc()
+            self.consumer.seek(tp, begin[tp])
+
+    async def _set_available_now_targets(self, assigned: list[TopicPartition]) -> None:
+        assert self.consumer is not None
+        if self._available_now_targets is None:
+            self._available_now_targets = {}
+        ends = await self.consumer.end_offsets(assigned)
+        for tp, end in ends.items():
+            self._available_now_targets.setdefault(tp, end)
+
+    async def _caught_up(self) -> bool:
+        if self.consumer is None or self._available_now_targets is None:
+            return False
+        for tp, end in self._available_now_targets.items():
+            if tp.partition not in self.tasks:
+                continue
+            if await self.consumer.position(tp) < end:
+                return False
+        return not any(t.query.wants_no_data_batch() for t in self.tasks.values())
+
+    # -- tasks ---------------------------------------------------------------------------
+    async def _open_task(self, p: int) -> PartitionTask:
+        store: Store
+        if self.settings.store == "memory":
+            store = MemoryStore()
+        else:
+            store = RocksDBStore(self.state_root / str(p))
+        offset = int(store.get_meta("changelog_offset") or 0)
+        offset = await self._restore(store, p, offset)
+        qtask = self.agent.query.task(
+            store,
+            idle_timeout_ms=self.settings.idle_timeout_ms,
+            no_data_batches=self.settings.no_data_batches,
+        )
+        producer = None
+        if self._eos:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                transactional_id=f"{self.agent.group_id}-{p}",
+                enable_idempotence=True,
+                transaction_timeout_ms=self.settings.transaction_timeout_ms,
+                max_batch_size=_MAX_BATCH_BYTES,
+                linger_ms=5,
+            )
+            await producer.start()  # InitProducerId: fences any zombie holding this partition
+        metrics.STATE_ROWS.labels(self.name, str(p)).set(store.approximate_rows())
+        return PartitionTask(p, store, qtask, producer, offset)
+
+    async def _close_task(self, p: int) -> None:
+        task = self.tasks.pop(p, None)
+        if task is None:
+            return
+        if task.producer is not None:
+            with contextlib.suppress(Exception):
+                await task.producer.stop()
+        task.store.close()
+
+    async def _restore(self, store: Store, p: int, offset: int) -> int:
+        """Apply the changelog of partition `p` from `offset` to its end; return the new offset.
+
+        A store whose recorded offset is past the changelog's end (the changelog was recreated)
+        is wiped and restored from the beginning.
+        """
+        tp = TopicPartition(self.agent.changelog_topic, p)
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+        )
+        await reader.start()
+        try:
+            reader.assign([tp])
+            end = (await reader.end_offsets([tp]))[tp]
+            begin = (await reader.beginning_offsets([tp]))[tp]
+            if offset > end:
+                log.warning(
+                    "%s[%d]: local state is ahead of the changelog; rebuilding", self.name, p
+                )
+                store.clear()
+                offset = 0
+            offset = max(offset, begin)
+            if offset >= end:
+                return offset
+            total = end - offset
+            started = time.monotonic()
+            log.info("%s[%d]: restoring %d changelog records", self.name, p, total)
+            reader.seek(tp, offset)
+            gauge = metrics.RESTORE_REMAINING.labels(self.name, str(p))
+            bar = _ProgressBar(f"restore {self.name}[{p}]", total)
+            position = offset
+            while position < end:
+                batch = await reader.getmany(tp, timeout_ms=1000, max_records=_RESTORE_BATCH)
+                recs = batch.get(tp, [])
+                if not recs:
+                    position = await reader.position(tp)
+                    continue
+                changes: dict[bytes, bytes | None] = {}
+                for r in recs:
+                    if r.key is not None:
+                        changes[r.key] = r.value
+                position = recs[-1].offset + 1
+                changes[Store.meta_change("changelog_offset", position)[0]] = Store.meta_change(
+                    "changelog_offset", position
+                )[1]
+                store.write(changes)
+                metrics.RESTORED_RECORDS.labels(self.name).inc(len(recs))
+                gauge.set(max(0, end - position))
+                bar.update(min(total, position - offset))
+            gauge.set(0)
+            bar.close()
+            log.info(
+                "%s[%d]: restored %d records in %.2fs",
+                self.name,
+                p,
+                total,
+                time.monotonic() - started,
+            )
+            return position
+        finally:
+            await reader.stop()
+
+    # -- micro-batches -------------------------------------------------------------------
+    async def _gather(self, stop: asyncio.Event) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Take the next micro-batch's records: what is available now (continuous) or what
+        arrives within the trigger interval, bounded by max_records_per_trigger."""
+        assert self.consumer is not None
+        trig = self.agent.trigger
+        interval = trig.interval_ms if trig.kind == "processing_time" else None
+        wait_ms = interval or self.settings.commit_interval_ms
+        limit = self.settings.max_records_per_trigger
+        deadline = time.monotonic() + wait_ms / 1000
+        out: dict[TopicPartition, list[ConsumerRecord]] = {}
+        n = 0
+        while n < limit and not stop.is_set():
+            remaining = max(0, int((deadline - time.monotonic()) * 1000))
+            got = await self.consumer.getmany(
+                timeout_ms=0 if (n and interval is None) else remaining, max_records=limit - n
+            )
+            for tp, recs in got.items():
+                out.setdefault(tp, []).extend(recs)
+                n += len(recs)
+            if not got and (n or remaining == 0):
+                break
+            if interval is None and n and not got:
+                break
+            if time.monotonic() >= deadline and (n or interval is not None):
+                break
+        return out
+
+    async def _run_tasks(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        by_partition: dict[int, dict[str, list[ConsumerRecord]]] = {}
+        for tp, recs in records.items():
+            if recs:
+                by_partition.setdefault(tp.partition, {})[tp.topic] = recs
+        for p in sorted(self.tasks):
+            task = self.tasks[p]
+            task_recs = by_partition.get(p, {})
+            if not task_recs and not task.query.wants_no_data_batch():
+                continue
+            try:
+                await self._checkpoint(task, task_recs)
+            except Exception as exc:
+                if isinstance(exc, DataLossError):
+                    raise
+                await self._recover(task, exc)
+
+    async def _recover(self, task: PartitionTask, exc: BaseException) -> None:
+        """Abort a failed checkpoint: rebuild the task from its store and the changelog, and
+        rewind the consumer to the committed offsets of the partition."""
+        log.warning(
+            "%s[%d]: checkpoint failed (%s: %s); aborting and rewinding",
+            self.name,
+            task.partition,
+            type(exc).__name__,
+            exc,
+        )
+        metrics.ABORTS.labels(self.name).inc()
+        if task.producer is not None:
+            with contextlib.suppress(Exception):
+                await task.producer.abort_transaction()
+        p = task.partition
+        await self._close_task(p)
+        assert self.consumer is not None
+        assignment = self.consumer.assignment()
+        tps = [tp for tp in assignment if tp.partition == p]
+        if not tps:
+            return
+        await asyncio.sleep(0.5)
+        self.tasks[p] = await self._open_task(p)
+        for tp in tps:
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                if self.settings.starting_offsets == "earliest":
+                    await self.consumer.seek_to_beginning(tp)
+                else:
+                    await self.consumer.seek_to_end(tp)
+            else:
+                self.consumer.seek(tp, committed)
+
+    async def _checkpoint(self, task: PartitionTask, recs: dict[str, list[ConsumerRecord]]) -> None:
+        started = time.monotonic()
+        agent = self.agent
+        out = _Outgoing()
+        rows_by_input: dict[str, list[Row]] = {}
+        offsets: dict[TopicPartition, int] = {}
+        sources = []
+        n_input = 0
+        for topic, rs in recs.items():
+            rows: list[Row] = []
+            append = rows.append
+            for r in rs:
+                try:
+                    append(decode_value(r.value))
+                except ValueError as exc:
+                    out.add(agent.dead_letter_topic, r.key, r.value, _dlq_headers(r, str(exc)))
+            rows_by_input[topic] = rows
+            n_input += len(rs)
+            offsets[TopicPartition(topic, task.partition)] = rs[-1].offset + 1
+            sources.append(
+                {
+                    "description": f"kafka[{topic}]",
+                    "startOffset": {topic: {str(task.partition): rs[0].offset}},
+                    "endOffset": {topic: {str(task.partition): rs[-1].offset + 1}},
+                    "numInputRows": len(rs),
+                }
+            )
+        t_decoded = time.monotonic()
+        result = task.query.run_batch(rows_by_input, int(time.time() * 1000))
+        t_processed = time.monotonic()
+        ctx = result.ctx
+        for row, reason in ctx.errors:
+            out.add(agent.dead_letter_topic, None, _json_or_repr(row), [("error", reason.encode())])
+        if ctx.late_rows:
+            metrics.LATE_ROWS.labels(self.name).inc(len(ctx.late_rows))
+            if agent.late_topic is not None:
+                ts_cols = agent.query.timestamp_columns
+                for op_name, row in ctx.late_rows:
+                    out.add(
+                        agent.late_topic.name,
+                        None,
+                        orjson.dumps(render_row(row, ts_cols)),
+                        [("operator", op_name.encode())],
+                    )
+        if agent.foreach_batch is not None and result.rows:
+            ts_cols = agent.query.timestamp_columns
+            res = agent.foreach_batch(
+                [render_row(r, ts_cols) for r in result.rows], result.batch_id
+            )
+            if asyncio.iscoroutine(res):
+                await res
+        if agent.sink is not None and result.rows:
+            values = encode_rows(result.rows, agent.query.timestamp_columns)
+            sink = agent.sink.name
+            if agent.key:
+                for row, value in zip(result.rows, values, strict=True):
+                    out.add(sink, encode_key(row, agent.key), value)
+            else:
+                for value in values:
+                    out.add(sink, None, value, partition=None)
+        changes = result.txn.changes()
+        for state_key, state_value in changes.items():
+            out.add(agent.changelog_topic, state_key, state_value, partition=task.partition)
+        changelog_end = await self._produce_and_commit(task, out, offsets)
+        t_committed = time.monotonic()
+        meta = {"changelog_offset": changelog_end} if changelog_end is not None else None
+        task.query.commit(result, meta)
+        if changelog_end is not None:
+            task.changelog_offset = changelog_end
+        self._report(
+            task,
+            result,
+            sources,
+            n_input,
+            len(changes),
+            started,
+            t_decoded,
+            t_processed,
+            t_committed,
+        )
+        n_dead = len(out.records.get(agent.dead_letter_topic, ()))
+        if n_dead:
+            metrics.DEAD_LETTERS.labels(self.name).inc(n_dead)
+
+    async def _produce_and_commit(
+        self, task: PartitionTask, out: _Outgoing, offsets: dict[TopicPartition, int]
+    ) -> int | None:
+        """Produce the checkpoint's records and commit the offsets, atomically under
+        exactly_once. Return the changelog offset after this checkpoint's records (None when it
+        wrote none)."""
+        changelog = self.agent.changelog_topic
+        if task.producer is not None:
+            producer = task.producer
+            await producer.begin_transaction()
+            try:
+                futures = await self._send_all(producer, task.partition, out)
+                if offsets:
+                    await producer.send_offsets_to_transaction(offsets, self.agent.group_id)
+                await producer.commit_transaction()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.abort_transaction()
+                raise
+            results = [(t, await f, n) for t, f, n in futures]
+        else:
+            assert self.shared_producer is not None and self.consumer is not None
+            futures = await self._send_all(self.shared_producer, task.partition, out)
+            results = [(t, await f, n) for t, f, n in futures]
+            if offsets:
+                await self.consumer.commit(offsets)
+        end = None
+        for topic, md, n in results:
+            if topic == changelog:
+                end = max(end or 0, md.offset + n)
+        return end
+
+    async def _send_all(
+        self, producer: AIOKafkaProducer, task_partition: int, out: _Outgoing
+    ) -> list[tuple[str, asyncio.Future[Any], int]]:
+        futures: list[tuple[str, asyncio.Future[Any], int]] = []
+        for topic, recs in out.records.items():
+            fixed = out.partitions.get(topic)
+            parts = await self._partitions(producer, topic)
+            builders: dict[int, Any] = {}
+            counts: dict[int, int] = {}
+            for key, value, headers in recs:
+                if fixed is not None:
+                    part = fixed
+                elif key is None:
+                    part = parts[task_partition % len(parts)]
+                else:
+                    part = self._partitioner(key, parts, parts)
+                b = builders.get(part)
+                if b is None:
+                    b = builders[part] = producer.create_batch()
+                    counts[part] = 0
+                if b.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    futures.append(
+                        (topic, await producer.send_batch(b, topic, partition=part), counts[part])
+                    )
+                    b = builders[part] = producer.create_batch()
+                    counts[part] = 0
+                    if b.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                        raise ValueError(f"record for {topic} larger than {_MAX_BATCH_BYTES} bytes")
+                counts[part] += 1
+            for part, b in builders.items():
+                if counts[part]:
+                    futures.append(
+                        (topic, await producer.send_batch(b, topic, partition=part), counts[part])
+                    )
+        return futures
+
+    async def _partitions(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
+        parts = self._partition_counts.get(topic)
+        if parts is None:
+            parts = sorted(await producer.partitions_for(topic))
+            self._partition_counts[topic] = parts
+        return parts
+
+    def _report(
+        self,
+        task: PartitionTask,
+        result: BatchResult,
+        sources: list[dict[str, Any]],
+        n_input: int,
+        n_changes: int,
+        started: float,
+        t_decoded: float,
+        t_processed: float,
+        t_committed: float,
+    ) -> None:
+        duration = max(t_committed - started, 1e-9)
+        prev = self.last_progress
+        wall = time.time()
+        elapsed = wall - prev["_wall"] if prev else duration
+        wm = task.query.watermark
+        state_rows = task.store.approximate_rows()
+        progress = {
+            "id": self.agent.group_id,
+            "name": self.name,
+            "partition": task.partition,
+            "batchId": result.batch_id,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + "Z",
+            "numInputRows": n_input,
+            "inputRowsPerSecond": round(n_input / max(elapsed, 1e-9), 1),
+            "processedRowsPerSecond": round(n_input / duration, 1),
+            "durationMs": {
+                "getBatch": round((t_decoded - started) * 1000, 3),
+                "addBatch": round((t_processed - t_decoded) * 1000, 3),
+                "commitOffsets": round((t_committed - t_processed) * 1000, 3),
+                "triggerExecution": round(duration * 1000, 3),
+            },
+            "eventTime": {"watermark": _iso(wm)},
+            "stateOperators": [{"numRowsTotal": state_rows, "numRowsUpdated": n_changes}],
+            "sources": sources,
+            "sink": {
+                "description": self.agent.sink.name if self.agent.sink else None,
+                "numOutputRows": len(result.rows),
+            },
+            "_wall": wall,
+        }
+        self.recent_progress.append(progress)
+        metrics.INPUT_RECORDS.labels(self.name).inc(n_input)
+        metrics.OUTPUT_RECORDS.labels(self.name).inc(len(result.rows))
+        metrics.BATCHES.labels(self.name).inc()
+        metrics.BATCH_SECONDS.labels(self.name).observe(duration)
+        metrics.STATE_ROWS.labels(self.name, str(task.partition)).set(state_rows)
+        if wm is not None:
+            metrics.WATERMARK.labels(self.name, str(task.partition)).set(wm / 1000)
+
+    # -- topics --------------------------------------------------------------------------
+    async def _ensure_topics(self) -> None:
+        """Create the inputs, sink, changelog and dead-letter topics that do not exist."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            agent = self.agent
+            n_in = 1
+            for t in agent.inputs:
+                if t.name not in existing:
+                    await _create(admin, t.name, t.partitions or 1, t.config)
+                    existing.add(t.name)
+            desc = await admin.describe_topics([t.name for t in agent.inputs])
+            counts = {d["topic"]: len(d["partitions"]) for d in desc}
+            n_in = max(counts.values())
+            if len(set(counts.values())) > 1 and len(agent.inputs) > 1:
+                raise ValueError(
+                    f"agent {agent.name}: input topics must be co-partitioned, got {counts}"
+                )
+            wanted = [
+                (agent.changelog_topic, n_in, {"cleanup.policy": "compact"}),
+                (agent.dead_letter_topic, 1, {}),
+            ]
+            if agent.sink is not None:
+                wanted.append((agent.sink.name, agent.sink.partitions or n_in, agent.sink.config))
+            if agent.late_topic is not None:
+                wanted.append((agent.late_topic.name, agent.late_topic.partitions or 1, {}))
+            for name, parts, config in wanted:
+                if name not in existing:
+                    await _create(admin, name, parts, config)
+        finally:
+            await admin.close()
+
+
+async def _create(
+    admin: AIOKafkaAdminClient, name: str, partitions: int, config: dict[str, str]
+) -> None:
+    with contextlib.suppress(TopicAlreadyExistsError):
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=dict(config))])
+
+
+def _dlq_headers(r: ConsumerRecord, reason: str) -> list[tuple[str, bytes]]:
+    return [
+        ("error", reason.encode()),
+        ("source.topic", r.topic.encode()),
+        ("source.partition", str(r.partition).encode()),
+        ("source.offset", str(r.offset).encode()),
+    ]
+
+
+def _json_or_repr(row: Any) -> bytes:
+    try:
+        return orjson.dumps(row, default=str)
+    except TypeError:
+        return repr(row).encode()
+
+
+def _iso(ms: int | None) -> str | None:
+    from tables.timeutil import iso_utc
+
+    return None if ms is None else iso_utc(ms)
+
+
+class _ProgressBar:
+    """A one-line progress bar on a terminal; silent otherwise (logs carry the progress)."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label = label
+        self.total = max(total, 1)
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def update(self, done: int) -> None:
+        if not self.tty or time.monotonic() - self._last < 0.2:
+            return
+        self._last = time.monotonic()
+        frac = done / self.total
+        bar = "#" * int(frac * 30)
+        sys.stderr.write(f"\r{self.label} [{bar:<30}] {done}/{self.total}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+class Worker:
+    """Runs every agent of an app until SIGTERM/SIGINT or until available-now agents finish.
+
+    Contract: on a stop signal each agent finishes its in-flight checkpoint, closes its tasks
+    and leaves the group; a failed agent stops the worker with its error.
+    """
+
+    def __init__(self, app: App, bootstrap: str | None = None) -> None:
+        from service.local import configured_bootstrap
+
+        self.app = app
+        self.bootstrap = bootstrap or app.settings.bootstrap_servers or configured_bootstrap()
+        self.runners = {
+            name: AgentRunner(agent, app.settings, self.bootstrap)
+            for name, agent in app.agents.items()
+        }
+        self.stop_event = asyncio.Event()
+
+    async def run(self) -> None:
+        """Start all agents and run them until stopped."""
+        started: list[AgentRunner] = []
+        try:
+            for runner in self.runners.values():
+                await runner.start()
+                started.append(runner)
+            runs = [asyncio.create_task(r.run(self.stop_event)) for r in started]
+            stopper = asyncio.create_task(self.stop_event.wait())
+            pending = set(runs)
+            while pending:
+                done, _ = await asyncio.wait(
+                    pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for d in done:
+                    if d is stopper:
+                        continue
+                    pending.discard(d)
+                    if d.exception() is not None:
+                        self.stop_event.set()
+                        raise d.exception()  # type: ignore[misc]
+                if stopper.done():
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    break
+            stopper.cancel()
+        finally:
+            for runner in started:
+                with contextlib.suppress(Exception):
+                    await runner.stop()
+
+    def stop(self) -> None:
+        """Ask every agent to stop after its current checkpoint."""
+        self.stop_event.set()

@@ -1,0 +1,136 @@
+"""Shared fixtures. Broker and PostgreSQL tests use one real local Kafka and one real PostgreSQL
+per test session, started by the same code as `weir local up`; when they cannot start, the
+tests that need them fail with the reason (never skip)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from service.local import Endpoints, LocalStack, LocalStartError
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
+    """A real local Kafka broker and PostgreSQL server for the whole test session."""
+    stack = LocalStack(tmp_path_factory.mktemp("weir-local"))
+    try:
+        endpoints = stack.up()
+    except LocalStartError as exc:
+        stack.down()
+        pytest.fail(f"local Kafka/PostgreSQL did not start: {exc}", pytrace=False)
+    yield endpoints
+    stack.down()
+
+
+class KafkaHelper:
+    """Unique topics, JSON producing and read_committed reading against the test broker."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.producer: AIOKafkaProducer | None = None
+
+    async def topic(self, prefix: str, partitions: int = 1, **config: str) -> str:
+        """Create a topic with a unique name and return the name."""
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config)])
+        finally:
+            await admin.close()
+        return name
+
+    async def _producer(self) -> AIOKafkaProducer:
+        if self.producer is None:
+            self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+            await self.producer.start()
+        return self.producer
+
+    async def produce(
+        self,
+        topic: str,
+        rows: Sequence[Any],
+        *,
+        key: str | None = None,
+        partition: int | None = None,
+    ) -> None:
+        """Produce rows as JSON values (bytes values are sent as they are), keyed by the
+        `key` column when given, and wait for every acknowledgement."""
+        producer = await self._producer()
+        futures = []
+        for row in rows:
+            value = row if isinstance(row, bytes) else orjson.dumps(row)
+            k = None
+            if key is not None and isinstance(row, dict):
+                k = str(row[key]).encode()
+            futures.append(await producer.send(topic, value=value, key=k, partition=partition))
+        await asyncio.gather(*futures)
+
+    async def read(
+        self, topic: str, *, idle_s: float = 3.0, expect: int | None = None, max_s: float = 60
+    ) -> list[ConsumerRecord]:
+        """Read a topic from the start with a read_committed consumer until `expect` records
+        arrived (then `idle_s` more to catch extras) or nothing came for `idle_s` seconds."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            parts = sorted(await (await self._producer()).partitions_for(topic))
+            consumer.assign([TopicPartition(topic, p) for p in parts])
+            out: list[ConsumerRecord] = []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + max_s
+            idle_until = loop.time() + idle_s
+            while loop.time() < deadline:
+                got = await consumer.getmany(timeout_ms=200)
+                n = sum(len(v) for v in got.values())
+                for recs in got.values():
+                    out.extend(recs)
+                now = loop.time()
+                if n:
+                    idle_until = now + idle_s
+                waiting = expect is not None and len(out) < expect
+                if now >= idle_until and not waiting:
+                    break
+            return sorted(out, key=lambda r: (r.partition, r.offset))
+        finally:
+            await consumer.stop()
+
+    async def read_json(self, topic: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """Read a topic's values as JSON objects."""
+        return [orjson.loads(r.value) for r in await self.read(topic, **kwargs)]
+
+    async def close(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def kafka(local_stack: Endpoints) -> AsyncIterator[KafkaHelper]:
+    """Helpers bound to the session's real broker."""
+    helper = KafkaHelper(local_stack.bootstrap_servers)
+    yield helper
+    await helper.close()
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    """A fresh folder for a test's worker state."""
+    path = tmp_path / "state"
+    path.mkdir()
+    return path
