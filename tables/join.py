@@ -19,8 +19,8 @@ Arguments of a stream-stream join:
   `left_col + lower_offset <= right_col <= left_col + upper_offset` (offsets are durations;
   "-10 minutes" is allowed as text, or a negative int of ms).
 * `left_columns` / `right_columns`: optional lists of each side's columns. They name the
-  null columns of an outer join's unmatched rows (without them an unmatched row carries the
-  other side's key and time columns only) and fix the set of clashing names.
+  null columns of an outer join's unmatched rows (besides the other side's key and time
+  columns, which are always there) and fix the set of clashing names.
 
 Output rows are the union of both rows' columns. A column that is not a shared key and
 exists on both sides is renamed `left_<name>` and `right_<name>` (in every output row when
@@ -107,7 +107,8 @@ class RowCombiner:
 
     Contract: shared keys (same name on both sides) appear once, taken from the left row when
     present; any other name present on both sides becomes `left_<name>` / `right_<name>`;
-    a missing side contributes its declared columns (or `fallback` columns) as None.
+    a missing side contributes its declared columns and its `fallback` columns (key and
+    time columns) as None (a shared key takes the present side's value).
     """
 
     def __init__(
@@ -124,8 +125,8 @@ class RowCombiner:
         self.static_clash: frozenset[str] = frozenset()
         if left_columns is not None and right_columns is not None:
             self.static_clash = frozenset(set(left_columns) & set(right_columns)) - self.shared
-        self.left_pad = list(left_columns if left_columns is not None else left_fallback)
-        self.right_pad = list(right_columns if right_columns is not None else right_fallback)
+        self.left_pad = list(dict.fromkeys([*(left_columns or ()), *left_fallback]))
+        self.right_pad = list(dict.fromkeys([*(right_columns or ()), *right_fallback]))
 
     def pair(self, left: Row, right: Row) -> Row:
         """Combine two matching rows."""
