@@ -47,8 +47,20 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    # Retries while fresh topics elect leaders are routine; show only real errors.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    from service.demo import run_demo
+
+    return asyncio.run(run_demo(args.seconds))
+
+
 def register(sub: Any) -> None:
     """Add the sub-commands to the `weir` parser's sub-parsers."""
+    demo = sub.add_parser("demo", help="word count over generated text on the local broker")
+    demo.add_argument("--seconds", type=float, default=30.0)
+    demo.set_defaults(func=_demo)
     worker = sub.add_parser("worker", help="run the agents of an app: weir worker module:app")
     worker.add_argument("app", help="module:attribute of the App, e.g. agents.word_count:app")
     worker.add_argument("--log-level", default="info")
