@@ -21,11 +21,42 @@ from aiokafka.structs import TopicPartition
 from service.local import configured_bootstrap
 from service.worker import Worker
 
-_VOCAB = (
-    "stream table window watermark kafka spark state join late event time batch query "
-    "offset checkpoint exactly once sink source update append complete trigger agent "
-    "partition changelog replay session sliding tumbling dedup order payment click"
-).split()
+_VOCAB = [
+    "stream",
+    "table",
+    "window",
+    "watermark",
+    "kafka",
+    "spark",
+    "state",
+    "join",
+    "late",
+    "event",
+    "time",
+    "batch",
+    "query",
+    "offset",
+    "checkpoint",
+    "exactly",
+    "once",
+    "sink",
+    "source",
+    "update",
+    "append",
+    "complete",
+    "trigger",
+    "agent",
+    "partition",
+    "changelog",
+    "replay",
+    "session",
+    "sliding",
+    "tumbling",
+    "dedup",
+    "order",
+    "payment",
+    "click",
+]
 
 
 def _line(rng: random.Random) -> str:
