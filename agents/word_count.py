@@ -22,7 +22,7 @@ _WORD = re.compile(r"[a-z0-9']+")
 
 app = App("wordcount")
 lines_topic = app.topic("lines")
-counts_topic = app.topic("word-counts", **{"cleanup.policy": "compact"})
+counts_topic = app.topic("word-counts", config={"cleanup.policy": "compact"})
 
 
 def split_words(row: Row) -> list[Row]:

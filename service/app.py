@@ -104,11 +104,14 @@ class App:
         self.topics: dict[str, Topic] = {}
         self.agents: dict[str, Agent] = {}
 
-    def topic(self, name: str, *, partitions: int | None = None, **config: str) -> Topic:
-        """Declare (or return the already declared) topic `name`."""
+    def topic(
+        self, name: str, *, partitions: int | None = None, config: dict[str, str] | None = None
+    ) -> Topic:
+        """Declare (or return the already declared) topic `name`; `config` is used only when
+        Weir creates the topic (e.g. {"cleanup.policy": "compact"})."""
         if name in self.topics:
             return self.topics[name]
-        t = Topic(name, partitions, dict(config))
+        t = Topic(name, partitions, dict(config or {}))
         self.topics[name] = t
         return t
 
