@@ -79,7 +79,7 @@ def test_multi_input_routing_and_no_data_batches() -> None:
         {"topic": "b", "id": 2, "ts": T0 + 5 * MIN},
         {"topic": "zzz", "id": 3, "ts": T0},
     ]
-    for no_data, batches, second in ((False, 2, 1), (True, 4, 2)):
+    for no_data, batches, second in ((False, 2, 1), (True, 3, 2)):
         out, dead = io.BytesIO(), io.BytesIO()
         stats = replay(
             q, io.BytesIO(_lines(rows)), out, batch_size=2, no_data_batches=no_data, dead=dead
