@@ -553,3 +553,28 @@ def test_refused_combinations() -> None:
         wm.group_by("action").agg("count")
     with pytest.raises(ValueError, match="column names or a window"):
         wm.group_by(3)
+
+
+def test_boundaries_end_at_late_watermark_is_late_end_at_watermark_is_closed(
+    store: Store,
+) -> None:
+    d = Driver(tumbling("append"), store)
+    assert d.batch(ev("10:09")) == []
+    assert d.batch(ev("10:15")) == []  # W = 10:04
+    # W = 10:10 == end of [10:00, 10:10): closed now
+    assert d.batch() == [row("click", "10:00", "10:10", 1, 1.0)]
+    # L = 10:10: a row of [10:00, 10:10) (end == L) is late; [10:10, 10:20) still open
+    late = ev("10:00")
+    assert d.batch(late, ev("10:10")) == []
+    assert d.late == [late]
+
+
+def test_session_boundary_end_at_late_watermark_is_late(store: Store) -> None:
+    d = Driver(sessions("append", "0 minutes"), store)
+    d.batch(ev("10:10"))
+    d.batch()  # W = 10:10 = L of the next batch
+    late, kept = ev("10:05"), ev("10:06")  # sessions ending 10:10 (== L) and 10:11
+    assert d.batch(late, kept) == []
+    assert d.late == [late]
+    assert d.batch(ev("10:30")) == []
+    assert d.batch() == [srow("u1", "10:06", "10:15", [1.0, 1.0])]
