@@ -106,6 +106,15 @@ class TimeIndex:
         """Record that an entry at time `t` was written directly under `key(t, ...)`."""
         self._added.add(t // self.width)
 
+    def note_bucket(self, bucket: int) -> None:
+        """Record that an entry of `bucket` (time // width) was written directly."""
+        self._added.add(bucket)
+
+    @property
+    def entry_prefix(self) -> bytes:
+        """The prefix of every entry key (`key(t, s)` = prefix + bucket + time + s)."""
+        return self._entry
+
     def delete(self, t: int, suffix: bytes) -> None:
         """Remove the entry (t, suffix) (the directory is tidied by `pop_through`)."""
         self._state.delete(self.key(t, suffix))

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from tables.dedup import TimeIndex, bucket_width_for, event_time
+from tables.dedup import TimeIndex, bucket_width_for, encode_time, event_time
 from tables.operator import BatchContext, Row
 from tables.query import MultiInputOperator, Node, Stream, input_names
 from tables.store import StateView
@@ -339,7 +339,8 @@ class StreamJoinOperator(MultiInputOperator):
             pair = _swap(self.combiner.pair)
         has_range = time_col is not None
         dumps = orjson.dumps
-        get = state.get
+        get, put = state.get, state.put
+        ientry, width, added = idx.entry_prefix, idx.width, idx.note_bucket
         errors = ctx.errors
         name = self.name
         for row in rows:
@@ -385,8 +386,11 @@ class StreamJoinOperator(MultiInputOperator):
                 cache[mkey] = mine
             mine.append([ts, matched if track_self else 0, row])
             dirty.add(mkey)
-            if horizon is not None:
-                idx.put(ts + horizon, kb, 1)
+            if horizon is not None:  # idx.put(ts + horizon, kb, 1), inlined (hot path)
+                expiry = ts + horizon
+                bucket = expiry // width
+                put(ientry + encode_time(bucket) + encode_time(expiry) + kb, 1)
+                added(bucket)
 
     def _evict(
         self,

@@ -100,7 +100,7 @@ def test_definition_checks() -> None:
     s = read("raw").with_watermark("event_ts", "1 minute").drop_duplicates(["event_id", "event_ts"])
     for mode in ("update", "complete"):
         with pytest.raises(ValueError, match="output mode is not supported for dedup"):
-            s.query(mode)  # type: ignore[arg-type]
+            s.query(mode)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         s.query("append")

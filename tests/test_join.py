@@ -281,15 +281,15 @@ def model(
     if how == "left_outer":
         for bl, lr in lefts:
             if not any(match(lr, rr) for _, rr in rights):
-                b = first_passing(bl, lr["lt"] + hi)
-                if b is not None:
-                    out[(b, lr["lid"], None)] += 1
+                due = first_passing(bl, lr["lt"] + hi)
+                if due is not None:
+                    out[(due, lr["lid"], None)] += 1
     if how == "right_outer":
         for br, rr in rights:
             if not any(match(lr, rr) for _, lr in lefts):
-                b = first_passing(br, rr["rt"] - lo)
-                if b is not None:
-                    out[(b, None, rr["rid"])] += 1
+                due = first_passing(br, rr["rt"] - lo)
+                if due is not None:
+                    out[(due, None, rr["rid"])] += 1
     return out
 
 

@@ -17,7 +17,7 @@ from tables.query import QueryTask, read
 from tables.static import static_table
 from tables.store import MemoryStore, RocksDBStore, Store
 
-PRODUCTS = [
+PRODUCTS: list[dict[str, Any]] = [
     {"product_id": "p1", "category": "books", "price": 12.5},
     {"product_id": "p2", "category": "games", "price": 40.0},
     {"product_id": "p2", "category": "games-bundle", "price": 55.0},
@@ -37,19 +37,19 @@ def run(task: QueryTask, rows: list[dict[str, Any]], pt: int) -> list[dict[str, 
     return result.rows
 
 
-PURCHASES = [
+PURCHASES: list[dict[str, Any]] = [
     {"purchase_id": 1, "product_id": "p1", "qty": 2},
     {"purchase_id": 2, "product_id": "p9", "qty": 1},
     {"purchase_id": 3, "product_id": "p2", "qty": 1},
     {"purchase_id": 4, "product_id": None, "qty": 1},
 ]
 
-INNER = [
+INNER: list[dict[str, Any]] = [
     {"purchase_id": 1, "product_id": "p1", "qty": 2, "category": "books", "price": 12.5},
     {"purchase_id": 3, "product_id": "p2", "qty": 1, "category": "games", "price": 40.0},
     {"purchase_id": 3, "product_id": "p2", "qty": 1, "category": "games-bundle", "price": 55.0},
 ]
-LEFT = [
+LEFT: list[dict[str, Any]] = [
     INNER[0],
     {"purchase_id": 2, "product_id": "p9", "qty": 1, "category": None, "price": None},
     *INNER[1:],
@@ -58,7 +58,7 @@ LEFT = [
 
 
 def check_inner_and_left(source: Any, store: Store, **kw: Any) -> None:
-    table = static_table(source, **kw)
+    table: Any = static_table(source, **kw)  # Stream.join is typed for streams only
     inner = read("purchases").join(table, on="product_id").query()
     assert run(inner.task(store), [dict(r) for r in PURCHASES], 1) == INNER
     left = read("purchases").join(table, on="product_id", how="left").query()
@@ -96,7 +96,7 @@ def test_csv_file(tmp_path: Path, store: Store) -> None:
 def test_values_normalised_and_timestamps_rendered(tmp_path: Path) -> None:
     when = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
     rows = [{"product_id": "p1", "since": when, "cost": Decimal("1.50"), "category": "x"}]
-    table = static_table(rows)
+    table: Any = static_table(rows)
     q = read("purchases").join(table, on="product_id").query()
     out = run(q.task(MemoryStore()), [{"product_id": "p1", "category": "y"}], 1)
     assert out == [
@@ -114,7 +114,7 @@ def test_values_normalised_and_timestamps_rendered(tmp_path: Path) -> None:
 def test_periodic_reload(tmp_path: Path) -> None:
     path = tmp_path / "p.parquet"
     pq.write_table(pa.Table.from_pylist(PRODUCTS[:1]), path)
-    table = static_table(path, reload_every="10 minutes")
+    table: Any = static_table(path, reload_every="10 minutes")
     task = read("purchases").join(table, on="product_id", how="left").query().task(MemoryStore())
     t0 = 1_700_000_000_000
     assert run(task, [{"product_id": "p1"}], t0)[0]["category"] == "books"
@@ -124,7 +124,7 @@ def test_periodic_reload(tmp_path: Path) -> None:
 
 
 def test_refusals() -> None:
-    table = static_table(PRODUCTS)
+    table: Any = static_table(PRODUCTS)
     with pytest.raises(ValueError, match="unsupported join type"):
         read("purchases").join(table, on="product_id", how="right")
     with pytest.raises(ValueError, match="no time range"):
