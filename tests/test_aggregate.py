@@ -223,7 +223,7 @@ def test_sliding_append(store: Store) -> None:
 
 def test_no_watermark_update_and_complete_keep_state_forever(store: Store) -> None:
     for mode in ("update", "complete"):
-        q = read("events").group_by("action").count().query(mode)  # type: ignore[arg-type]
+        q = read("events").group_by("action").count().query(mode)
         s: Store = MemoryStore() if mode == "complete" else store
         d = Driver(q, s)
         assert d.batch(ev("10:00"), ev("10:01", "view")) == [
@@ -367,7 +367,7 @@ def test_aliases_and_groupby_count_names() -> None:
     assert agg_sum("amount").name == "sum(amount)"
     q = read("events").group_by("action").count().query("update")
     assert q.node.op is not None
-    assert q.node.op.output_columns == ["action", "count"]  # type: ignore[attr-defined]
+    assert q.node.op.output_columns == ["action", "count"]
 
 
 def test_window_columns_are_declared_as_timestamps() -> None:
@@ -530,9 +530,9 @@ def test_append_without_watermark_is_refused() -> None:
 def test_allowed_modes() -> None:
     wm = read("events").with_watermark("event_time", "1 minute")
     for mode in ("append", "update", "complete"):
-        wm.group_by(window("event_time", "1 minute")).count().query(mode)  # type: ignore[arg-type]
+        wm.group_by(window("event_time", "1 minute")).count().query(mode)
     for mode in ("update", "complete"):
-        read("events").group_by("action").count().query(mode)  # type: ignore[arg-type]
+        read("events").group_by("action").count().query(mode)
     wm.group_by(session_window("event_time", "1 minute")).count().query("append")
     wm.group_by(session_window("event_time", "1 minute")).count().query("complete")
 
