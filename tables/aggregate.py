@@ -373,6 +373,9 @@ class _CollectList(AggregateFunction):
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return [*a, *b]
 
+    def result(self, state: list[Any]) -> list[Any]:
+        return list(state)  # a copy: the output row must not alias the stored state
+
 
 @runtime_checkable
 class Aggregator(Protocol):
@@ -513,7 +516,13 @@ class GroupedStream:
         self.stream = stream
         cols: list[str] = []
         win: AnyWindow | None = None
-        for k in keys:
+        flat: list[Any] = []
+        for k in keys:  # group_by(["a", "b"]) works like group_by("a", "b"), as in Spark
+            if isinstance(k, list | tuple):
+                flat.extend(k)
+            else:
+                flat.append(k)
+        for k in flat:
             if isinstance(k, WindowSpec | SessionWindowSpec):
                 if win is not None:
                     raise ValueError("group_by accepts at most one window or session_window")

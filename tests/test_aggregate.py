@@ -370,6 +370,14 @@ def test_aliases_and_groupby_count_names() -> None:
     assert q.node.op.output_columns == ["action", "count"]
 
 
+def test_group_by_accepts_a_list_of_keys(store: Store) -> None:
+    q = read("events").group_by(["action", "user_id"]).count().query("update")
+    assert Driver(q, store).batch(ev("10:00"), ev("10:01", user="u2")) == [
+        {"action": "click", "user_id": "u1", "count": 1},
+        {"action": "click", "user_id": "u2", "count": 1},
+    ]
+
+
 def test_window_columns_are_declared_as_timestamps() -> None:
     q = tumbling("update")
     assert {"window_start", "window_end"} <= q.timestamp_columns
