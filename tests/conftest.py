@@ -111,6 +111,17 @@ class KafkaHelper:
         finally:
             await consumer.stop()
 
+    async def end_offset_total(self, topic: str) -> int:
+        """Sum of the topic's end offsets (transaction markers included): grows with commits."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            parts = sorted(await (await self._producer()).partitions_for(topic))
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+            return sum(ends.values())
+        finally:
+            await consumer.stop()
+
     async def read_json(self, topic: str, **kwargs: Any) -> list[dict[str, Any]]:
         """Read a topic's values as JSON objects."""
         return [orjson.loads(r.value) for r in await self.read(topic, **kwargs)]

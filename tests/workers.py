@@ -1,0 +1,64 @@
+"""Worker subprocesses for broker tests: started like a user would (`weir worker`), killed by
+pid, their logs kept for failure messages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class WorkerProcess:
+    """`python -m service.cli worker <spec>` with extra environment; output to a log file."""
+
+    def __init__(self, spec: str, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()
+        full_env = {**os.environ, **env}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker", spec, "--log-level", "info"],
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no checkpoint, no goodbye."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.wait(30)
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM: finish the checkpoint, leave the group; return the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for exit; on timeout kill it and fail with the log's tail."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self._log.close()
+            raise AssertionError(f"worker did not exit within {timeout}s:\n{self.tail()}") from None
+        self._log.close()
+        return rc
+
+    def tail(self, lines: int = 40) -> str:
+        """The last lines of the worker's log."""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    """Poll a zero-argument callable until it is truthy, or fail saying `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
