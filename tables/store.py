@@ -48,6 +48,10 @@ class Store(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; the store must not be used afterwards."""
 
+    @abstractmethod
+    def approximate_rows(self) -> int:
+        """Return about how many keys the store holds, cheaply (for progress and metrics)."""
+
     def get_meta(self, name: str) -> Any:
         """Return the metadata value `name` (JSON-decoded), or None."""
         raw = self.get(META_PREFIX + name.encode())
@@ -92,6 +96,9 @@ class MemoryStore(Store):
         self._data.clear()
         self._keys.clear()
 
+    def approximate_rows(self) -> int:
+        return len(self._data)
+
 
 class RocksDBStore(Store):
     """A store in a RocksDB directory (rocksdict); writes go through one atomic WriteBatch."""
@@ -135,6 +142,9 @@ class RocksDBStore(Store):
     def clear(self) -> None:
         keys = [k for k, _ in self.items()]
         self.write(dict.fromkeys(keys))
+
+    def approximate_rows(self) -> int:
+        return int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)
 
     def flush(self) -> None:
         """Make every completed write durable on disk."""
