@@ -83,7 +83,7 @@ def to_millis(value: object) -> int:
         return int(value)
     if isinstance(value, str):
         try:
-            dt = datetime.fromisoformat(value.replace(" ", "T", 1) if "T" not in value else value)
+            dt = datetime.fromisoformat(value)
         except ValueError as exc:
             raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from exc
         return _datetime_ms(dt)
@@ -95,11 +95,11 @@ def to_millis(value: object) -> int:
 def _datetime_ms(dt: datetime) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    delta = dt - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    return (dt - _EPOCH) // _ONE_MS
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 def iso_utc(ms: int) -> str:
