@@ -727,8 +727,12 @@ class Worker:
 
     async def run(self) -> None:
         """Start all agents and run them until stopped."""
+        from service.http import start_for_worker
+
         started: list[AgentRunner] = []
+        web = None
         try:
+            web = await start_for_worker(self)  # None unless settings.web_port is set
             for runner in self.runners.values():
                 await runner.start()
                 started.append(runner)
@@ -754,6 +758,8 @@ class Worker:
             for runner in started:
                 with contextlib.suppress(Exception):
                     await runner.stop()
+            if web is not None:
+                await web.stop()
 
     def stop(self) -> None:
         """Ask every agent to stop after its current checkpoint."""
