@@ -76,6 +76,17 @@ class Agent:
     late_topic: Topic | None = None
     """Where rows dropped as late go (they are always counted in a metric)."""
     trigger: Trigger = field(default_factory=Trigger)
+    repartition: bool | None = None
+    """Repartition before keyed state: None decides by the input's partition count (more than
+    one: repartition), False trusts that the input is already partitioned by the key."""
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Input topic -> input name in the query (stage 2 reads repartition topics)."""
+    raw_output: bool = False
+    """Write rows as the engine holds them (timestamps as epoch ms): internal topics."""
+    timestamp_column: str | None = None
+    """Column whose epoch-ms value becomes the output record's timestamp."""
+    dead_letters: str | None = None
+    """Dead-letter topic override (stage 1 uses its agent's)."""
 
     @property
     def group_id(self) -> str:
@@ -90,7 +101,7 @@ class Agent:
     @property
     def dead_letter_topic(self) -> str:
         """Where records that cannot be decoded or processed go, with the reason in headers."""
-        return f"{self.group_id}-dead-letters"
+        return self.dead_letters or f"{self.group_id}-dead-letters"
 
 
 class App:
@@ -124,9 +135,12 @@ class App:
         late_topic: Topic | None = None,
         trigger: Trigger | None = None,
         name: str | None = None,
+        repartition: bool | None = None,
     ) -> Callable[[Callable[..., Query]], Callable[..., Query]]:
         """Declare an agent: the decorated function receives one `Stream` per input topic and
-        returns the `Query` to run. Raises ValueError at declaration for a bad query."""
+        returns the `Query` to run. Raises ValueError at declaration for a bad query.
+
+        `repartition`: see `Agent.repartition`."""
         if not inputs:
             raise ValueError("an agent needs at least one input topic")
 
@@ -148,6 +162,7 @@ class App:
                 foreach_batch=foreach_batch,
                 late_topic=late_topic,
                 trigger=trigger or Trigger(),
+                repartition=repartition,
             )
             return fn
 

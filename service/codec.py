@@ -42,11 +42,18 @@ def encode_rows(rows: list[Row], timestamp_columns: frozenset[str]) -> list[byte
     return [orjson.dumps(render_row(r, timestamp_columns)) for r in rows]
 
 
+WHOLE_ROW = ("*",)
+"""A key spec meaning: the whole row (sorted-keys JSON) is the key."""
+
+
 def encode_key(row: Row, key: tuple[str, ...]) -> bytes | None:
     """The record key for `row`: JSON of the one key column's value, or of the list of values;
-    None when the agent declares no key. A string value is encoded bare (no quotes)."""
+    the whole row for `WHOLE_ROW`; None when the agent declares no key. A string value is
+    encoded bare (no quotes)."""
     if not key:
         return None
+    if key == WHOLE_ROW:
+        return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
     if len(key) == 1:
         v: Any = row.get(key[0])
         if isinstance(v, str):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
 import time
@@ -34,11 +35,12 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from service import metrics
-from service.app import Agent, App
-from service.codec import decode_value, encode_key, encode_rows, render_row
+from service.app import Agent, App, Topic
+from service.codec import WHOLE_ROW, decode_value, encode_key, encode_rows, render_row
+from service.plan import split
 from service.settings import Settings
 from tables.operator import Row
-from tables.query import BatchResult, QueryTask
+from tables.query import BatchResult, Query, QueryTask
 from tables.store import MemoryStore, RocksDBStore, Store
 
 log = logging.getLogger("weir.worker")
@@ -68,9 +70,9 @@ class PartitionTask:
 class _Outgoing:
     """Records of one checkpoint, per topic: (key, value, headers)."""
 
-    records: dict[str, list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]] = field(
-        default_factory=dict
-    )
+    records: dict[
+        str, list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int | None]]
+    ] = field(default_factory=dict)
     partitions: dict[str, int | None] = field(default_factory=dict)
     """Fixed partition per topic (changelog: the task's), or None for key hashing."""
 
@@ -81,8 +83,9 @@ class _Outgoing:
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
+        timestamp: int | None = None,
     ) -> None:
-        self.records.setdefault(topic, []).append((key, value, headers or []))
+        self.records.setdefault(topic, []).append((key, value, headers or [], timestamp))
         self.partitions.setdefault(topic, partition)
 
 
@@ -122,6 +125,9 @@ class AgentRunner:
         self.finished = asyncio.Event()
         self._eos = settings.processing_guarantee == "exactly_once"
         self.state_root = Path(settings.state_dir) / agent.app.name / agent.name
+        self.upstream: list[AgentRunner] = []
+        """Stage-1 runners feeding this one (available-now waits for them to finish)."""
+        self._upstream_targets_taken = False
 
     @property
     def last_progress(self) -> dict[str, Any] | None:
@@ -185,6 +191,9 @@ class AgentRunner:
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Restore the state of newly assigned partitions, then position the consumer."""
+        log.info(
+            "%s: assigned partitions %s", self.name, sorted({tp.partition for tp in assigned})
+        )
         async with self._lock:
             for p in sorted({tp.partition for tp in assigned}):
                 if p not in self.tasks:
@@ -223,6 +232,15 @@ class AgentRunner:
     async def _caught_up(self) -> bool:
         if self.consumer is None or self._available_now_targets is None:
             return False
+        if self.upstream:
+            if not all(u.finished.is_set() for u in self.upstream):
+                return False
+            if not self._upstream_targets_taken:
+                # Upstream is done: its output is now complete, so take the end offsets again.
+                self._upstream_targets_taken = True
+                assigned = list(self.consumer.assignment())
+                self._available_now_targets = dict(await self.consumer.end_offsets(assigned))
+                return False
         for tp, end in self._available_now_targets.items():
             if tp.partition not in self.tasks:
                 continue
@@ -426,7 +444,7 @@ class AgentRunner:
                     append(decode_value(r.value))
                 except ValueError as exc:
                     out.add(agent.dead_letter_topic, r.key, r.value, _dlq_headers(r, str(exc)))
-            rows_by_input[topic] = rows
+            rows_by_input[agent.aliases.get(topic, topic)] = rows
             n_input += len(rs)
             offsets[TopicPartition(topic, task.partition)] = rs[-1].offset + 1
             sources.append(
@@ -462,14 +480,20 @@ class AgentRunner:
             if asyncio.iscoroutine(res):
                 await res
         if agent.sink is not None and result.rows:
-            values = encode_rows(result.rows, agent.query.timestamp_columns)
             sink = agent.sink.name
-            if agent.key:
-                for row, value in zip(result.rows, values, strict=True):
-                    out.add(sink, encode_key(row, agent.key), value)
+            if agent.raw_output:
+                values = [orjson.dumps(r) for r in result.rows]
             else:
-                for value in values:
-                    out.add(sink, None, value, partition=None)
+                values = encode_rows(result.rows, agent.query.timestamp_columns)
+            ts_col = agent.timestamp_column
+            for row, value in zip(result.rows, values, strict=True):
+                ts = row.get(ts_col) if ts_col else None
+                out.add(
+                    sink,
+                    encode_key(row, agent.key) if agent.key else None,
+                    value,
+                    timestamp=ts if type(ts) is int else None,
+                )
         changes = result.txn.changes()
         for state_key, state_value in changes.items():
             out.add(agent.changelog_topic, state_key, state_value, partition=task.partition)
@@ -535,7 +559,7 @@ class AgentRunner:
             parts = await self._partitions(producer, topic)
             builders: dict[int, Any] = {}
             counts: dict[int, int] = {}
-            for key, value, headers in recs:
+            for key, value, headers, ts in recs:
                 if fixed is not None:
                     part = fixed
                 elif key is None:
@@ -546,13 +570,13 @@ class AgentRunner:
                 if b is None:
                     b = builders[part] = producer.create_batch()
                     counts[part] = 0
-                if b.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                if b.append(key=key, value=value, timestamp=ts, headers=headers) is None:
                     futures.append(
                         (topic, await producer.send_batch(b, topic, partition=part), counts[part])
                     )
                     b = builders[part] = producer.create_batch()
                     counts[part] = 0
-                    if b.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    if b.append(key=key, value=value, timestamp=ts, headers=headers) is None:
                         raise ValueError(f"record for {topic} larger than {_MAX_BATCH_BYTES} bytes")
                 counts[part] += 1
             for part, b in builders.items():
@@ -725,12 +749,80 @@ class Worker:
         }
         self.stop_event = asyncio.Event()
 
+    async def _expand(self) -> None:
+        """Split agents whose keyed state needs a repartition topic into their two stages."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            for name, agent in list(self.app.agents.items()):
+                if agent.repartition is False:
+                    continue
+                for t in agent.inputs:
+                    if t.name not in existing:
+                        await _create(admin, t.name, t.partitions or 1, t.config)
+                        existing.add(t.name)
+                desc = await admin.describe_topics([t.name for t in agent.inputs])
+                n = max(len(d["partitions"]) for d in desc)
+                if agent.repartition is None and n == 1:
+                    continue
+                plan = split(agent.query)
+                if plan is None:
+                    continue
+                stage2_query, cuts = plan
+                upstream: list[AgentRunner] = []
+                aliases: dict[str, str] = {}
+                inputs: list[Topic] = []
+                by_name = {t.name: t for t in agent.inputs}
+                for cut in cuts:
+                    topic = Topic(f"{agent.group_id}-repartition-{cut.input_name}", n)
+                    stage1 = Agent(
+                        app=self.app,
+                        name=f"{agent.name}-repartition-{cut.input_name}",
+                        inputs=(by_name[cut.input_name],),
+                        query=Query(cut.stage1, "append"),
+                        sink=topic,
+                        key=cut.key if cut.key is not None else WHOLE_ROW,
+                        trigger=agent.trigger,
+                        raw_output=True,
+                        timestamp_column=cut.stage1.watermarks[0][1]
+                        if cut.stage1.watermarks
+                        else None,
+                        dead_letters=agent.dead_letter_topic,
+                        repartition=False,
+                    )
+                    runner = AgentRunner(stage1, self.app.settings, self.bootstrap)
+                    self.runners[stage1.name] = runner
+                    upstream.append(runner)
+                    aliases[topic.name] = cut.input_name
+                    inputs.append(topic)
+                stage2 = dataclasses.replace(
+                    agent,
+                    inputs=tuple(inputs),
+                    query=stage2_query,
+                    aliases=aliases,
+                    repartition=False,
+                )
+                runner2 = AgentRunner(stage2, self.app.settings, self.bootstrap)
+                runner2.upstream = upstream
+                self.runners[name] = runner2
+                log.info(
+                    "%s: repartitioning %s by %s through %s",
+                    name,
+                    [c.input_name for c in cuts],
+                    [c.key for c in cuts],
+                    [t.name for t in inputs],
+                )
+        finally:
+            await admin.close()
+
     async def run(self) -> None:
         """Start all agents and run them until stopped."""
         from service.http import start_for_worker
 
         started: list[AgentRunner] = []
         web = None
+        await self._expand()
         try:
             web = await start_for_worker(self)  # None unless settings.web_port is set
             for runner in self.runners.values():
