@@ -1,0 +1,425 @@
+"""The worker's HTTP endpoints over real HTTP on 127.0.0.1: real App, Worker and AgentRunner
+objects (no broker for the unit tests; `Worker` does not connect before `run`), requests made
+with urllib in a thread since the server shares the test's event loop. One broker test runs a
+real worker with `web_port` set and watches it become ready and report progress. The deploy/
+manifests are checked to parse and to agree on the web port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
+
+from service import metrics
+from service.app import App
+from service.http import DEFAULT_HOST, HOST_ENV, WebServer, start_for_worker
+from service.worker import PartitionTask, Worker
+from tables.query import Query, Stream
+from tables.store import MemoryStore
+from tests.conftest import KafkaHelper
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The names README.md's Metrics section promises, as exposed (counters with `_total`).
+METRIC_NAMES = [
+    "weir_input_records_total",
+    "weir_output_records_total",
+    "weir_dead_letter_records_total",
+    "weir_late_rows_total",
+    "weir_batches_total",
+    "weir_checkpoint_aborts_total",
+    "weir_offset_resets_total",
+    "weir_batch_duration_seconds",
+    "weir_state_rows",
+    "weir_watermark_seconds",
+    "weir_restored_changelog_records_total",
+    "weir_restore_remaining_records",
+]
+
+
+class Reply:
+    """Status, headers and body of one HTTP response."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def _request(url: str, method: str = "GET") -> Reply:
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return Reply(resp.status, dict(resp.headers.items()), resp.read())
+    except urllib.error.HTTPError as err:
+        with err:
+            return Reply(err.code, dict(err.headers.items()), err.read())
+
+
+async def fetch(url: str, method: str = "GET") -> Reply:
+    """One real HTTP request, off the event loop (the server runs on it)."""
+    return await asyncio.to_thread(_request, url, method)
+
+
+async def raw_request(port: int, data: bytes) -> bytes:
+    """Send raw bytes to 127.0.0.1:port and return everything the server answers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+def make_app(**settings: Any) -> App:
+    app = App(f"http-{uuid.uuid4().hex[:8]}", store="memory", **settings)
+    src = app.topic("http-in")
+    out = app.topic("http-out")
+
+    @app.agent(src, sink=out, key="k")
+    def counts(s: Stream) -> Query:
+        return s.group_by("k").count().query("update")
+
+    return app
+
+
+@pytest_asyncio.fixture
+async def served() -> AsyncIterator[tuple[Worker, WebServer]]:
+    """A Worker that never ran (no broker) and its endpoints on a free loopback port."""
+    worker = Worker(make_app(), bootstrap="127.0.0.1:1")
+    server = WebServer(worker, 0)
+    await server.start()
+    try:
+        yield worker, server
+    finally:
+        await server.stop()
+
+
+@pytest.mark.asyncio
+async def test_binds_loopback_on_a_free_port(served: tuple[Worker, WebServer]) -> None:
+    _, server = served
+    assert server.host == DEFAULT_HOST == "127.0.0.1"
+    assert server.port > 0
+    assert server.url == f"http://127.0.0.1:{server.port}"
+
+
+@pytest.mark.asyncio
+async def test_healthz(served: tuple[Worker, WebServer]) -> None:
+    _, server = served
+    r = await fetch(server.url + "/healthz")
+    assert r.status == 200
+    assert r.text == "ok\n"
+    assert r.headers["Content-Type"].startswith("text/plain")
+
+
+@pytest.mark.asyncio
+async def test_metrics_exposes_every_metric(served: tuple[Worker, WebServer]) -> None:
+    _, server = served
+    label = f"http-test-{uuid.uuid4().hex[:6]}"
+    metrics.INPUT_RECORDS.labels(label).inc(3)
+    metrics.STATE_ROWS.labels(label, "0").set(42)
+    r = await fetch(server.url + "/metrics")
+    assert r.status == 200
+    assert r.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    names = set(re.findall(r"^# TYPE (\S+) ", r.text, re.M))
+    # Every metric object of service/metrics.py is exposed, and the README's list is complete.
+    declared = [v for v in vars(metrics).values() if isinstance(v, MetricWrapperBase)]
+    assert len(declared) == len(METRIC_NAMES)
+    for metric in declared:
+        assert any(n == metric._name or n == metric._name + "_total" for n in names), metric
+    for name in METRIC_NAMES:
+        assert f"# HELP {name} " in r.text, name
+    assert f'weir_input_records_total{{agent="{label}"}} 3.0' in r.text
+    assert f'weir_state_rows{{agent="{label}",partition="0"}} 42.0' in r.text
+
+
+@pytest.mark.asyncio
+async def test_progress_shows_appended_records(served: tuple[Worker, WebServer]) -> None:
+    worker, server = served
+    runner = worker.runners["counts"]
+    empty = (await fetch(server.url + "/progress")).json()
+    assert empty == {
+        "agents": {"counts": {"last_progress": None, "recent_progress": [], "partitions": []}}
+    }
+    for batch in range(15):
+        runner.recent_progress.append(
+            {
+                "id": runner.agent.group_id,
+                "name": "counts",
+                "partition": 0,
+                "batchId": batch,
+                "numInputRows": 10 * batch,
+                "eventTime": {"watermark": None},
+                "_wall": 1.5,
+            }
+        )
+    r = await fetch(server.url + "/progress")
+    assert r.status == 200
+    assert r.headers["Content-Type"] == "application/json"
+    agent = r.json()["agents"]["counts"]
+    assert agent["last_progress"] == {
+        "id": runner.agent.group_id,
+        "name": "counts",
+        "partition": 0,
+        "batchId": 14,
+        "numInputRows": 140,
+        "eventTime": {"watermark": None},
+    }
+    assert [p["batchId"] for p in agent["recent_progress"]] == list(range(5, 15))
+    assert all("_wall" not in p for p in agent["recent_progress"])
+    three = (await fetch(server.url + "/progress?n=3")).json()["agents"]["counts"]
+    assert [p["batchId"] for p in three["recent_progress"]] == [12, 13, 14]
+    many = (await fetch(server.url + "/progress?n=1000")).json()["agents"]["counts"]
+    assert len(many["recent_progress"]) == 15
+    bad = await fetch(server.url + "/progress?n=ten")
+    assert bad.status == 400
+
+
+@pytest.mark.asyncio
+async def test_readyz_follows_start_assignment_restore_and_stop(
+    served: tuple[Worker, WebServer],
+) -> None:
+    worker, server = served
+    runner = worker.runners["counts"]
+    r = await fetch(server.url + "/readyz")
+    assert (r.status, r.text) == (503, "not ready\ncounts: not started\n")
+
+    # A real, unconnected consumer stands in for a started one; `assign` needs no broker.
+    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
+    runner.consumer = consumer
+    try:
+        r = await fetch(server.url + "/readyz")
+        assert (r.status, r.text) == (503, "not ready\ncounts: no assignment\n")
+        consumer.assign([TopicPartition("http-in", 0), TopicPartition("http-in", 1)])
+        r = await fetch(server.url + "/readyz")
+        assert (r.status, r.text) == (503, "not ready\ncounts: restoring partitions [0, 1]\n")
+        for p in (0, 1):
+            store = MemoryStore()
+            runner.tasks[p] = PartitionTask(p, store, runner.agent.query.task(store), None)
+        r = await fetch(server.url + "/readyz")
+        assert (r.status, r.text) == (200, "ready\ncounts: ready\n")
+        assert (await fetch(server.url + "/progress")).json()["agents"]["counts"]["partitions"] == [
+            0,
+            1,
+        ]
+        worker.stop()
+        r = await fetch(server.url + "/readyz")
+        assert (r.status, r.text) == (503, "not ready\ncounts: stopping\n")
+        # Stopping is orderly, not a failure: liveness stays green until the server stops.
+        assert (await fetch(server.url + "/healthz")).status == 200
+    finally:
+        runner.consumer = None
+        runner.tasks.clear()
+        await consumer.stop()
+
+
+@pytest.mark.asyncio
+async def test_errors_and_head(served: tuple[Worker, WebServer]) -> None:
+    _, server = served
+    assert (await fetch(server.url + "/nope")).status == 404
+    assert (await fetch(server.url + "/metrics", method="POST")).status == 405
+    head = await fetch(server.url + "/healthz", method="HEAD")
+    assert (head.status, head.body, head.headers["Content-Length"]) == (200, b"", "3")
+    garbage = await raw_request(server.port, b"hello\r\n\r\n")
+    assert garbage.startswith(b"HTTP/1.1 400 ")
+    # An overlong request line is refused (400, or a reset when the server closes with the
+    # unread rest of the line pending) and the server goes on serving.
+    try:
+        long_line = await raw_request(server.port, b"GET /" + b"x" * 200_000 + b" HTTP/1.1\r\n")
+        assert long_line.startswith(b"HTTP/1.1 400 ")
+    except ConnectionResetError:
+        pass
+    assert (await fetch(server.url + "/healthz")).status == 200
+
+
+@pytest.mark.asyncio
+async def test_stop_closes_the_port() -> None:
+    server = WebServer(Worker(make_app(), bootstrap="127.0.0.1:1"), 0)
+    await server.start()
+    port = server.port
+    assert (await fetch(f"http://127.0.0.1:{port}/healthz")).status == 200
+    await server.stop()
+    await server.stop()  # idempotent
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+    with pytest.raises(RuntimeError):
+        _ = server.port
+
+
+@pytest.mark.asyncio
+async def test_start_for_worker_follows_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(HOST_ENV, raising=False)
+    assert await start_for_worker(Worker(make_app(), bootstrap="127.0.0.1:1")) is None
+    server = await start_for_worker(Worker(make_app(web_port=0), bootstrap="127.0.0.1:1"))
+    assert server is not None
+    try:
+        assert server.host == "127.0.0.1"
+        assert (await fetch(server.url + "/healthz")).status == 200
+    finally:
+        await server.stop()
+    monkeypatch.setenv(HOST_ENV, "0.0.0.0")
+    server = await start_for_worker(Worker(make_app(web_port=0), bootstrap="127.0.0.1:1"))
+    assert server is not None
+    try:
+        assert server.host == "0.0.0.0"
+        assert (await fetch(f"http://127.0.0.1:{server.port}/healthz")).status == 200
+    finally:
+        await server.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _poll(url: str, ok: Any, timeout: float, what: str) -> Reply:
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Reply | None = None
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            last = await fetch(url)
+            if ok(last):
+                return last
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout}s; last: {last and (last.status, last.text)}")
+
+
+@pytest.mark.broker
+@pytest.mark.asyncio
+async def test_worker_serves_endpoints_while_it_runs(kafka: KafkaHelper, state_dir: Path) -> None:
+    src = await kafka.topic("http-in", partitions=2)
+    dst = await kafka.topic("http-out", partitions=2)
+    port = _free_port()
+    app = App(
+        f"http-{uuid.uuid4().hex[:8]}",
+        state_dir=state_dir,
+        bootstrap_servers=kafka.bootstrap,
+        web_port=port,
+    )
+
+    @app.agent(app.topic(src), sink=app.topic(dst), key="k")
+    def counts(s: Stream) -> Query:
+        return s.group_by("k").count().query("update")
+
+    worker = Worker(app)
+    run = asyncio.create_task(worker.run())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await _poll(base + "/healthz", lambda r: r.status == 200, 30, "healthz not 200")
+        ready = await _poll(base + "/readyz", lambda r: r.status == 200, 60, "not ready")
+        # Every runner of the worker is listed (a keyed agent may have a repartition stage).
+        lines = ready.text.splitlines()
+        assert lines[0] == "ready" and "counts: ready" in lines[1:]
+        assert all(line.endswith(": ready") for line in lines[1:])
+        await kafka.produce(src, [{"k": str(i % 5)} for i in range(100)], key="k")
+
+        def all_counted(r: Reply) -> bool:
+            recent = r.json()["agents"]["counts"]["recent_progress"]
+            return sum(p["numInputRows"] for p in recent) == 100
+
+        progress = await _poll(base + "/progress?n=100", all_counted, 60, "progress incomplete")
+        agent = progress.json()["agents"]["counts"]
+        assert agent["partitions"] == [0, 1]
+        assert agent["last_progress"]["name"] == "counts"
+        assert all("_wall" not in p for p in agent["recent_progress"])
+        text = (await fetch(base + "/metrics")).text
+        assert 'weir_input_records_total{agent="counts"}' in text
+        assert not run.done()
+    finally:
+        worker.stop()
+        await asyncio.wait_for(run, 60)
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+# -- deploy/ -------------------------------------------------------------------------------
+
+
+def _manifests() -> dict[str, Any]:
+    import yaml  # test dependency: pyyaml
+
+    docs: dict[str, Any] = {}
+    for path in sorted((REPO / "deploy" / "kubernetes").glob("*.yaml")):
+        with path.open() as f:
+            for doc in yaml.safe_load_all(f):
+                if doc is not None:
+                    docs[doc["kind"]] = doc
+    return docs
+
+
+def test_manifests_parse_and_agree_on_the_web_port() -> None:
+    docs = _manifests()
+    assert {"Deployment", "Service", "PodMonitor", "Kustomization"} <= set(docs)
+    deployment = docs["Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    port = int(env["WEIR_WEB_PORT"])
+    assert {"WEIR_BOOTSTRAP_SERVERS", "WEIR_STATE_DIR"} <= set(env)
+    assert env[HOST_ENV] == "0.0.0.0"  # probes and Prometheus use the pod IP
+    (web,) = (p for p in container["ports"] if p["name"] == "web")
+    assert web["containerPort"] == port
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "web"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "web"}
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    # The state folder is on an emptyDir (restored from the changelog).
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    state_mount = next(m for m in mounts if env["WEIR_STATE_DIR"].startswith(m))
+    assert "emptyDir" in volumes[mounts[state_mount]]
+    assert pod["spec"]["terminationGracePeriodSeconds"] >= 60
+    labels = pod["metadata"]["labels"]
+    for selector in (
+        deployment["spec"]["selector"]["matchLabels"],
+        docs["Service"]["spec"]["selector"],
+        docs["PodMonitor"]["spec"]["selector"]["matchLabels"],
+    ):
+        assert selector.items() <= labels.items()
+    (svc_port,) = docs["Service"]["spec"]["ports"]
+    assert svc_port["targetPort"] == "web"
+    assert docs["PodMonitor"]["spec"]["podMetricsEndpoints"][0]["port"] == "web"
+
+
+def test_dockerfile_matches_the_manifests() -> None:
+    text = (REPO / "deploy" / "Dockerfile").read_text()
+    port = int(
+        _manifests()["Deployment"]["spec"]["template"]["spec"]["containers"][0]["ports"][0][
+            "containerPort"
+        ]
+    )
+    assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
+    assert re.search(rf"^EXPOSE {port}$", text, re.M)
+    assert f"WEIR_WEB_PORT={port}" in text
+    assert re.search(r"^USER 10001", text, re.M)
+    assert '\nENTRYPOINT ["weir", "worker"]\n' in text
