@@ -191,9 +191,7 @@ class AgentRunner:
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Restore the state of newly assigned partitions, then position the consumer."""
-        log.info(
-            "%s: assigned partitions %s", self.name, sorted({tp.partition for tp in assigned})
-        )
+        log.info("%s: assigned partitions %s", self.name, sorted({tp.partition for tp in assigned}))
         async with self._lock:
             for p in sorted({tp.partition for tp in assigned}):
                 if p not in self.tasks:

@@ -64,37 +64,64 @@ class Store(ABC):
 
 
 class MemoryStore(Store):
-    """A store in a dict, with a sorted key index; lost when the process ends."""
+    """A store in a dict with a lazily merged sorted key index; lost when the process ends.
+
+    Writes cost a dict update; the sorted index is brought up to date (one C-level merge of
+    sorted runs) only when `items` is called.
+    """
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
         self._keys: list[bytes] = []
+        self._added: list[bytes] = []
+        self._removed = False
 
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
     def write(self, changes: Changes) -> None:
+        data = self._data
+        added = self._added
         for key, value in changes.items():
             if value is None:
-                if self._data.pop(key, None) is not None:
-                    del self._keys[bisect.bisect_left(self._keys, key)]
+                if data.pop(key, None) is not None:
+                    self._removed = True
             else:
-                if key not in self._data:
-                    bisect.insort(self._keys, key)
-                self._data[key] = value
+                if key not in data:
+                    added.append(key)
+                data[key] = value
+
+    def _index(self) -> list[bytes]:
+        if self._removed or self._added:
+            data = self._data
+            keys = [k for k in self._keys if k in data] if self._removed else self._keys
+            if self._added:
+                self._added.sort()
+                keys = sorted(keys + [k for k in self._added if k in data])
+            self._keys = keys
+            self._added = []
+            self._removed = False
+        return self._keys
 
     def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        keys = self._keys
+        keys = self._index()  # a snapshot: later writes rebuild a new list
+        data = self._data
         i = bisect.bisect_left(keys, prefix)
-        snapshot = []
-        while i < len(keys) and keys[i].startswith(prefix):
-            snapshot.append((keys[i], self._data[keys[i]]))
+        n = len(keys)
+        while i < n:
+            key = keys[i]
+            if not key.startswith(prefix):
+                return
+            value = data.get(key)
+            if value is not None:
+                yield key, value
             i += 1
-        return iter(snapshot)
 
     def clear(self) -> None:
         self._data.clear()
-        self._keys.clear()
+        self._keys = []
+        self._added = []
+        self._removed = False
 
     def approximate_rows(self) -> int:
         return len(self._data)
@@ -162,11 +189,12 @@ class StateTxn:
     transaction is simply dropped: the store is unchanged.
     """
 
-    __slots__ = ("_pending", "store")
+    __slots__ = ("_pending", "_sorted", "store")
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._pending: dict[bytes, Any] = {}
+        self._sorted: list[bytes] | None = None
 
     def get(self, key: bytes) -> Any:
         """Return the value under `key` as of this transaction, or None."""
@@ -177,10 +205,14 @@ class StateTxn:
 
     def put(self, key: bytes, value: Any) -> None:
         """Set `key` to a JSON-able `value` (None is not allowed: use `delete`)."""
+        if key not in self._pending:
+            self._sorted = None
         self._pending[key] = value
 
     def delete(self, key: bytes) -> None:
         """Remove `key`."""
+        if key not in self._pending:
+            self._sorted = None
         self._pending[key] = None
 
     def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, Any]]:
@@ -189,7 +221,14 @@ class StateTxn:
         Lazy: a caller that stops early (for example at an encoded time bound) reads no further.
         Writes made while iterating are not guaranteed to be seen by the same iteration.
         """
-        pending = sorted(k for k in self._pending if k.startswith(prefix))
+        if self._sorted is None:
+            self._sorted = sorted(self._pending)
+        all_keys = self._sorted
+        lo = bisect.bisect_left(all_keys, prefix)
+        hi = lo
+        while hi < len(all_keys) and all_keys[hi].startswith(prefix):
+            hi += 1
+        pending = all_keys[lo:hi]
         values = self._pending
         i, n = 0, len(pending)
         for key, raw in self.store.items(prefix):
@@ -230,6 +269,7 @@ class StateTxn:
             to_write[key] = raw
         self.store.write(to_write)
         self._pending.clear()
+        self._sorted = None
         return changes
 
 

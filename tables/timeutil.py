@@ -100,14 +100,13 @@ def _datetime_ms(dt: datetime) -> int:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
 def iso_utc(ms: int) -> str:
     """Format epoch ms as ISO-8601 UTC: "2024-05-01T10:05:00Z", or "...:00.123Z"."""
-    dt = _EPOCH + timedelta(milliseconds=ms)
-    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    frac = ms % 1000
-    return f"{base}.{frac:03d}Z" if frac else f"{base}Z"
+    dt = _NAIVE_EPOCH + timedelta(milliseconds=ms)
+    return dt.isoformat(timespec="milliseconds" if ms % 1000 else "seconds") + "Z"
 
 
 def from_millis(ms: int) -> datetime:
