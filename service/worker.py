@@ -384,7 +384,7 @@ class AgentRunner:
         for p in sorted(self.tasks):
             task = self.tasks[p]
             task_recs = by_partition.get(p, {})
-            if not task_recs and not task.query.wants_no_data_batch():
+            if not task_recs and not task.query.wants_no_data_batch(int(time.time() * 1000)):
                 continue
             try:
                 await self._checkpoint(task, task_recs)

@@ -538,6 +538,24 @@ class GroupedStream:
         self.key_columns = tuple(cols)
         self.window = win
 
+    def flat_map_groups_with_state(self, func: Any, timeout: Any = "none", **kwargs: Any) -> Stream:
+        """Spark's `groupByKey(...).flatMapGroupsWithState`: see tables.arbitrary."""
+        from tables.arbitrary import flat_map_groups_with_state
+
+        if self.window is not None:
+            raise ValueError("flat_map_groups_with_state groups by columns, not by a window")
+        return flat_map_groups_with_state(
+            self.stream, list(self.key_columns), func, timeout, **kwargs
+        )
+
+    def map_groups_with_state(self, func: Any, timeout: Any = "none", **kwargs: Any) -> Stream:
+        """Spark's `groupByKey(...).mapGroupsWithState`: see tables.arbitrary."""
+        from tables.arbitrary import map_groups_with_state
+
+        if self.window is not None:
+            raise ValueError("map_groups_with_state groups by columns, not by a window")
+        return map_groups_with_state(self.stream, list(self.key_columns), func, timeout, **kwargs)
+
     def agg(self, *aggregates: Any) -> Stream:
         """Aggregate each group; see `AggregateOperator` for the streaming semantics."""
         if not aggregates:

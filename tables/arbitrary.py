@@ -289,6 +289,13 @@ class FlatMapGroupsWithStateOperator(Operator):
         idx.flush()
         return out
 
+    def wants_batch(self, state: StateView, processing_time: int) -> bool:
+        """True when a processing-time timeout is due, so an idle query still fires it."""
+        if self.timeout != "processing":
+            return False
+        first = TimeIndex(state, b"t", self.width).earliest()
+        return first is not None and first < processing_time
+
     def state_rows(self, state: StateView) -> int:
         """Number of keys with state (or a pending timeout)."""
         return sum(1 for _ in state.items(b"s"))

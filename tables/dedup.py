@@ -168,6 +168,15 @@ class TimeIndex:
             self._state.put(self._dir_key, self._dir)
         self._added = set()
 
+    def earliest(self) -> int | None:
+        """The smallest entry time, or None when the index is empty (reads one entry)."""
+        state = self._state
+        for b in sorted(set(self._directory()) | self._added):
+            prefix = self._entry + encode_time(b)
+            for key, _value in state.items(prefix):
+                return decode_time(key[len(prefix) : len(prefix) + 8])
+        return None
+
     def count(self) -> int:
         """Number of entries (scans)."""
         return sum(1 for _ in self._state.items(self._entry))

@@ -74,6 +74,10 @@ class Operator(ABC):
         """Return the output columns that hold epoch-ms timestamps (rendered as ISO-8601)."""
         return set()
 
+    def wants_batch(self, state: StateView, processing_time: int) -> bool:
+        """True when the operator needs a batch now even without input (a due timer)."""
+        return False
+
 
 class MapOperator(Operator):
     """Stateless map, filter or flat-map over rows."""

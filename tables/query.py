@@ -150,8 +150,9 @@ class Stream:
 
         return self.then(DedupOperator(self, list(columns) if columns else None, within=True))
 
-    def join(self, other: Stream, **kwargs: Any) -> Stream:
-        """Stream-stream or stream-static join (tables.join); see there for arguments."""
+    def join(self, other: Any, **kwargs: Any) -> Stream:
+        """Stream-stream join with another Stream, or stream-static join with a
+        `tables.static.static_table(...)`; see tables.join for the arguments."""
         from tables.join import make_join
 
         return make_join(self, other, **kwargs)
@@ -310,9 +311,21 @@ class QueryTask:
         """W for the next batch, in epoch ms."""
         return self.tracker.watermark
 
-    def wants_no_data_batch(self) -> bool:
-        """True when the last batch moved the watermark and a no-data batch should follow."""
-        return self.no_data_batches and bool(self.query.stateful) and self._pending_no_data
+    def wants_no_data_batch(self, processing_time: int | None = None) -> bool:
+        """True when a no-data batch should run: the last batch moved the watermark, or (given
+        the current processing time) an operator has a due processing-time timer."""
+        if not self.no_data_batches or not self.query.stateful:
+            return False
+        if self._pending_no_data:
+            return True
+        if processing_time is None:
+            return False
+        txn = StateTxn(self.store)
+        return any(
+            n.op.wants_batch(txn.view(self._prefixes[id(n)]), processing_time)
+            for n in self.query.nodes
+            if n.op is not None and n.op.stateful
+        )
 
     def run_batch(
         self, rows_by_input: Mapping[str, list[Row]], processing_time: int
