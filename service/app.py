@@ -56,6 +56,8 @@ class Trigger:
         return Trigger("available_now")
 
 
+StartingOffsets = Literal["earliest", "latest"] | dict[str, dict[int, int]]
+
 BatchFn = Callable[[list[dict[str, Any]], int], Any]
 """A foreach-batch function: (rows, batch_id) -> None (may be a coroutine function)."""
 
@@ -87,6 +89,11 @@ class Agent:
     """Column whose epoch-ms value becomes the output record's timestamp."""
     dead_letters: str | None = None
     """Dead-letter topic override (stage 1 uses its agent's)."""
+    starting_offsets: StartingOffsets | None = None
+    """Where to start on the first start only (no committed offsets): "earliest", "latest",
+    or per topic and partition {"topic": {0: 42}} with -2 for earliest and -1 for latest, as
+    Spark's startingOffsets JSON; None uses the `starting_offsets` setting. Committed offsets
+    always win afterwards."""
 
     @property
     def group_id(self) -> str:
@@ -136,6 +143,7 @@ class App:
         trigger: Trigger | None = None,
         name: str | None = None,
         repartition: bool | None = None,
+        starting_offsets: StartingOffsets | None = None,
     ) -> Callable[[Callable[..., Query]], Callable[..., Query]]:
         """Declare an agent: the decorated function receives one `Stream` per input topic and
         returns the `Query` to run. Raises ValueError at declaration for a bad query.
@@ -163,6 +171,7 @@ class App:
                 late_topic=late_topic,
                 trigger=trigger or Trigger(),
                 repartition=repartition,
+                starting_offsets=starting_offsets,
             )
             return fn
 

@@ -125,6 +125,7 @@ class AgentRunner:
         self.finished = asyncio.Event()
         self._eos = settings.processing_guarantee == "exactly_once"
         self.state_root = Path(settings.state_dir) / agent.app.name / agent.name
+        self._fatal: BaseException | None = None
         self.upstream: list[AgentRunner] = []
         """Stage-1 runners feeding this one (available-now waits for them to finish)."""
         self._upstream_targets_taken = False
@@ -138,6 +139,7 @@ class AgentRunner:
     async def start(self) -> None:
         """Create missing topics, join the consumer group."""
         await self._ensure_topics()
+        await self._init_starting_offsets()
         if not self._eos:
             self.shared_producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap,
@@ -151,7 +153,7 @@ class AgentRunner:
             group_id=self.agent.group_id,
             enable_auto_commit=False,
             isolation_level="read_committed",
-            auto_offset_reset=self.settings.starting_offsets,
+            auto_offset_reset=self._reset_policy(),
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         await self.consumer.start()
@@ -175,12 +177,56 @@ class AgentRunner:
         assert self.consumer is not None
         while not stop.is_set():
             records = await self._gather(stop)
+            if self._fatal is not None:
+                raise self._fatal
             async with self._lock:
                 await self._run_tasks(records)
             if self.agent.trigger.kind == "available_now" and await self._caught_up():
                 log.info("%s: available-now input processed; stopping", self.name)
                 break
         self.finished.set()
+
+    async def _init_starting_offsets(self) -> None:
+        """Per-partition starting offsets on the first start: commit them for the group where it
+        has no committed offset yet, so they take effect exactly once and committed offsets win
+        afterwards (seeking in the rebalance listener would race the consumer's own reset)."""
+        wanted = self.agent.starting_offsets
+        if not isinstance(wanted, dict):
+            return
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.agent.group_id,
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            tps = {
+                TopicPartition(topic, int(p)): int(offset)
+                for topic, parts in wanted.items()
+                for p, offset in parts.items()
+            }
+            consumer.assign(list(tps))
+            begin = await consumer.beginning_offsets(list(tps))
+            end = await consumer.end_offsets(list(tps))
+            to_commit = {}
+            for tp, offset in tps.items():
+                if await consumer.committed(tp) is not None:
+                    continue
+                if offset == -2:
+                    to_commit[tp] = begin[tp]
+                elif offset == -1:
+                    to_commit[tp] = end[tp]
+                else:
+                    to_commit[tp] = min(max(offset, begin[tp]), end[tp])
+            if to_commit:
+                await consumer.commit(to_commit)
+                log.info("%s: starting offsets %s", self.name, to_commit)
+        finally:
+            await consumer.stop()
+
+    def _reset_policy(self) -> str:
+        so = self.agent.starting_offsets
+        return so if isinstance(so, str) else self.settings.starting_offsets
 
     # -- rebalance -----------------------------------------------------------------------
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -190,15 +236,27 @@ class AgentRunner:
                 await self._close_task(p)
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Restore the state of newly assigned partitions, then position the consumer."""
+        """Restore the state of newly assigned partitions, then position the consumer.
+
+        The partitions stay paused until their state is restored and their committed offsets
+        are checked, so no record of them is processed before that.
+        """
         log.info("%s: assigned partitions %s", self.name, sorted({tp.partition for tp in assigned}))
+        assert self.consumer is not None
+        self.consumer.pause(*assigned)
         async with self._lock:
             for p in sorted({tp.partition for tp in assigned}):
                 if p not in self.tasks:
                     self.tasks[p] = await self._open_task(p)
-            await self._check_positions(assigned)
+            try:
+                await self._check_positions(assigned)
+            except DataLossError as exc:
+                # aiokafka swallows listener errors: hand it to the run loop to stop with it.
+                self._fatal = exc
+                return
             if self.agent.trigger.kind == "available_now":
                 await self._set_available_now_targets(assigned)
+        self.consumer.resume(*assigned)
 
     async def _check_positions(self, assigned: list[TopicPartition]) -> None:
         assert self.consumer is not None
@@ -207,7 +265,9 @@ class AgentRunner:
         begin = await self.consumer.beginning_offsets(assigned)
         for tp in assigned:
             committed = await self.consumer.committed(tp)
-            if committed is None or committed >= begin[tp]:
+            if committed is None:
+                continue
+            if committed >= begin[tp]:
                 continue
             msg = (
                 f"{self.name}: committed offset {committed} of {tp.topic}[{tp.partition}] is "
@@ -419,7 +479,7 @@ class AgentRunner:
         for tp in tps:
             committed = await self.consumer.committed(tp)
             if committed is None:
-                if self.settings.starting_offsets == "earliest":
+                if self._reset_policy() == "earliest":
                     await self.consumer.seek_to_beginning(tp)
                 else:
                     await self.consumer.seek_to_end(tp)
@@ -788,6 +848,7 @@ class Worker:
                         else None,
                         dead_letters=agent.dead_letter_topic,
                         repartition=False,
+                        starting_offsets=agent.starting_offsets,
                     )
                     runner = AgentRunner(stage1, self.app.settings, self.bootstrap)
                     self.runners[stage1.name] = runner
@@ -800,6 +861,7 @@ class Worker:
                     query=stage2_query,
                     aliases=aliases,
                     repartition=False,
+                    starting_offsets="earliest",
                 )
                 runner2 = AgentRunner(stage2, self.app.settings, self.bootstrap)
                 runner2.upstream = upstream
