@@ -1,0 +1,7 @@
+"""Weir's benchmark suite (`make bench` = `python -m bench`; not part of `make test`).
+
+One run starts its own local Kafka broker in a temporary folder, measures the raw aiokafka
+limit, Weir's worker on the course pipelines under both processing guarantees, the peers
+(quixstreams, faust-streaming) on the same input topic, replay mode, end-to-end latency,
+restore time and state memory, then prints a table and writes `bench/results.json`.
+"""

@@ -1,0 +1,73 @@
+"""The benchmarked pipelines, built from input streams so the worker (any topic names) and
+replay mode run the very same queries. Shapes follow `agents/`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.data import FILTER_MIN_AMOUNT
+from tables.aggregate import count
+from tables.aggregate import sum as spark_sum
+from tables.query import Query, Stream
+from tables.window import window
+
+
+def _project(r: dict[str, Any]) -> dict[str, Any]:
+    return {"event_id": r["event_id"], "action": r["action"], "amount2": r["amount"] * 2}
+
+
+def stateless(events: Stream) -> Query:
+    """filter(amount >= 10) then map to three columns, append."""
+    return events.filter(lambda r: r["amount"] >= FILTER_MIN_AMOUNT).map(_project).query("append")
+
+
+def tumbling(events: Stream) -> Query:
+    """10-minute tumbling windows by action, count and sum, 5-minute watermark, update."""
+    return (
+        events.with_watermark("event_time", "5 minutes")
+        .group_by(window("event_time", "10 minutes"), "action")
+        .agg(count("*").alias("event_count"), spark_sum("amount").alias("total_amount"))
+        .query("update")
+    )
+
+
+def sliding(events: Stream) -> Query:
+    """10-minute windows sliding every 5 minutes by user, count and sum, update."""
+    return (
+        events.with_watermark("event_time", "5 minutes")
+        .group_by(window("event_time", "10 minutes", "5 minutes"), "user_id")
+        .agg(count("*").alias("event_count"), spark_sum("amount").alias("total_amount"))
+        .query("update")
+    )
+
+
+def dedup(raw: Stream) -> Query:
+    """drop_duplicates(event_id, event_ts) with a 15-minute watermark, append."""
+    return (
+        raw.with_watermark("event_ts", "15 minutes")
+        .drop_duplicates(["event_id", "event_ts"])
+        .query("append")
+    )
+
+
+def join(orders: Stream, payments: Stream) -> Query:
+    """orders ⋈ payments on order_id, pay_ts within 4 hours of order_ts (order_matching)."""
+    o = orders.with_watermark("order_ts", "1 hour")
+    p = payments.with_watermark("pay_ts", "2 hours")
+    return o.join(
+        p, on=["order_id"], how="inner", between=("pay_ts", "order_ts", "order_ts + 4 hours")
+    ).query("append")
+
+
+def latency(events: Stream) -> Query:
+    """Stateless pass-through keeping the producer timestamp `pts` (latency figure)."""
+    return (
+        events.filter(lambda r: r["amount"] >= 0)
+        .map(lambda r: {"event_id": r["event_id"], "pts": r["pts"]})
+        .query("append")
+    )
+
+
+def key_count(rows: Stream) -> Query:
+    """Running count per key `k`, update (fills N keys of state for the restore figure)."""
+    return rows.group_by("k").count().query("update")
