@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
@@ -244,18 +244,19 @@ class AgentRunner:
         log.info("%s: assigned partitions %s", self.name, sorted({tp.partition for tp in assigned}))
         assert self.consumer is not None
         self.consumer.pause(*assigned)
-        async with self._lock:
-            for p in sorted({tp.partition for tp in assigned}):
-                if p not in self.tasks:
-                    self.tasks[p] = await self._open_task(p)
-            try:
+        try:
+            async with self._lock:
+                for p in sorted({tp.partition for tp in assigned}):
+                    if p not in self.tasks:
+                        self.tasks[p] = await self._open_task(p)
                 await self._check_positions(assigned)
-            except DataLossError as exc:
-                # aiokafka swallows listener errors: hand it to the run loop to stop with it.
-                self._fatal = exc
-                return
-            if self.agent.trigger.kind == "available_now":
-                await self._set_available_now_targets(assigned)
+                if self.agent.trigger.kind == "available_now":
+                    await self._set_available_now_targets(assigned)
+        except Exception as exc:
+            # aiokafka only logs listener errors; the run loop stops the worker with this one
+            # rather than leaving the partitions paused forever.
+            self._fatal = exc
+            return
         self.consumer.resume(*assigned)
 
     async def _check_positions(self, assigned: list[TopicPartition]) -> None:
@@ -344,6 +345,19 @@ class AgentRunner:
         task.store.close()
 
     async def _restore(self, store: Store, p: int, offset: int) -> int:
+        """Restore with retries: metadata of a fresh changelog may lag; see `_restore_once`."""
+        for attempt in range(5):
+            try:
+                return await self._restore_once(store, p, offset)
+            except (KafkaError, TimeoutError) as exc:
+                if attempt == 4:
+                    raise
+                log.warning("%s[%d]: restore failed (%r); retrying", self.name, p, exc)
+                offset = int(store.get_meta("changelog_offset") or 0)
+                await asyncio.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _restore_once(self, store: Store, p: int, offset: int) -> int:
         """Apply the changelog of partition `p` from `offset` to its end; return the new offset.
 
         A store whose recorded offset is past the changelog's end (the changelog was recreated)
@@ -359,7 +373,7 @@ class AgentRunner:
         await reader.start()
         try:
             reader.assign([tp])
-            end = (await reader.end_offsets([tp]))[tp]
+            end = (await asyncio.wait_for(reader.end_offsets([tp]), 10))[tp]
             begin = (await reader.beginning_offsets([tp]))[tp]
             if offset > end:
                 log.warning(
@@ -710,11 +724,13 @@ class AgentRunner:
         try:
             existing = set(await admin.list_topics())
             agent = self.agent
-            n_in = 1
+            created: list[str] = []
             for t in agent.inputs:
                 if t.name not in existing:
                     await _create(admin, t.name, t.partitions or 1, t.config)
                     existing.add(t.name)
+                    created.append(t.name)
+            await _wait_for_leaders(admin, created)
             desc = await admin.describe_topics([t.name for t in agent.inputs])
             counts = {d["topic"]: len(d["partitions"]) for d in desc}
             n_in = max(counts.values())
@@ -733,6 +749,8 @@ class AgentRunner:
             for name, parts, config in wanted:
                 if name not in existing:
                     await _create(admin, name, parts, config)
+                    created.append(name)
+            await _wait_for_leaders(admin, created)
         finally:
             await admin.close()
 
@@ -742,6 +760,23 @@ async def _create(
 ) -> None:
     with contextlib.suppress(TopicAlreadyExistsError):
         await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=dict(config))])
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+    """Wait until every partition of `topics` has a leader (a new topic is not usable before)."""
+    if not topics:
+        return
+    for _ in range(300):
+        desc = await admin.describe_topics(topics)
+        if all(
+            d["error_code"] == 0
+            and d["partitions"]
+            and all(p["leader"] >= 0 for p in d["partitions"])
+            for d in desc
+        ):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"topics {topics} have no leader after 30s")
 
 
 def _dlq_headers(r: ConsumerRecord, reason: str) -> list[tuple[str, bytes]]:
@@ -816,10 +851,11 @@ class Worker:
             for name, agent in list(self.app.agents.items()):
                 if agent.repartition is False:
                     continue
-                for t in agent.inputs:
-                    if t.name not in existing:
-                        await _create(admin, t.name, t.partitions or 1, t.config)
-                        existing.add(t.name)
+                new_inputs = [t for t in agent.inputs if t.name not in existing]
+                for t in new_inputs:
+                    await _create(admin, t.name, t.partitions or 1, t.config)
+                    existing.add(t.name)
+                await _wait_for_leaders(admin, [t.name for t in new_inputs])
                 desc = await admin.describe_topics([t.name for t in agent.inputs])
                 n = max(len(d["partitions"]) for d in desc)
                 if agent.repartition is None and n == 1:
