@@ -198,7 +198,8 @@ class Bench:
         versions = peers.peer_versions()
         res: dict[str, Any] = {"versions": versions}
         topic = self.topics["events"]
-        n = self.cfg.records
+        n = self.cfg.peer_records
+        res["records"] = n
         cases: list[tuple[str, str, Callable[[], Any]]] = []
         for g in ("at-least-once", "exactly-once"):
             cases.append(
@@ -434,7 +435,8 @@ def table(res: dict[str, Any]) -> str:
     m = res["machine"]
     lines.append(
         f"Weir bench: {res['config']['records']:,} records x {res['config']['runs']} runs "
-        f"(median), {m['nproc']} CPUs {m['cpu_model']}, Python {m['python']}"
+        f"(median; peers: the first {res['config']['peer_records']:,}), "
+        f"{m['nproc']} CPUs {m['cpu_model']}, Python {m['python']}"
     )
     lines.append(f"{'figure':<58} {'value':>14}  note")
     lines.append("-" * 100)
