@@ -36,9 +36,14 @@ demo: $(STAMP)
 	$(BIN)/weir local up
 	$(BIN)/weir demo --seconds $(DEMO_SECONDS); status=$$?; $(BIN)/weir local down; exit $$status
 
+# Performance (not part of `make test`): own local broker, table + bench/results.json.
+# BENCH_QUICK=1 for a few-minute run; BENCH_RECORDS, BENCH_RUNS, BENCH_PROFILE=1 (see bench/).
+QUIX_VENV := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/weir/bench-quixstreams-venv
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
-	$(BIN)/python -m bench
+	test -x $(QUIX_VENV)/bin/python || $(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install --quiet 'quixstreams>=3.0' || echo "quixstreams not installable; the bench records it"
+	BENCH_QUIX_PYTHON=$(QUIX_VENV)/bin/python $(BIN)/python -m bench
 
 local-up: $(STAMP)
 	$(BIN)/weir local up
