@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import UTC, datetime, timedelta
 
 Duration = str | timedelta | int
@@ -75,21 +76,31 @@ def to_millis(value: object) -> int:
     as Spark does with a UTC session time zone), a `datetime` (naive means UTC), or a number
     of epoch milliseconds. Raises ValueError for anything else, so a caller can dead-letter it.
     """
+    kind = type(value)
+    if kind is str:
+        try:
+            dt = _fromiso(value)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from exc
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return (dt - _EPOCH) // _ONE_MS
+    if kind is int:
+        return value  # type: ignore[return-value]
     if isinstance(value, bool) or value is None:
         raise ValueError(f"not a timestamp: {value!r}")
     if isinstance(value, int):
-        return value
+        return int(value)
     if isinstance(value, float):
         return int(value)
     if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from exc
-        return _datetime_ms(dt)
+        return to_millis(str(value))
     if isinstance(value, datetime):
         return _datetime_ms(value)
     raise ValueError(f"not a timestamp: {value!r}")
+
+
+_fromiso = datetime.fromisoformat
 
 
 def _datetime_ms(dt: datetime) -> int:
@@ -103,6 +114,7 @@ _ONE_MS = timedelta(milliseconds=1)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
+@lru_cache(maxsize=65_536)  # window bounds repeat across every key of a window
 def iso_utc(ms: int) -> str:
     """Format epoch ms as ISO-8601 UTC: "2024-05-01T10:05:00Z", or "...:00.123Z"."""
     dt = _NAIVE_EPOCH + timedelta(milliseconds=ms)
