@@ -24,11 +24,46 @@ What happens to state size without the watermark (or without event_ts in the key
 
 from __future__ import annotations
 
-from tables.query import Query, read
+from service.app import App
+from service.sinks import postgres_upsert
+from tables.query import Query, Stream, read
 
-query: Query = (
-    read("raw_events")
-    .with_watermark("event_ts", "15 minutes")
-    .drop_duplicates(["event_id", "event_ts"])
-    .query("append")
-)
+
+def dedup(raw_events: Stream) -> Query:
+    """The exercise's query: 15-minute watermark on event_ts, dropDuplicates on both columns."""
+    return (
+        raw_events.with_watermark("event_ts", "15 minutes")
+        .drop_duplicates(["event_id", "event_ts"])
+        .query("append")
+    )
+
+
+def build_app(
+    name: str = "dedup",
+    raw_topic: str = "raw_events",
+    clean_topic: str = "clean_events",
+    log_table: str = "clean_events_log",
+    **settings: object,
+) -> App:
+    """The Kafka pipeline: `raw_topic` -> dedup -> `clean_topic` and, through foreach-batch, an
+    idempotent upsert of every clean event into the PostgreSQL table `log_table`."""
+    app = App(name, **settings)
+
+    app.agent(
+        app.topic(raw_topic),
+        sink=app.topic(clean_topic),
+        key="event_id",
+        foreach_batch=postgres_upsert(
+            log_table,
+            ["event_id", "event_ts", "user_id", "amount"],
+            key=["event_id", "event_ts"],
+            column_types={"event_ts": "timestamptz", "amount": "double precision"},
+        ),
+        name="dedup",
+    )(dedup)
+    return app
+
+
+app = build_app()
+query: Query = dedup(read("raw_events"))
+"""The same query for replay mode (`weir replay dedup`)."""

@@ -33,6 +33,12 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]
     stack.down()
 
 
+@pytest.fixture(scope="session")
+def postgres_dsn(local_stack: Endpoints) -> str:
+    """The DSN of the session's real PostgreSQL server."""
+    return local_stack.postgres_dsn
+
+
 class KafkaHelper:
     """Unique topics, JSON producing and read_committed reading against the test broker."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -131,21 +130,6 @@ def test_refusals() -> None:
         read("purchases").join(table, on="product_id", between=("a", "b", "b"))
     with pytest.raises(ValueError, match="query="):
         static_table("postgresql://localhost/db")
-
-
-@pytest.fixture(scope="module")
-def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = os.environ.get("WEIR_POSTGRES_DSN")
-    if env:
-        yield env
-        return
-    from service.local.postgres import LocalPostgres
-
-    pg = LocalPostgres(tmp_path_factory.mktemp("pg-static"))
-    try:
-        yield pg.up()
-    finally:
-        pg.down()
 
 
 @pytest.mark.postgres
