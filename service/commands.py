@@ -43,7 +43,12 @@ def _worker(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     app = load_app(args.app)
-    asyncio.run(run_worker(app))
+    try:
+        asyncio.run(run_worker(app))
+    except Exception as exc:  # one readable line; the traceback only at debug level
+        logging.getLogger("weir").debug("worker failed", exc_info=True)
+        print(f"weir worker: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
