@@ -15,12 +15,27 @@ own checkpoint location.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from service.settings import Settings
 from tables.query import Query, Stream, read
+
+
+def load_attribute(spec: str, default_attr: str, package: str | None = None) -> tuple[str, Any]:
+    """Import `module:attribute` and return (module name, the attribute or None). A bare module
+    name without a dot is looked up in `package` when given. Raises ValueError with one
+    readable line when the module cannot be imported."""
+    module_name, _, attr = spec.partition(":")
+    if package and "." not in module_name:
+        module_name = f"{package}.{module_name}"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name!r} for {spec!r}: {exc}") from None
+    return module_name, getattr(module, attr or default_attr, None)
 
 
 @dataclass(frozen=True)

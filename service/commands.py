@@ -4,27 +4,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import signal
 import sys
 from typing import Any
 
-from service.app import App
+from service.app import App, load_attribute
 
 
 def load_app(spec: str) -> App:
     """Import `module:attribute` (attribute defaults to `app`) and return the App. Raises
     SystemExit with one readable line when it cannot."""
-    module_name, _, attr = spec.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SystemExit(f"weir: cannot import {module_name!r}: {exc}") from None
-    app = getattr(module, attr or "app", None)
+        _module, app = load_attribute(spec, "app")
+    except ValueError as exc:
+        raise SystemExit(f"weir: {exc}") from None
     if not isinstance(app, App):
         raise SystemExit(f"weir: {spec!r} is not a weir App")
     return app
+
+
+def _dump_tasks() -> None:
+    """SIGUSR1: log where every asyncio task of the worker is waiting (for stuck workers)."""
+    import io
+
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        out.write(f"--- {task.get_name()}: {task.get_coro()}\n")
+        task.print_stack(limit=12, file=out)
+    logging.getLogger("weir.worker").warning("asyncio tasks:\n%s", out.getvalue())
 
 
 async def run_worker(app: App) -> None:
@@ -35,6 +43,7 @@ async def run_worker(app: App) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     await worker.run()
 
 

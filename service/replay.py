@@ -15,7 +15,6 @@ the reason and the line number; they never stop the replay.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import IO, Any
 
 import orjson
 
+from service.app import load_attribute
 from service.codec import render_row
 from tables.operator import Row
 from tables.query import Query
@@ -47,16 +47,12 @@ _BAD = object()
 def load_query(name: str) -> Query:
     """Return the query of pipeline `name`: a module of `agents/` (its `query`), or
     `module:attribute`. Raises ValueError with one readable line when there is none."""
-    module_name, _, attr = name.partition(":")
-    if "." not in module_name:
-        module_name = f"agents.{module_name}"
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
+        module_name, query = load_attribute(name, "query", package="agents")
+    except ValueError as exc:
         raise ValueError(f"no pipeline {name!r}: {exc}") from None
-    query = getattr(module, attr or "query", None)
     if not isinstance(query, Query):
-        raise ValueError(f"{module_name} has no Query named {attr or 'query'!r}")
+        raise ValueError(f"{module_name} has no Query named {name.partition(':')[2] or 'query'!r}")
     return query
 
 

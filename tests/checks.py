@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from tables.store import RocksDBStore, Store
+
+if TYPE_CHECKING:
+    from tests.conftest import KafkaHelper
 
 KEYS = 40
 
@@ -32,3 +41,29 @@ def check_exact(records: list[Any], produced: list[dict[str, object]]) -> None:
         counts = [n for n, _ in seq]
         assert counts == sorted(set(counts)), f"{k}: counts repeat or go back: {counts}"
         assert seq[-1] == (expected_n[k], expected_total[k]), k
+
+
+def on_rocksdb(check: Callable[[Any, Store], None], scenario: Any) -> None:
+    """Run `check(scenario, store)` on a fresh RocksDB store in a temporary folder."""
+    with tempfile.TemporaryDirectory() as d:
+        store = RocksDBStore(Path(d) / "db")
+        try:
+            check(scenario, store)
+        finally:
+            store.close()
+
+
+async def until_exact(
+    kafka: KafkaHelper, topic: str, produced: list[dict[str, object]], timeout: float
+) -> None:
+    """Poll `topic` until `check_exact` holds (the workers caught up), or fail with its error."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            check_exact(await kafka.read(topic, idle_s=1.0), produced)
+            return
+        except AssertionError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(1)

@@ -4,7 +4,6 @@ an event-time-timeout counter against a model."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from tables.arbitrary import GroupState, flat_map_groups_with_state, map_groups_
 from tables.operator import Row
 from tables.query import QueryTask, read
 from tables.store import MemoryStore, RocksDBStore, Store
+from tests.checks import on_rocksdb
 
 MIN = 60_000
 
@@ -259,9 +259,4 @@ def test_event_timeout_matches_model_memory(sc: dict[str, Any]) -> None:
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sc=scenarios())
 def test_event_timeout_matches_model_rocksdb(sc: dict[str, Any]) -> None:
-    with tempfile.TemporaryDirectory() as d:
-        s = RocksDBStore(Path(d) / "db")
-        try:
-            check(sc, s)
-        finally:
-            s.close()
+    on_rocksdb(check, sc)

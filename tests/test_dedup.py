@@ -4,7 +4,6 @@ brute-force model."""
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 
 from tables.query import QueryTask, read
 from tables.store import MemoryStore, RocksDBStore, Store
+from tests.checks import on_rocksdb
 
 MIN = 60_000
 
@@ -203,9 +203,4 @@ def test_dedup_matches_model_memory(sc: dict[str, Any]) -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sc=dedup_scenarios())
 def test_dedup_matches_model_rocksdb(sc: dict[str, Any]) -> None:
-    with tempfile.TemporaryDirectory() as d:
-        s = RocksDBStore(Path(d) / "db")
-        try:
-            check(sc, s)
-        finally:
-            s.close()
+    on_rocksdb(check, sc)

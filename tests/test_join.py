@@ -5,7 +5,6 @@ batch whose watermark passed its horizon)."""
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 
 from tables.query import Query, QueryTask, read
 from tables.store import MemoryStore, RocksDBStore, Store
+from tests.checks import on_rocksdb
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -358,9 +358,4 @@ def test_join_matches_model_memory(sc: dict[str, Any]) -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sc=scenarios())
 def test_join_matches_model_rocksdb(sc: dict[str, Any]) -> None:
-    with tempfile.TemporaryDirectory() as d:
-        s = RocksDBStore(Path(d) / "db")
-        try:
-            check_scenario(sc, s)
-        finally:
-            s.close()
+    on_rocksdb(check_scenario, sc)
