@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -57,16 +58,16 @@ def load_query(name: str) -> Query:
 
 
 def _batches(lines: IO[bytes], size: int) -> Iterator[list[tuple[int, bytes]]]:
-    batch: list[tuple[int, bytes]] = []
-    for lineno, line in enumerate(lines, 1):
-        if line.isspace() or not line:
-            continue
-        batch.append((lineno, line))
-        if len(batch) >= size:
+    """Batches of (line number, line), blank lines left out; `size` lines read per batch."""
+    lineno = 0
+    while True:
+        chunk = list(islice(lines, size))
+        if not chunk:
+            return
+        batch = [(lineno + i, line) for i, line in enumerate(chunk, 1) if not line.isspace()]
+        lineno += len(chunk)
+        if batch:
             yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def replay(

@@ -61,7 +61,8 @@ class WatermarkOperator(Operator):
     def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
         col = self.column
         out: list[Row] = []
-        best: int | None = None
+        append = out.append
+        best = -(1 << 62)
         for row in rows:
             value = row.get(col)
             if type(value) is not int:
@@ -71,10 +72,10 @@ class WatermarkOperator(Operator):
                     ctx.errors.append((row, f"{col}: {exc}"))
                     continue
                 row[col] = value
-            if best is None or value > best:
+            if value > best:
                 best = value
-            out.append(row)
-        if best is not None:
+            append(row)
+        if out:
             ctx.observe(self.input_name, best)
         return out
 
