@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from service.local import Endpoints, LocalStack, LocalStartError
+from tables.store import MemoryStore, RocksDBStore, Store
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +32,14 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]
         pytest.fail(f"local Kafka/PostgreSQL did not start: {exc}", pytrace=False)
     yield endpoints
     stack.down()
+
+
+@pytest.fixture(params=["memory", "rocksdb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each state-store implementation in turn: operator tests run over both."""
+    s: Store = MemoryStore() if request.param == "memory" else RocksDBStore(tmp_path / "db")
+    yield s
+    s.close()
 
 
 @pytest.fixture(scope="session")

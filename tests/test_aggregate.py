@@ -5,7 +5,6 @@ Driven through `Query.task(store).run_batch(...)` + `commit`, over both state st
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,40 +26,8 @@ from tables.aggregate import sum as agg_sum
 from tables.operator import OutputMode, Row
 from tables.query import Query, QueryTask, Stream, read
 from tables.store import MemoryStore, RocksDBStore, Store
-from tables.timeutil import to_millis
 from tables.window import session_window, window
-
-DAY = "2024-05-01"
-
-
-def ms(hhmm: str) -> int:
-    """Epoch ms of `hhmm` on the test day."""
-    return to_millis(f"{DAY}T{hhmm}:00Z")
-
-
-def ev(hhmm: str, action: str = "click", user: str = "u1", amount: Any = 1.0) -> Row:
-    """An input event as it arrives on the "events" topic."""
-    return {
-        "event_id": f"{action}-{user}-{hhmm}-{amount}",
-        "user_id": user,
-        "action": action,
-        "amount": amount,
-        "event_time": f"{DAY}T{hhmm}:00Z",
-    }
-
-
-def win(start: str, end: str) -> dict[str, int]:
-    return {"window_start": ms(start), "window_end": ms(end)}
-
-
-@pytest.fixture(params=["memory", "rocksdb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    db = RocksDBStore(tmp_path / "state")
-    yield db
-    db.close()
+from tests.events import ev, ms, win
 
 
 class Driver:

@@ -4,8 +4,6 @@ an event-time-timeout counter against a model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,17 +13,10 @@ from hypothesis import strategies as st
 from tables.arbitrary import GroupState, flat_map_groups_with_state, map_groups_with_state
 from tables.operator import Row
 from tables.query import QueryTask, read
-from tables.store import MemoryStore, RocksDBStore, Store
+from tables.store import MemoryStore, Store
 from tests.checks import on_rocksdb
 
 MIN = 60_000
-
-
-@pytest.fixture(params=["memory", "rocksdb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else RocksDBStore(tmp_path / "db")
-    yield s
-    s.close()
 
 
 def run(task: QueryTask, rows: list[Row], pt: int, name: str = "ev") -> list[Row]:

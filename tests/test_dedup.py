@@ -5,8 +5,6 @@ brute-force model."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,17 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tables.query import QueryTask, read
-from tables.store import MemoryStore, RocksDBStore, Store
+from tables.store import MemoryStore, Store
 from tests.checks import on_rocksdb
 
 MIN = 60_000
-
-
-@pytest.fixture(params=["memory", "rocksdb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else RocksDBStore(tmp_path / "db")
-    yield s
-    s.close()
 
 
 def run(task: QueryTask, rows: list[dict[str, Any]], pt: int) -> tuple[list[Any], list[Any]]:

@@ -6,8 +6,6 @@ batch whose watermark passed its horizon)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,18 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tables.query import Query, QueryTask, read
-from tables.store import MemoryStore, RocksDBStore, Store
+from tables.store import MemoryStore, Store
 from tests.checks import on_rocksdb
 
 MIN = 60_000
 HOUR = 60 * MIN
-
-
-@pytest.fixture(params=["memory", "rocksdb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else RocksDBStore(tmp_path / "db")
-    yield s
-    s.close()
 
 
 def run(task: QueryTask, batch: dict[str, list[dict[str, Any]]], pt: int) -> list[dict[str, Any]]:

@@ -4,23 +4,12 @@ agents.sessionization) driven batch by batch with exact expected rows, over both
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from agents import dedup, order_matching, sessionization, unmatched_orders
 from tables.operator import Row
 from tables.query import QueryTask
-from tables.store import MemoryStore, RocksDBStore, Store
+from tables.store import MemoryStore, Store
 from tables.timeutil import to_millis
-
-
-@pytest.fixture(params=["memory", "rocksdb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else RocksDBStore(tmp_path / "db")
-    yield s
-    s.close()
 
 
 def t(hhmm: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -14,20 +13,13 @@ import pytest
 
 from tables.query import QueryTask, read
 from tables.static import static_table
-from tables.store import MemoryStore, RocksDBStore, Store
+from tables.store import MemoryStore, Store
 
 PRODUCTS: list[dict[str, Any]] = [
     {"product_id": "p1", "category": "books", "price": 12.5},
     {"product_id": "p2", "category": "games", "price": 40.0},
     {"product_id": "p2", "category": "games-bundle", "price": 55.0},
 ]
-
-
-@pytest.fixture(params=["memory", "rocksdb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else RocksDBStore(tmp_path / "db")
-    yield s
-    s.close()
 
 
 def run(task: QueryTask, rows: list[dict[str, Any]], pt: int) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -17,39 +16,10 @@ import pytest
 from agents import event_summary, sliding_window, tumbling_window, watermarked_append
 from tables.operator import Row
 from tables.query import Query
-from tables.store import MemoryStore, RocksDBStore, Store
-from tables.timeutil import to_millis
+from tables.store import MemoryStore, Store
+from tests.events import ev, win
 
 MIN = 60_000
-DAY = "2024-05-01"
-
-
-def ms(hhmm: str) -> int:
-    return to_millis(f"{DAY}T{hhmm}:00Z")
-
-
-def ev(hhmm: str, action: str = "click", user: str = "u1", amount: float = 1.0) -> Row:
-    return {
-        "event_id": f"{action}-{user}-{hhmm}",
-        "user_id": user,
-        "action": action,
-        "amount": amount,
-        "event_time": f"{DAY}T{hhmm}:00Z",
-    }
-
-
-def win(start: str, end: str) -> dict[str, int]:
-    return {"window_start": ms(start), "window_end": ms(end)}
-
-
-@pytest.fixture(params=["memory", "rocksdb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    db = RocksDBStore(tmp_path / "state")
-    yield db
-    db.close()
 
 
 def run(query: Query, store: Store, batches: list[list[Row]]) -> list[list[Row]]:
