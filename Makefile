@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 30
 
-.PHONY: all install demo test lint typecheck unit chaos bench local-up local-down clean
+.PHONY: all install demo test lint typecheck unit bench local-up local-down clean
 
 all: test
 
@@ -39,10 +39,6 @@ demo: $(STAMP)
 # Performance (not part of `make test`): own local broker, table + bench/results.json.
 # BENCH_QUICK=1 for a few-minute run; BENCH_RECORDS, BENCH_RUNS, BENCH_PROFILE=1 (see bench/).
 QUIX_VENV := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/weir/bench-quixstreams-venv
-# Chaos tests (frozen processes, group timeouts): slower and outside `make test`.
-chaos: $(STAMP)
-	$(BIN)/python -m pytest -q -o addopts="--strict-markers -ra" tests/chaos
-
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	test -x $(QUIX_VENV)/bin/python || $(PYTHON) -m venv $(QUIX_VENV)

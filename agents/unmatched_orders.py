@@ -12,12 +12,10 @@ order can no longer match, so no order is reported unmatched too early or twice.
 
 from __future__ import annotations
 
-from tables.query import Query, read
+from agents.order_matching import orders, payments  # the same watermarked inputs
+from tables.query import Query
 
 PAYMENT_COLUMNS = ("payment_id", "order_id", "payment_method", "pay_ts")
-
-orders = read("orders").with_watermark("order_ts", "1 hour")
-payments = read("payments").with_watermark("pay_ts", "2 hours")
 
 joined = orders.join(
     payments,

@@ -249,6 +249,7 @@ class AgentRunner:
                 for p in sorted({tp.partition for tp in assigned}):
                     if p not in self.tasks:
                         self.tasks[p] = await self._open_task(p)
+                await self._seek_committed(assigned)
                 await self._check_positions(assigned)
                 if self.agent.trigger.kind == "available_now":
                     await self._set_available_now_targets(assigned)
@@ -258,6 +259,16 @@ class AgentRunner:
             self._fatal = exc
             return
         self.consumer.resume(*assigned)
+
+    async def _seek_committed(self, assigned: list[TopicPartition]) -> None:
+        """Position each partition at its committed offset as read now, after the tasks'
+        producers fenced the previous owners (an offset fetched earlier could predate the
+        previous owner's last transaction). Partitions without one keep the reset policy."""
+        assert self.consumer is not None
+        for tp in assigned:
+            committed = await self.consumer.committed(tp)
+            if committed is not None:
+                self.consumer.seek(tp, committed)
 
     async def _check_positions(self, assigned: list[TopicPartition]) -> None:
         assert self.consumer is not None
@@ -309,18 +320,13 @@ class AgentRunner:
 
     # -- tasks ---------------------------------------------------------------------------
     async def _open_task(self, p: int) -> PartitionTask:
-        store: Store
-        if self.settings.store == "memory":
-            store = MemoryStore()
-        else:
-            store = RocksDBStore(self.state_root / str(p))
-        offset = int(store.get_meta("changelog_offset") or 0)
-        offset = await self._restore(store, p, offset)
-        qtask = self.agent.query.task(
-            store,
-            idle_timeout_ms=self.settings.idle_timeout_ms,
-            no_data_batches=self.settings.no_data_batches,
-        )
+        """Open partition `p`'s task: fence the previous owner, then restore its state.
+
+        Under exactly_once the task's transactional producer starts first: its InitProducerId
+        fences any previous owner of the partition and makes the broker finish (commit or
+        abort) that owner's open transaction. Only then are the changelog and the committed
+        offsets read, so neither can miss, nor later gain, the previous owner's last batch.
+        """
         producer = None
         if self._eos:
             producer = AIOKafkaProducer(
@@ -331,7 +337,25 @@ class AgentRunner:
                 max_batch_size=_MAX_BATCH_BYTES,
                 linger_ms=5,
             )
-            await producer.start()  # InitProducerId: fences any zombie holding this partition
+            await producer.start()
+        store: Store
+        if self.settings.store == "memory":
+            store = MemoryStore()
+        else:
+            store = RocksDBStore(self.state_root / str(p))
+        offset = int(store.get_meta("changelog_offset") or 0)
+        try:
+            offset = await self._restore(store, p, offset)
+        except BaseException:
+            store.close()
+            if producer is not None:
+                await producer.stop()
+            raise
+        qtask = self.agent.query.task(
+            store,
+            idle_timeout_ms=self.settings.idle_timeout_ms,
+            no_data_batches=self.settings.no_data_batches,
+        )
         metrics.STATE_ROWS.labels(self.name, str(p)).set(store.approximate_rows())
         return PartitionTask(p, store, qtask, producer, offset)
 

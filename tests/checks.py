@@ -40,7 +40,9 @@ def check_exact(records: list[Any], produced: list[dict[str, object]]) -> None:
     for k, seq in by_key.items():
         counts = [n for n, _ in seq]
         assert counts == sorted(set(counts)), f"{k}: counts repeat or go back: {counts}"
-        assert seq[-1] == (expected_n[k], expected_total[k]), k
+        assert seq[-1] == (expected_n[k], expected_total[k]), (
+            f"{k}: last (count, sum) {seq[-1]} != expected {(expected_n[k], expected_total[k])}"
+        )
 
 
 def on_rocksdb(check: Callable[[Any, Store], None], scenario: Any) -> None:
