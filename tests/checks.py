@@ -69,3 +69,19 @@ async def until_exact(
             if loop.time() > deadline:
                 raise
             await asyncio.sleep(1)
+
+
+def counting_env(
+    kafka: KafkaHelper, src: str, dst: str, prefix: str, max_records: int
+) -> dict[str, str]:
+    """Environment for a `tests.apps.counting` worker under exactly_once on the test broker."""
+    import uuid
+
+    return {
+        "WEIR_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "WEIR_PROCESSING_GUARANTEE": "exactly_once",
+        "WEIR_MAX_RECORDS_PER_TRIGGER": str(max_records),
+        "WEIR_TEST_APP": f"{prefix}-{uuid.uuid4().hex[:8]}",
+        "WEIR_TEST_INPUT": src,
+        "WEIR_TEST_OUTPUT": dst,
+    }

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.checks import check_exact as _check_exact
+from tests.checks import counting_env
 from tests.checks import rows as _rows
 from tests.conftest import KafkaHelper
 from tests.workers import WorkerProcess
@@ -50,15 +50,10 @@ async def test_sigkill_restarts_then_changelog_restore_are_exact(
     dst = await kafka.topic("eos-out", partitions=4)
     state = tmp_path / "state"
     env = {
-        "WEIR_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        **counting_env(kafka, src, dst, "eos", 120),
         "WEIR_STATE_DIR": str(state),
         "WEIR_STORE": store,
-        "WEIR_PROCESSING_GUARANTEE": "exactly_once",
-        "WEIR_MAX_RECORDS_PER_TRIGGER": "120",
         "WEIR_COMMIT_INTERVAL_MS": "50 ms",
-        "WEIR_TEST_APP": f"eos-{uuid.uuid4().hex[:8]}",
-        "WEIR_TEST_INPUT": src,
-        "WEIR_TEST_OUTPUT": dst,
     }
     produced: list[dict[str, object]] = []
     log = tmp_path / "worker.log"

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.checks import check_exact, rows, until_exact
+from tests.checks import check_exact, counting_env, rows, until_exact
 from tests.conftest import KafkaHelper
 from tests.workers import WorkerProcess
 
@@ -41,14 +40,7 @@ async def test_two_workers_split_then_survivor_takes_over(
 ) -> None:
     src = await kafka.topic("grp-in", partitions=4)
     dst = await kafka.topic("grp-out", partitions=4)
-    base = {
-        "WEIR_BOOTSTRAP_SERVERS": kafka.bootstrap,
-        "WEIR_PROCESSING_GUARANTEE": "exactly_once",
-        "WEIR_MAX_RECORDS_PER_TRIGGER": "500",
-        "WEIR_TEST_APP": f"grp-{uuid.uuid4().hex[:8]}",
-        "WEIR_TEST_INPUT": src,
-        "WEIR_TEST_OUTPUT": dst,
-    }
+    base = counting_env(kafka, src, dst, "grp", 500)
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
     a = WorkerProcess(
         "tests.apps.counting:app", {**base, "WEIR_STATE_DIR": str(tmp_path / "a")}, log_a
@@ -97,14 +89,7 @@ async def test_frozen_zombie_is_fenced_and_results_stay_exact(
 
     src = await kafka.topic("zombie-in", partitions=2)
     dst = await kafka.topic("zombie-out", partitions=2)
-    base = {
-        "WEIR_BOOTSTRAP_SERVERS": kafka.bootstrap,
-        "WEIR_PROCESSING_GUARANTEE": "exactly_once",
-        "WEIR_MAX_RECORDS_PER_TRIGGER": "200",
-        "WEIR_TEST_APP": f"zombie-{uuid.uuid4().hex[:8]}",
-        "WEIR_TEST_INPUT": src,
-        "WEIR_TEST_OUTPUT": dst,
-    }
+    base = counting_env(kafka, src, dst, "zombie", 200)
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
     produced = rows(0, 20000)
     await kafka.produce(src, produced, key="k")

@@ -57,18 +57,23 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     return {"size": size, "slide": slide, "delay": delay, "batches": batches}
 
 
+def _aggregates() -> list[Any]:
+    """The aggregates every property test computes (and the model mirrors)."""
+    return [
+        count().alias("n"),
+        agg_sum("amount").alias("total"),
+        agg_min("amount").alias("lo"),
+        agg_max("amount").alias("hi"),
+        count_distinct("amount").alias("distinct"),
+    ]
+
+
 def build(mode: OutputMode, size: int, slide: int | None, delay: int) -> Query:
     return (
         read("events")
         .with_watermark("ts", delay)
         .group_by(window("ts", size, slide), "user")
-        .agg(
-            count().alias("n"),
-            agg_sum("amount").alias("total"),
-            agg_min("amount").alias("lo"),
-            agg_max("amount").alias("hi"),
-            count_distinct("amount").alias("distinct"),
-        )
+        .agg(*_aggregates())
         .query(mode)
     )
 
@@ -255,13 +260,7 @@ def test_session_windows_match_brute_force(
         read("events")
         .with_watermark("ts", delay)
         .group_by(session_window("ts", gap), "user")
-        .agg(
-            count().alias("n"),
-            agg_sum("amount").alias("total"),
-            agg_min("amount").alias("lo"),
-            agg_max("amount").alias("hi"),
-            count_distinct("amount").alias("distinct"),
-        )
+        .agg(*_aggregates())
         .query(mode)
     )
     outs, lates, ran = run_engine(query, MemoryStore(), batches)
