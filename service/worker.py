@@ -426,9 +426,8 @@ class AgentRunner:
                     if r.key is not None:
                         changes[r.key] = r.value
                 position = recs[-1].offset + 1
-                changes[Store.meta_change("changelog_offset", position)[0]] = Store.meta_change(
-                    "changelog_offset", position
-                )[1]
+                meta_key, meta_value = Store.meta_change("changelog_offset", position)
+                changes[meta_key] = meta_value
                 store.write(changes)
                 metrics.RESTORED_RECORDS.labels(self.name).inc(len(recs))
                 gauge.set(max(0, end - position))
@@ -596,7 +595,7 @@ class AgentRunner:
         changelog_end = await self._produce_and_commit(task, out, offsets)
         t_committed = time.monotonic()
         meta = {"changelog_offset": changelog_end} if changelog_end is not None else None
-        task.query.commit(result, meta)
+        task.query.commit(result, meta, changes)
         if changelog_end is not None:
             task.changelog_offset = changelog_end
         self._report(

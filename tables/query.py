@@ -370,10 +370,16 @@ class QueryTask:
         return BatchResult(ctx.batch_id, out, txn, ctx, input_count, moved, ctx.late_rows)
 
     def commit(
-        self, result: BatchResult, meta: Mapping[str, Any] | None = None
+        self,
+        result: BatchResult,
+        meta: Mapping[str, Any] | None = None,
+        changes: dict[bytes, bytes | None] | None = None,
     ) -> dict[bytes, bytes | None]:
-        """Make the batch's state changes durable locally; return them for the changelog."""
-        return result.txn.commit(meta)
+        """Make the batch's state changes durable locally; return them for the changelog.
+
+        `changes`: the batch's already encoded changes (`result.txn.changes()`), if at hand.
+        """
+        return result.txn.commit(meta, changes)
 
     def abort(self) -> None:
         """Forget an uncommitted batch: batch id and watermark go back to the committed ones."""

@@ -257,12 +257,19 @@ class StateTxn:
         """Return the encoded changes of this transaction (for the changelog)."""
         return {k: (None if v is None else orjson.dumps(v)) for k, v in self._pending.items()}
 
-    def commit(self, meta: Mapping[str, Any] | None = None) -> dict[bytes, bytes | None]:
+    def commit(
+        self,
+        meta: Mapping[str, Any] | None = None,
+        changes: dict[bytes, bytes | None] | None = None,
+    ) -> dict[bytes, bytes | None]:
         """Write all changes, plus `meta` entries, to the store atomically; return the changes.
 
-        The returned mapping excludes metadata; it is what a changelog must carry.
+        The returned mapping excludes metadata; it is what a changelog must carry. `changes`
+        may pass the result of an earlier `changes()` call (no write since) to skip encoding
+        the values again.
         """
-        changes = self.changes()
+        if changes is None:
+            changes = self.changes()
         to_write: dict[bytes, bytes | None] = dict(changes)
         for name, value in (meta or {}).items():
             key, raw = Store.meta_change(name, value)
