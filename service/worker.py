@@ -249,8 +249,7 @@ class AgentRunner:
                 for p in sorted({tp.partition for tp in assigned}):
                     if p not in self.tasks:
                         self.tasks[p] = await self._open_task(p)
-                await self._seek_committed(assigned)
-                await self._check_positions(assigned)
+                await self._position(assigned)
                 if self.agent.trigger.kind == "available_now":
                     await self._set_available_now_targets(assigned)
         except Exception as exc:
@@ -260,36 +259,35 @@ class AgentRunner:
             return
         self.consumer.resume(*assigned)
 
-    async def _seek_committed(self, assigned: list[TopicPartition]) -> None:
-        """Position each partition at its committed offset as read now, after the tasks'
+    async def _position(self, tps: list[TopicPartition]) -> None:
+        """Position each partition at its committed offset, read now: after the tasks'
         producers fenced the previous owners (an offset fetched earlier could predate the
-        previous owner's last transaction). Partitions without one keep the reset policy."""
+        previous owner's last transaction). Without a committed offset the reset policy
+        applies. A committed offset before the log start (records lost to retention) raises
+        DataLossError, or with `fail_on_data_loss` off resets to the log start and counts it."""
         assert self.consumer is not None
-        for tp in assigned:
-            committed = await self.consumer.committed(tp)
-            if committed is not None:
-                self.consumer.seek(tp, committed)
-
-    async def _check_positions(self, assigned: list[TopicPartition]) -> None:
-        assert self.consumer is not None
-        if not assigned:
+        if not tps:
             return
-        begin = await self.consumer.beginning_offsets(assigned)
-        for tp in assigned:
+        begin = await self.consumer.beginning_offsets(tps)
+        for tp in tps:
             committed = await self.consumer.committed(tp)
             if committed is None:
+                if self._reset_policy() == "earliest":
+                    await self.consumer.seek_to_beginning(tp)
+                else:
+                    await self.consumer.seek_to_end(tp)
                 continue
-            if committed >= begin[tp]:
-                continue
-            msg = (
-                f"{self.name}: committed offset {committed} of {tp.topic}[{tp.partition}] is "
-                f"before the log start {begin[tp]}: records were lost to retention"
-            )
-            if self.settings.fail_on_data_loss:
-                raise DataLossError(msg + " (set fail_on_data_loss=False to reset and go on)")
-            log.warning("%s; resetting to %d", msg, begin[tp])
-            metrics.OFFSET_RESETS.labels(self.name).inc()
-            self.consumer.seek(tp, begin[tp])
+            if committed < begin[tp]:
+                msg = (
+                    f"{self.name}: committed offset {committed} of {tp.topic}[{tp.partition}] "
+                    f"is before the log start {begin[tp]}: records were lost to retention"
+                )
+                if self.settings.fail_on_data_loss:
+                    raise DataLossError(msg + " (set fail_on_data_loss=False to reset and go on)")
+                log.warning("%s; resetting to %d", msg, begin[tp])
+                metrics.OFFSET_RESETS.labels(self.name).inc()
+                committed = begin[tp]
+            self.consumer.seek(tp, committed)
 
     async def _set_available_now_targets(self, assigned: list[TopicPartition]) -> None:
         assert self.consumer is not None
@@ -513,15 +511,7 @@ class AgentRunner:
             return
         await asyncio.sleep(0.5)
         self.tasks[p] = await self._open_task(p)
-        for tp in tps:
-            committed = await self.consumer.committed(tp)
-            if committed is None:
-                if self._reset_policy() == "earliest":
-                    await self.consumer.seek_to_beginning(tp)
-                else:
-                    await self.consumer.seek_to_end(tp)
-            else:
-                self.consumer.seek(tp, committed)
+        await self._position(tps)
 
     async def _checkpoint(self, task: PartitionTask, recs: dict[str, list[ConsumerRecord]]) -> None:
         started = time.monotonic()
