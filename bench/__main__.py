@@ -29,6 +29,7 @@ from bench.weir_runs import (
     steady,
     tempdir,
 )
+from service.commands import tune_gc
 from service.local import LocalStack
 from tables.query import read
 
@@ -531,6 +532,7 @@ def main() -> int:
     """Run the bench, print the table, write bench/results.json; exit 1 on a failed check."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = Config.from_env()
+    tune_gc()  # the in-process workers and replays run as `weir worker` / `weir replay` do
     root = tempdir("weir-bench-")
     stack = LocalStack(root / "local")
     try:

@@ -24,6 +24,25 @@ def load_app(spec: str) -> App:
     return app
 
 
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a long-running stream process.
+
+    Everything alive now (imported modules, the app) is frozen out of future collections, and
+    the youngest generation is collected every 50,000 net allocations instead of 700: a
+    micro-batch allocates a dict per record, almost none of them in cycles, and the default
+    collects several times per batch (about a tenth of replay time). Reference counting still
+    frees everything that is not in a cycle at once.
+    """
+    import gc
+
+    gc.freeze()
+    _gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 def _dump_tasks() -> None:
     """SIGUSR1: log where every asyncio task of the worker is waiting (for stuck workers)."""
     import io
@@ -52,6 +71,7 @@ def _worker(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     app = load_app(args.app)
+    tune_gc()
     try:
         asyncio.run(run_worker(app))
     except Exception as exc:  # one readable line; the traceback only at debug level
@@ -76,6 +96,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     from service.replay import replay_files
 
+    tune_gc()
     started = time.perf_counter()
     try:
         stats = replay_files(

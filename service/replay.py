@@ -15,7 +15,7 @@ the reason and the line number; they never stop the replay.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -41,6 +41,7 @@ class ReplayStats:
     late_rows: int = 0
 
 
+_DICT_ONLY = {dict}
 _BAD = object()
 """Placeholder for a line that is not JSON (already dead-lettered)."""
 
@@ -57,17 +58,16 @@ def load_query(name: str) -> Query:
     return query
 
 
-def _batches(lines: IO[bytes], size: int) -> Iterator[list[tuple[int, bytes]]]:
-    """Batches of (line number, line), blank lines left out; `size` lines read per batch."""
-    lineno = 0
+def _batches(lines: IO[bytes], size: int) -> Iterator[tuple[int, list[bytes]]]:
+    """Batches of up to `size` lines read from `lines`, each with the line number of its
+    first line."""
+    lineno = 1
     while True:
         chunk = list(islice(lines, size))
         if not chunk:
             return
-        batch = [(lineno + i, line) for i, line in enumerate(chunk, 1) if not line.isspace()]
+        yield lineno, chunk
         lineno += len(chunk)
-        if batch:
-            yield batch
 
 
 def replay(
@@ -110,25 +110,36 @@ def replay(
         stats.batches += 1
         task.commit(result)
 
-    for batch in _batches(src, batch_size):
+    for first, chunk in _batches(src, batch_size):
         rows_by_input: dict[str, list[Row]] = {name: [] for name in inputs}
-        stats.input_lines += len(batch)
         try:
-            # One C call decodes the whole batch; a bad line makes us fall back line by line.
-            decoded: list[Any] = loads(b"[" + b",".join(line for _, line in batch) + b"]")
+            # One C call decodes the whole batch; a bad or blank line makes it go line by line.
+            decoded: list[Any] = loads(b"[" + b",".join(chunk) + b"]")
+            if len(decoded) != len(chunk):  # a line holding "1, 2"
+                raise orjson.JSONDecodeError("not one value per line", "", 0)
+            numbered: Iterable[tuple[int, Any]] = enumerate(decoded, first)
+            stats.input_lines += len(chunk)
         except orjson.JSONDecodeError:
             decoded = []
-            for lineno, line in batch:
+            numbers: list[int] = []
+            for lineno, line in enumerate(chunk, first):
+                if line.isspace():
+                    continue
+                numbers.append(lineno)
                 try:
                     decoded.append(loads(line))
                 except orjson.JSONDecodeError as exc:
                     text = line.decode(errors="replace").rstrip("\n")
                     dead_letter(lineno, text, f"not JSON: {exc}")
                     decoded.append(_BAD)
-        if single is not None and all(type(r) is dict for r in decoded):
+            numbered = zip(numbers, decoded, strict=True)
+            stats.input_lines += len(decoded)
+        if not decoded:
+            continue
+        if single is not None and set(map(type, decoded)) == _DICT_ONLY:
             rows_by_input[single] = decoded
         else:
-            for (lineno, _line), row in zip(batch, decoded, strict=True):
+            for lineno, row in numbered:
                 if row is _BAD:
                     continue
                 if type(row) is not dict:

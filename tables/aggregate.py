@@ -32,6 +32,7 @@ import copy
 import operator as _operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import orjson
@@ -949,7 +950,7 @@ class AggregateOperator(Operator):
             else:
                 cached = cache.get(c)
                 if cached is None:
-                    cached = cache[c] = [r.get(c) for r in grows]
+                    cached = cache[c] = list(map(dict.get, grows, repeat(c)))
                 vals = cached
             new.append(a.update(s, vals))
         return new

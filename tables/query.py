@@ -10,11 +10,12 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from tables.operator import BatchContext, MapOperator, Operator, OutputMode, Row
 from tables.store import StateTxn, StateView, Store
-from tables.timeutil import Duration, parse_duration, to_millis
+from tables.timeutil import Duration, many_to_millis, parse_duration, to_millis
 from tables.watermark import WatermarkTracker
 
 _QUERY_PREFIX = b"\x01query/"
@@ -60,6 +61,12 @@ class WatermarkOperator(Operator):
 
     def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
         col = self.column
+        parsed = many_to_millis(list(map(dict.get, rows, repeat(col))))
+        if parsed is not None:
+            for row, ms in zip(rows, parsed, strict=True):
+                row[col] = ms
+            ctx.observe(self.input_name, max(parsed))
+            return list(rows)
         out: list[Row] = []
         append = out.append
         best = -(1 << 62)

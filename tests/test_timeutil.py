@@ -1,0 +1,93 @@
+"""Event-time parsing: the batch (Arrow) path must give exactly what the per-value path gives,
+and the watermark operator must dead-letter what neither can read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tables.operator import BatchContext
+from tables.query import WatermarkOperator
+from tables.store import MemoryStore, StateTxn
+from tables.timeutil import many_to_millis, to_millis
+
+SHAPES = [
+    "%Y-%m-%dT%H:%M:%S.{ms}Z",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S.{ms}+00:00",
+    "%Y-%m-%dT%H:%M:%S.{ms}+02:00",
+    "%Y-%m-%dT%H:%M:%S.{ms}-05:30",
+    "%Y-%m-%dT%H:%M:%S",  # naive: Arrow refuses, to_millis reads it as UTC
+    "%Y-%m-%d %H:%M:%S.{ms}",
+    "%Y-%m-%dT%H:%M:%S.{ms}9Z",  # sub-millisecond: truncated by to_millis, refused by Arrow
+]
+
+
+def _text(dt: datetime, shape: str) -> str:
+    return dt.strftime(shape).replace("{ms}", f"{dt.microsecond // 1000:03d}")
+
+
+def test_to_millis_reads_iso_strings_datetimes_and_numbers() -> None:
+    assert to_millis("2024-05-01T10:00:00Z") == 1_714_557_600_000
+    assert to_millis("2024-05-01T12:00:00.250+02:00") == 1_714_557_600_250
+    assert to_millis("2024-05-01T10:00:00") == 1_714_557_600_000  # naive is UTC
+    assert to_millis(datetime(2024, 5, 1, 10, tzinfo=UTC)) == 1_714_557_600_000
+    assert to_millis(1_714_557_600_000) == 1_714_557_600_000
+    assert to_millis("1969-12-31T23:59:59.500Z") == -500
+    for bad in ("yesterday", None, True, "2024-02-30T00:00:00Z", [1]):
+        with pytest.raises(ValueError):
+            to_millis(bad)
+
+
+ARROW_SHAPES = SHAPES[:5]
+"""The shapes the batch path reads; the others make a batch go value by value."""
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from([ARROW_SHAPES, SHAPES]), st.data())
+def test_batch_parsing_equals_value_by_value(palette: list[str], data: st.DataObject) -> None:
+    stamp = st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1))
+    values = data.draw(st.lists(st.tuples(stamp, st.sampled_from(palette)), min_size=64))
+    texts = [_text(dt, shape) for dt, shape in values]
+    parsed = many_to_millis(texts)
+    if all(shape in ARROW_SHAPES for _dt, shape in values):
+        assert parsed is not None
+    if parsed is not None:
+        assert parsed == [to_millis(t) for t in texts]
+
+
+def test_batch_parsing_declines_what_it_cannot_read_exactly() -> None:
+    base = datetime(2024, 5, 1, 10, tzinfo=UTC)
+    good = [(base + timedelta(seconds=i)).isoformat() for i in range(100)]
+    assert many_to_millis(good) == [1_714_557_600_000 + 1000 * i for i in range(100)]
+    assert many_to_millis(good[:10]) is None  # too few to gain
+    for odd in (None, 17, "not a time", "2024-05-01T10:00:00.1234Z"):
+        assert many_to_millis([*good, odd]) is None
+
+
+def _context() -> BatchContext:
+    return BatchContext(
+        batch_id=0, watermark=None, late_watermark=None, processing_time=0, has_data=True
+    )
+
+
+def test_watermark_operator_parses_a_batch_and_dead_letters_bad_rows() -> None:
+    op = WatermarkOperator("events", "ts", 0)
+    rows = [{"id": i, "ts": f"2024-05-01T10:00:{i % 60:02d}.{i:03d}Z"} for i in range(100)]
+    state = StateTxn(MemoryStore()).view(b"w/")
+    ctx = _context()
+    out = op.process([dict(r) for r in rows], state, ctx)
+    assert [r["ts"] for r in out] == [to_millis(r["ts"]) for r in rows]
+    assert not ctx.errors
+
+    mixed = [dict(r) for r in rows]
+    mixed[3]["ts"] = "soon"
+    del mixed[7]["ts"]
+    ctx = _context()
+    out = op.process(mixed, state, ctx)
+    assert [r["id"] for r in out] == [i for i in range(100) if i not in (3, 7)]
+    assert sorted(r["id"] for r, _reason in ctx.errors) == [3, 7]
+    assert all(type(r["ts"]) is int for r in out)
