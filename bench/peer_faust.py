@@ -3,7 +3,8 @@ or a 10-minute tumbling windowed table (count, sum) per action on the Kafka time
 (= event time). Input records are keyed by action, so no repartition is needed.
 
 Environment: BENCH_BOOTSTRAP, BENCH_TOPIC, BENCH_APP_ID, BENCH_MODE (count | tumbling),
-BENCH_N, BENCH_GUARANTEE, BENCH_DATADIR, BENCH_MARKS. Writes the wall time of the first and
+BENCH_N, BENCH_GUARANTEE, BENCH_DATADIR, BENCH_MARKS, BENCH_FAUST_LINGER (producer linger in
+seconds; faust's default is 0). Writes the wall time of the first and
 of the n-th processed record to BENCH_MARKS."""
 
 import json
@@ -30,6 +31,11 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     web_enabled=False,
     web_host="127.0.0.1",
+    **(
+        {"producer_linger": float(os.environ["BENCH_FAUST_LINGER"])}
+        if "BENCH_FAUST_LINGER" in os.environ
+        else {}
+    ),
 )
 topic = app.topic(os.environ["BENCH_TOPIC"], key_serializer="raw", value_serializer="json")
 counts = app.Table("counts", default=int, partitions=1)

@@ -140,9 +140,17 @@ async def quix_run(
 
 
 async def faust_run(
-    kafka: Kafka, topic: str, n: int, mode: str, workdir: Path, timeout: float
+    kafka: Kafka,
+    topic: str,
+    n: int,
+    mode: str,
+    workdir: Path,
+    timeout: float,
+    linger_s: float | None = None,
 ) -> dict[str, Any]:
-    """One faust-streaming run (`mode`: count | tumbling), at_least_once, memory store."""
+    """One faust-streaming run (`mode`: count | tumbling), at_least_once, memory store; with
+    `linger_s`, its producer lingers that long (faust's default 0 sends every changelog
+    record in a request of its own)."""
     tag = uuid.uuid4().hex[:8]
     app_id = f"bench-faust-{tag}"
     marks = workdir / f"faust-{tag}.marks"
@@ -155,6 +163,7 @@ async def faust_run(
         "BENCH_GUARANTEE": "at_least_once",
         "BENCH_DATADIR": str(workdir / f"faust-data-{tag}"),
         "BENCH_MARKS": str(marks),
+        **({"BENCH_FAUST_LINGER": str(linger_s)} if linger_s is not None else {}),
     }
     argv = [sys.executable, str(BENCH_DIR / "peer_faust.py"), "worker", "-l", "warn"]
     return await run_peer(

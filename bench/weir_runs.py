@@ -162,23 +162,16 @@ async def run_worker(
 
 # -- latency --------------------------------------------------------------------------------
 LATENCY_WORKER = """
-import asyncio, signal, sys
+import asyncio, sys
 from service.app import App
-from service.worker import Worker
+from service.commands import run_worker, tune_gc
 from bench.pipelines import latency
 
 bootstrap, topic, sink, state, name = sys.argv[1:6]
 app = App(name, processing_guarantee="exactly_once", state_dir=state, bootstrap_servers=bootstrap)
 app.agent(app.topic(topic), sink=app.topic(sink), name="pipeline")(latency)
-
-async def main() -> None:
-    worker = Worker(app, bootstrap)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
-    await worker.run()
-
-asyncio.run(main())
+tune_gc()
+asyncio.run(run_worker(app))  # what `weir worker` runs
 """
 
 
@@ -272,12 +265,19 @@ async def _latency_measure(
         while time.monotonic() < end:
             due = int((time.monotonic() - t0) * rate)
             now_ms = time.time() * 1000
+            # One batch per tick keeps the load generator's own CPU use small on 2 cores.
+            batch = producer.create_batch()
             while sent < due:
                 value = orjson.dumps({"event_id": f"l{i}", "amount": 1.0, "pts": now_ms})
+                if batch.append(key=None, value=value, timestamp=None) is None:
+                    await producer.send_batch(batch, topic, partition=0)
+                    batch = producer.create_batch()
+                    batch.append(key=None, value=value, timestamp=None)
                 i += 1
-                await producer.send(topic, value)
                 sent += 1
                 sent_measured += now_ms >= measure_from
+            if batch.record_count():
+                await producer.send_batch(batch, topic, partition=0)
             await asyncio.sleep(0.005)
         stop_produce.set()
 
