@@ -19,12 +19,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import orjson
 
 from service.app import load_attribute
-from service.codec import render_row
+from service.codec import decode_values, render_row
 from tables.operator import Row
 from tables.query import Query
 from tables.store import MemoryStore, RocksDBStore, Store
@@ -39,11 +39,6 @@ class ReplayStats:
     output_rows: int = 0
     dead_letters: int = 0
     late_rows: int = 0
-
-
-_DICT_ONLY = {dict}
-_BAD = object()
-"""Placeholder for a line that is not JSON (already dead-lettered)."""
 
 
 def load_query(name: str) -> Query:
@@ -89,7 +84,6 @@ def replay(
     ts_cols = query.timestamp_columns
     stats = ReplayStats()
     dumps = orjson.dumps
-    loads = orjson.loads
 
     def dead_letter(lineno: int | None, raw: object, reason: str) -> None:
         stats.dead_letters += 1
@@ -112,40 +106,26 @@ def replay(
 
     for first, chunk in _batches(src, batch_size):
         rows_by_input: dict[str, list[Row]] = {name: [] for name in inputs}
-        try:
-            # One C call decodes the whole batch; a bad or blank line makes it go line by line.
-            decoded: list[Any] = loads(b"[" + b",".join(chunk) + b"]")
-            if len(decoded) != len(chunk):  # a line holding "1, 2"
-                raise orjson.JSONDecodeError("not one value per line", "", 0)
-            numbered: Iterable[tuple[int, Any]] = enumerate(decoded, first)
-            stats.input_lines += len(chunk)
-        except orjson.JSONDecodeError:
-            decoded = []
-            numbers: list[int] = []
-            for lineno, line in enumerate(chunk, first):
-                if line.isspace():
-                    continue
-                numbers.append(lineno)
-                try:
-                    decoded.append(loads(line))
-                except orjson.JSONDecodeError as exc:
-                    text = line.decode(errors="replace").rstrip("\n")
-                    dead_letter(lineno, text, f"not JSON: {exc}")
-                    decoded.append(_BAD)
-            numbered = zip(numbers, decoded, strict=True)
-            stats.input_lines += len(decoded)
-        if not decoded:
+        rows, errors = decode_values(chunk)
+        linenos: Iterable[int] = range(first, first + len(chunk))
+        blank = 0
+        if errors:
+            failed = {i for i, _reason in errors}
+            linenos = [first + i for i in range(len(chunk)) if i not in failed]
+            for i, reason in errors:
+                if chunk[i].isspace():  # blank lines are not input
+                    blank += 1
+                else:
+                    text = chunk[i].decode(errors="replace").rstrip("\n")
+                    dead_letter(first + i, text, reason)
+        stats.input_lines += len(chunk) - blank
+        if blank == len(chunk):
             continue
-        if single is not None and set(map(type, decoded)) == _DICT_ONLY:
-            rows_by_input[single] = decoded
+        if single is not None:
+            rows_by_input[single] = rows
         else:
-            for lineno, row in numbered:
-                if row is _BAD:
-                    continue
-                if type(row) is not dict:
-                    dead_letter(lineno, row, "not a JSON object")
-                    continue
-                name = single if single is not None else row.pop("topic", None)
+            for lineno, row in zip(linenos, rows, strict=True):
+                name = row.pop("topic", None)
                 if name not in rows_by_input:
                     dead_letter(lineno, row, f"topic must be one of {inputs}, got {name!r}")
                     continue

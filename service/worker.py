@@ -36,7 +36,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from service import metrics
 from service.app import Agent, App, Topic
-from service.codec import WHOLE_ROW, decode_value, encode_key, encode_rows, render_row
+from service.codec import WHOLE_ROW, decode_values, encode_key, encode_rows, render_row
 from service.plan import split
 from service.settings import Settings
 from tables.operator import Row
@@ -527,13 +527,10 @@ class AgentRunner:
         sources = []
         n_input = 0
         for topic, rs in recs.items():
-            rows: list[Row] = []
-            append = rows.append
-            for r in rs:
-                try:
-                    append(decode_value(r.value))
-                except ValueError as exc:
-                    out.add(agent.dead_letter_topic, r.key, r.value, _dlq_headers(r, str(exc)))
+            rows, errors = decode_values([r.value for r in rs])
+            for i, reason in errors:
+                r = rs[i]
+                out.add(agent.dead_letter_topic, r.key, r.value, _dlq_headers(r, reason))
             rows_by_input[agent.aliases.get(topic, topic)] = rows
             n_input += len(rs)
             offsets[TopicPartition(topic, task.partition)] = rs[-1].offset + 1

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 
+from service.codec import decode_values
 from service.replay import replay
 from tables.query import read
 
@@ -53,7 +54,7 @@ def test_cli_is_deterministic_and_numbers_batches(tmp_path: Path) -> None:
         for x in (tmp_path / "out0.jsonl.dead-letters.jsonl").read_bytes().splitlines()
     ]
     assert [d["line"] for d in dead] == [3, 5]
-    assert "not a JSON object" in dead[0]["error"] and "not JSON" in dead[1]["error"]
+    assert "expected an object" in dead[0]["error"] and "not JSON" in dead[1]["error"]
 
 
 def test_unknown_pipeline_is_one_readable_line(tmp_path: Path) -> None:
@@ -90,3 +91,14 @@ def test_multi_input_routing_and_no_data_batches() -> None:
         assert "topic" not in got[0]
         assert stats.dead_letters == 1 and b"zzz" in dead.getvalue()
         assert stats.batches == batches
+
+
+def test_decode_values_keeps_order_and_explains_each_bad_value() -> None:
+    good = [b'{"a": 1}', b'{"a": 2}\n']
+    assert decode_values(good) == ([{"a": 1}, {"a": 2}], [])
+    rows, errors = decode_values([b'{"a": 1}', None, b"[1]", b"1, 2", b"{bad", b"  ", b'{"a": 3}'])
+    assert rows == [{"a": 1}, {"a": 3}]
+    assert [i for i, _ in errors] == [1, 2, 3, 4, 5]
+    assert errors[0][1] == "record has no value"
+    assert "expected an object" in errors[1][1] and "not JSON" in errors[2][1]
+    assert decode_values([]) == ([], [])
