@@ -128,11 +128,14 @@ class TimeIndex:
         """Remove and return every entry with time <= `bound`, as (time, suffix, value).
 
         Ascending by (time, suffix). Entries written earlier in this batch are included.
+        Reads only the buckets that may hold times at or before `bound`, each up to its first
+        entry past `bound`.
         """
         directory = self._directory()
         buckets = sorted(set(directory) | self._added)
         last = bound // self.width
         out: list[tuple[int, bytes, Any]] = []
+        expired: list[bytes] = []
         emptied: set[int] = set()
         state = self._state
         for b in buckets:
@@ -140,19 +143,21 @@ class TimeIndex:
                 break
             prefix = self._entry + encode_time(b)
             n = len(prefix)
-            found: list[tuple[int, bytes, Any]] = []
             drained = True
             for key, value in state.items(prefix):
                 t = decode_time(key[n : n + 8])
                 if t > bound:
                     drained = False
                     break
-                found.append((t, key[n + 8 :], value))
-            for t, suffix, _value in found:
-                state.delete(prefix + encode_time(t) + suffix)
-            out.extend(found)
+                out.append((t, key[n + 8 :], value))
+                expired.append(key)
             if drained:
                 emptied.add(b)
+        # Delete only after all scans: a delete between two scans would make the next one
+        # re-merge the transaction's pending keys.
+        delete = state.delete
+        for key in expired:
+            delete(key)
         if emptied:
             self._dir = [b for b in buckets if b not in emptied]
             self._added = set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -63,65 +64,113 @@ class Store(ABC):
         return META_PREFIX + name.encode(), orjson.dumps(value)
 
 
-class MemoryStore(Store):
-    """A store in a dict with a lazily merged sorted key index; lost when the process ends.
+_BLOCK = 1000
+"""Target keys per `MemoryStore` index block; a block is split when it exceeds twice that."""
 
-    Writes cost a dict update; the sorted index is brought up to date (one C-level merge of
-    sorted runs) only when `items` is called.
+
+def _merge_block(
+    block: list[bytes], changed: list[bytes], data: Mapping[bytes, bytes]
+) -> list[bytes]:
+    """Return a new sorted block: `block` with each key of sorted `changed` present iff it is
+    in `data` (`block` itself is left unchanged)."""
+    if len(changed) * 16 < len(block):  # a few keys: edit a copy, one bisect each
+        out = block.copy()
+        for key in changed:
+            i = bisect.bisect_left(out, key)
+            here = i < len(out) and out[i] == key
+            if key in data:
+                if not here:
+                    out.insert(i, key)
+            elif here:
+                del out[i]
+        return out
+    drop = set(changed)
+    out = [k for k in block if k not in drop]
+    out += [k for k in changed if k in data]
+    out.sort()  # two sorted runs: a linear merge
+    return out
+
+
+class MemoryStore(Store):
+    """A store in a dict with a sorted key index kept in blocks; lost when the process ends.
+
+    Writes cost a dict update and note the keys that appeared or disappeared. `items` first
+    brings the index up to date: only the blocks (about `_BLOCK` sorted keys each) that hold a
+    noted key are rebuilt, so the cost follows the keys written since, not the keys held.
+    Blocks are never changed once published, so a running `items` iterates a snapshot of keys.
     """
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
-        self._keys: list[bytes] = []
-        self._added: list[bytes] = []
-        self._removed = False
+        self._blocks: list[list[bytes]] = []
+        self._maxes: list[bytes] = []  # the last key of each block
+        self._changed: set[bytes] = set()
 
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
     def write(self, changes: Changes) -> None:
         data = self._data
-        added = self._added
+        changed = self._changed
         for key, value in changes.items():
             if value is None:
                 if data.pop(key, None) is not None:
-                    self._removed = True
+                    changed.add(key)
             else:
                 if key not in data:
-                    added.append(key)
+                    changed.add(key)
                 data[key] = value
 
-    def _index(self) -> list[bytes]:
-        if self._removed or self._added:
-            data = self._data
-            keys = [k for k in self._keys if k in data] if self._removed else self._keys
-            if self._added:
-                self._added.sort()
-                keys = sorted(keys + [k for k in self._added if k in data])
-            self._keys = keys
-            self._added = []
-            self._removed = False
-        return self._keys
+    def _index(self) -> tuple[list[list[bytes]], list[bytes]]:
+        if self._changed:
+            keys = sorted(self._changed)
+            self._changed = set()
+            blocks = self._blocks or [[]]
+            maxes = self._maxes
+            last = len(blocks) - 1
+            rebuilt: list[tuple[int, list[bytes]]] = []
+            pos, n = 0, len(keys)
+            while pos < n:  # the changed keys of one block are a slice of `keys`
+                j = bisect.bisect_left(maxes, keys[pos])
+                end = n if j >= last else bisect.bisect_right(keys, maxes[j], pos)
+                j = min(j, last)
+                rebuilt.append((j, _merge_block(blocks[j], keys[pos:end], self._data)))
+                pos = end
+            out: list[list[bytes]] = []
+            prev = 0
+            for j, block in rebuilt:
+                out += blocks[prev:j]
+                if len(block) > 2 * _BLOCK:
+                    out += [block[i : i + _BLOCK] for i in range(0, len(block), _BLOCK)]
+                elif out and len(out[-1]) + len(block) <= _BLOCK:  # no trail of tiny blocks
+                    out[-1] = out[-1] + block
+                elif block:
+                    out.append(block)
+                prev = j + 1
+            out += blocks[prev:]
+            self._blocks = out
+            self._maxes = [b[-1] for b in out]
+        return self._blocks, self._maxes
 
     def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        keys = self._index()  # a snapshot: later writes rebuild a new list
+        blocks, maxes = self._index()
         data = self._data
-        i = bisect.bisect_left(keys, prefix)
-        n = len(keys)
-        while i < n:
-            key = keys[i]
-            if not key.startswith(prefix):
-                return
-            value = data.get(key)
-            if value is not None:
-                yield key, value
-            i += 1
+        j = bisect.bisect_left(maxes, prefix)
+        start = bisect.bisect_left(blocks[j], prefix) if j < len(blocks) else 0
+        for block in islice(blocks, j, None):
+            for key in islice(block, start, None):
+                if not key.startswith(prefix):
+                    return
+                value = data.get(key)
+                if value is not None:
+                    yield key, value
+            start = 0
 
     def clear(self) -> None:
         self._data.clear()
-        self._keys = []
-        self._added = []
-        self._removed = False
+        self._blocks = []
+        self._maxes = []
+        self._changed = set()
 
     def approximate_rows(self) -> int:
         return len(self._data)
@@ -181,6 +230,14 @@ class RocksDBStore(Store):
         self._db.close()
 
 
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key above every key that starts with `prefix` (None: no such key)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes((stripped[-1] + 1,))
+
+
 class StateTxn:
     """The state changes of one micro-batch of one task, applied only on `commit`.
 
@@ -189,12 +246,13 @@ class StateTxn:
     transaction is simply dropped: the store is unchanged.
     """
 
-    __slots__ = ("_pending", "_sorted", "store")
+    __slots__ = ("_fresh", "_pending", "_sorted", "store")
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._pending: dict[bytes, Any] = {}
-        self._sorted: list[bytes] | None = None
+        self._sorted: list[bytes] = []  # the pending keys, ascending, except those in _fresh
+        self._fresh: list[bytes] = []  # pending keys first written since `_sorted` was made
 
     def get(self, key: bytes) -> Any:
         """Return the value under `key` as of this transaction, or None."""
@@ -206,13 +264,13 @@ class StateTxn:
     def put(self, key: bytes, value: Any) -> None:
         """Set `key` to a JSON-able `value` (None is not allowed: use `delete`)."""
         if key not in self._pending:
-            self._sorted = None
+            self._fresh.append(key)
         self._pending[key] = value
 
     def delete(self, key: bytes) -> None:
         """Remove `key`."""
         if key not in self._pending:
-            self._sorted = None
+            self._fresh.append(key)
         self._pending[key] = None
 
     def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, Any]]:
@@ -221,13 +279,16 @@ class StateTxn:
         Lazy: a caller that stops early (for example at an encoded time bound) reads no further.
         Writes made while iterating are not guaranteed to be seen by the same iteration.
         """
-        if self._sorted is None:
-            self._sorted = sorted(self._pending)
+        if self._fresh:
+            # Sort only the new keys, then one linear merge of two sorted runs (timsort).
+            self._fresh.sort()
+            self._sorted += self._fresh
+            self._sorted.sort()
+            self._fresh = []
         all_keys = self._sorted
         lo = bisect.bisect_left(all_keys, prefix)
-        hi = lo
-        while hi < len(all_keys) and all_keys[hi].startswith(prefix):
-            hi += 1
+        end = _prefix_end(prefix)
+        hi = len(all_keys) if end is None else bisect.bisect_left(all_keys, end, lo)
         pending = all_keys[lo:hi]
         values = self._pending
         i, n = 0, len(pending)
@@ -276,7 +337,8 @@ class StateTxn:
             to_write[key] = raw
         self.store.write(to_write)
         self._pending.clear()
-        self._sorted = None
+        self._sorted = []
+        self._fresh = []
         return changes
 
 

@@ -1,0 +1,85 @@
+"""State stores and transactions against a plain dict model: sorted prefix scans stay exact
+through many small and large batches of writes, deletes and re-inserts."""
+
+from __future__ import annotations
+
+import random
+from typing import TypeVar
+
+import pytest
+
+import tables.store as store_mod
+from tables.store import MemoryStore, StateTxn, Store
+
+PREFIXES = [b"", b"a", b"ab", b"b\xff", b"\xff", b"c"]
+V = TypeVar("V")
+
+
+def _expect(model: dict[bytes, V], prefix: bytes) -> list[tuple[bytes, V]]:
+    return sorted((k, v) for k, v in model.items() if k.startswith(prefix))
+
+
+def _random_key(rng: random.Random) -> bytes:
+    return bytes(rng.choice(b"abc\xff") for _ in range(rng.randint(1, 4)))
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("block", [4, 16])
+def test_prefix_scans_match_a_dict_model(
+    store: Store, seed: int, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small index blocks: many splits, and both the one-key and the rebuild paths of a block.
+    monkeypatch.setattr(store_mod, "_BLOCK", block)
+    rng = random.Random(seed)
+    model: dict[bytes, bytes] = {}
+    for _batch in range(60):
+        changes: dict[bytes, bytes | None] = {}
+        for _ in range(rng.choice([1, 3, 40])):
+            key = _random_key(rng)
+            changes[key] = None if rng.random() < 0.4 else str(rng.random()).encode()
+        store.write(changes)
+        for k, v in changes.items():
+            if v is None:
+                model.pop(k, None)
+            else:
+                model[k] = v
+        for prefix in PREFIXES:
+            assert list(store.items(prefix)) == _expect(model, prefix)
+        if isinstance(store, MemoryStore):  # the index holds no removed key (no leak)
+            assert [k for b in store._blocks for k in b] == sorted(model)
+
+
+def test_memory_store_scan_is_a_snapshot_of_keys() -> None:
+    s = MemoryStore()
+    s.write({b"k%04d" % i: b"v" for i in range(5000)})
+    it = s.items(b"k")
+    assert next(it) == (b"k0000", b"v")
+    s.write({b"k0001": None, b"k00005": b"new"})
+    rest = [k for k, _ in it]
+    assert b"k0001" not in rest  # deleted keys are not yielded...
+    assert b"k00005" not in rest  # ...and keys written after the scan began are not seen
+    assert len(rest) == 4998
+    assert [k for k, _ in s.items(b"k000")][:3] == [b"k0000", b"k00005", b"k0002"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_txn_scans_merge_pending_writes_with_the_store(store: Store, seed: int) -> None:
+    rng = random.Random(seed)
+    model: dict[bytes, int] = {}
+    for _batch in range(15):
+        txn = StateTxn(store)
+        for _ in range(rng.randint(1, 30)):
+            key = _random_key(rng)
+            if rng.random() < 0.4:
+                txn.delete(key)
+                model.pop(key, None)
+            else:
+                value = rng.randint(0, 9)
+                txn.put(key, value)
+                model[key] = value
+            if rng.random() < 0.3:  # scans interleaved with writes re-merge the pending keys
+                for prefix in PREFIXES:
+                    assert list(txn.items(prefix)) == _expect(model, prefix)
+        txn.commit()
+        for prefix in PREFIXES:
+            assert list(StateTxn(store).items(prefix)) == _expect(model, prefix)
