@@ -19,10 +19,9 @@ from aiokafka.structs import TopicPartition
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 MAX_BATCH_BYTES = 512 * 1024
-DEFAULT_RECORDS = 500_000
-"""Not the issue's 1,000,000: with 3 runs of 10 worker configurations, 4 replay pipelines,
-restore and latency, 1M records take about an hour on 2 cores; 500,000 fit in ~30 minutes.
-BENCH_RECORDS=1000000 runs the issue's size."""
+DEFAULT_RECORDS = 1_000_000
+"""The issue's size: with 3 runs of 10 worker configurations, 4 replay pipelines, the peers,
+restore and latency, a run takes about 31 minutes on 2 cores."""
 
 
 @dataclass(frozen=True)
