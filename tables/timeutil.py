@@ -109,10 +109,10 @@ _VECTOR_MIN = 64
 
 def many_to_millis(values: list[Any]) -> list[int] | None:
     """Parse a batch of event times in one Arrow call: epoch ms per value, in order, exactly as
-    `to_millis` would give them.
+    `to_millis` would give them (sub-millisecond digits are floored, as there).
 
     Returns None when that is not possible for every value (a value that is not an ISO-8601
-    string, a null, a shape Arrow does not read such as a naive or sub-millisecond time, or a
+    string, a null, a shape Arrow does not read such as a naive or nanosecond time, or a
     batch too small to gain): the caller then goes value by value with `to_millis`, which
     also explains any failure. Arrow only reads a subset of what `to_millis` reads, and gives
     the same instant for every string of that subset.
@@ -120,22 +120,27 @@ def many_to_millis(values: list[Any]) -> list[int] | None:
     if len(values) < _VECTOR_MIN or type(values[0]) is not str:
         return None
     import pyarrow as pa  # lazily: most commands never parse a batch of times
+    import pyarrow.compute as pc
 
     try:
-        parsed = pa.array(values, pa.string()).cast(_arrow_ms_utc())
+        micros = pa.array(values, pa.string()).cast(_arrow_us_utc()).cast(pa.int64())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
-    if parsed.null_count:
+    if micros.null_count:
         return None
-    out: list[int] = parsed.cast(pa.int64()).to_pylist()
+    out: list[int]
+    if pc.min(micros).as_py() >= 0:  # Arrow's integer division truncates: floor only here
+        out = pc.divide(micros, 1000).to_pylist()
+    else:
+        out = [us // 1000 for us in micros.to_pylist()]
     return out
 
 
 @lru_cache(maxsize=1)
-def _arrow_ms_utc() -> Any:
+def _arrow_us_utc() -> Any:
     import pyarrow as pa
 
-    return pa.timestamp("ms", tz="UTC")
+    return pa.timestamp("us", tz="UTC")
 
 
 def _datetime_ms(dt: datetime) -> int:

@@ -20,9 +20,10 @@ SHAPES = [
     "%Y-%m-%dT%H:%M:%S.{ms}+00:00",
     "%Y-%m-%dT%H:%M:%S.{ms}+02:00",
     "%Y-%m-%dT%H:%M:%S.{ms}-05:30",
+    "%Y-%m-%dT%H:%M:%S.%f+00:00",  # Python's isoformat(): microseconds, floored to ms
     "%Y-%m-%dT%H:%M:%S",  # naive: Arrow refuses, to_millis reads it as UTC
     "%Y-%m-%d %H:%M:%S.{ms}",
-    "%Y-%m-%dT%H:%M:%S.{ms}9Z",  # sub-millisecond: truncated by to_millis, refused by Arrow
+    "%Y-%m-%dT%H:%M:%S.%f9Z",  # nanoseconds: to_millis floors them, Arrow refuses
 ]
 
 
@@ -42,7 +43,7 @@ def test_to_millis_reads_iso_strings_datetimes_and_numbers() -> None:
             to_millis(bad)
 
 
-ARROW_SHAPES = SHAPES[:5]
+ARROW_SHAPES = SHAPES[:6]
 """The shapes the batch path reads; the others make a batch go value by value."""
 
 
@@ -64,7 +65,7 @@ def test_batch_parsing_declines_what_it_cannot_read_exactly() -> None:
     good = [(base + timedelta(seconds=i)).isoformat() for i in range(100)]
     assert many_to_millis(good) == [1_714_557_600_000 + 1000 * i for i in range(100)]
     assert many_to_millis(good[:10]) is None  # too few to gain
-    for odd in (None, 17, "not a time", "2024-05-01T10:00:00.1234Z"):
+    for odd in (None, 17, "not a time", "2024-05-01T10:00:00.1234567Z"):
         assert many_to_millis([*good, odd]) is None
 
 
