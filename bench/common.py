@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -238,3 +240,16 @@ class Kafka:
             return out
         finally:
             await consumer.stop()
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """End a subprocess the bench started: SIGTERM if it still runs, SIGKILL after `grace`
+    seconds; returns once it has exited."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

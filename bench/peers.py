@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH_DIR, REPO, Kafka
+from bench.common import BENCH_DIR, REPO, Kafka, stop_process
 
 
 def quix_python() -> Path:
@@ -96,13 +95,7 @@ async def run_peer(
             if committed_at is None:
                 raise RuntimeError(f"timed out after {timeout:.0f}s: {_tail(log_path)}")
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, 20)
     got = [json.loads(line) for line in marks.read_text().splitlines() if line.strip()]
     first = min(m["wall"] for m in got if m["n"] == 1)
     last = [m["wall"] for m in got if m["n"] == n]

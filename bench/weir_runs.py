@@ -10,7 +10,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from bench.common import MAX_BATCH_BYTES, Kafka, dir_bytes
+from bench.common import MAX_BATCH_BYTES, Kafka, dir_bytes, stop_process
 from service.app import App, Trigger
 from service.worker import Worker
 from tables.query import Query
@@ -206,13 +205,7 @@ async def latency_at_rate(
         try:
             return await _latency_measure(kafka, proc, topic, sink, rate, seconds, warmup)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, 30)
 
 
 async def _latency_measure(
