@@ -123,7 +123,7 @@ def many_to_millis(values: list[Any]) -> list[int] | None:
     import pyarrow.compute as pc
 
     try:
-        micros = pa.array(values, pa.string()).cast(_arrow_us_utc()).cast(pa.int64())
+        micros = pa.array(values, pa.string()).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
     if micros.null_count:
@@ -134,13 +134,6 @@ def many_to_millis(values: list[Any]) -> list[int] | None:
     else:
         out = [us // 1000 for us in micros.to_pylist()]
     return out
-
-
-@lru_cache(maxsize=1)
-def _arrow_us_utc() -> Any:
-    import pyarrow as pa
-
-    return pa.timestamp("us", tz="UTC")
 
 
 def _datetime_ms(dt: datetime) -> int:
