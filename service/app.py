@@ -99,9 +99,8 @@ class Agent:
     aliases: dict[str, str] = field(default_factory=dict)
     """Input topic -> input name in the query (stage 2 reads repartition topics)."""
     raw_output: bool = False
-    """Write rows as the engine holds them (timestamps as epoch ms): internal topics."""
-    timestamp_column: str | None = None
-    """Column whose epoch-ms value becomes the output record's timestamp."""
+    """Write rows as the engine holds them (timestamps as epoch ms): the sink is an internal
+    (repartition) topic whose configs Weir keeps."""
     dead_letters: str | None = None
     """Dead-letter topic override (stage 1 uses its agent's)."""
     starting_offsets: StartingOffsets | None = None

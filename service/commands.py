@@ -95,6 +95,7 @@ def _replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from service.replay import replay_files
+    from tables.timeutil import parse_duration
 
     tune_gc()
     started = time.perf_counter()
@@ -106,6 +107,10 @@ def _replay(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             no_data_batches=args.no_data_batches,
             state_dir=Path(args.state_dir) if args.state_dir else None,
+            on_batch_failure=args.on_batch_failure,
+            max_event_time_skew_ms=(
+                parse_duration(args.max_event_time_skew) if args.max_event_time_skew else None
+            ),
         )
     except (ValueError, OSError) as exc:
         print(f"weir replay: {exc}", file=sys.stderr)
@@ -133,6 +138,16 @@ def register(sub: Any) -> None:
         help="run a batch without input whenever the watermark moves",
     )
     rp.add_argument("--state-dir", help="keep state in RocksDB here (default: memory)")
+    rp.add_argument(
+        "--on-batch-failure",
+        choices=["fail", "dead_letter"],
+        default="fail",
+        help="a batch the query cannot run: stop with one line, or dead-letter its lines",
+    )
+    rp.add_argument(
+        "--max-event-time-skew",
+        help='dead-letter rows whose event time is this far ahead of now (e.g. "1 day")',
+    )
     rp.set_defaults(func=_replay)
     demo = sub.add_parser("demo", help="word count over generated text on the local broker")
     demo.add_argument("--seconds", type=float, default=30.0)

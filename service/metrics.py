@@ -60,3 +60,9 @@ RESTORE_REMAINING = Gauge(
     ["agent", "partition"],
     registry=REGISTRY,
 )
+WATERMARK_JUMPS = Counter(
+    "weir_watermark_jumps",
+    "Batches that moved the watermark by more than watermark_jump_warn_ms.",
+    ["agent"],
+    registry=REGISTRY,
+)

@@ -5,7 +5,8 @@ A stateful operator (aggregation, dedup, stream-stream join, arbitrary state) mu
 of a key in one task. When the input topic is not known to be partitioned by that key, the
 query runs in two stages: stage 1 (the stateless chain of each input) writes its rows to an
 internal topic `<app>-<agent>-repartition-<input>`, keyed by the operator's key columns, with
-the input's partition count and the rows' event times as record timestamps; stage 2 reads
+the input's partition count (event times travel in the rows, not as record timestamps, so the
+broker never refuses a record for its event time); stage 2 reads
 those topics, co-partitioned, and runs the rest of the plan with the same watermarks.
 """
 

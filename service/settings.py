@@ -44,6 +44,19 @@ class Settings(BaseSettings):
     """An input partition idle this long stops holding the watermark back (None: never)."""
     transaction_timeout_ms: int = 60_000
     """Kafka transaction timeout for exactly_once producers."""
+    max_event_time_skew_ms: int | None = None
+    """Event-time guard: a row whose event time is more than this ahead of processing time
+    goes to the dead letters and never moves the watermark (None: off, as in Spark)."""
+    watermark_jump_warn_ms: int | None = 86_400_000
+    """A watermark moving more than this in one batch is logged and counted in
+    `weir_watermark_jumps_total` (None: never)."""
+    max_batch_retries: int = 5
+    """A micro-batch that fails (user code, a sink, a refused record) is retried this many
+    times with backoff before `on_batch_failure` applies; failures Kafka may get over (a
+    broker away) are retried without limit."""
+    on_batch_failure: Literal["fail", "dead_letter"] = "fail"
+    """After the retries: stop the worker with one line (fail), or send the batch's records
+    to the dead-letter topic and go on (dead_letter)."""
     web_port: int | None = None
     """HTTP port for /metrics and /progress on 127.0.0.1 (None: no HTTP server; 0: any port)."""
 
@@ -54,7 +67,9 @@ class Settings(BaseSettings):
             return parse_duration(value)
         raise ValueError(f"not a duration: {value!r}")
 
-    @field_validator("idle_timeout_ms", mode="before")
+    @field_validator(
+        "idle_timeout_ms", "max_event_time_skew_ms", "watermark_jump_warn_ms", mode="before"
+    )
     @classmethod
     def _opt_duration(cls, value: object) -> int | None:
         return None if value is None else cls._duration(value)

@@ -29,17 +29,18 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from service import metrics
+from service import dead_letters, metrics, topics
 from service.app import Agent, App, Topic
 from service.codec import WHOLE_ROW, decode_values, encode_key, encode_rows, render_row
+from service.dead_letters import SourcePosition
 from service.plan import split
 from service.settings import Settings
-from tables.operator import Row
+from tables.operator import ErrorStage, Row
 from tables.query import BatchResult, Query, QueryTask
 from tables.store import MemoryStore, RocksDBStore, Store
 
@@ -50,9 +51,67 @@ _MAX_BATCH_BYTES = 512 * 1024
 _RESTORE_BATCH = 10_000
 
 
+_DELETE_INTERVAL_S = 5.0
+_MAX_BACKOFF_S = 10.0
+
+
 class DataLossError(RuntimeError):
     """Committed offsets point before the start of the log (records were deleted by retention)
     and `fail_on_data_loss` is set."""
+
+
+class BatchFailedError(RuntimeError):
+    """A micro-batch failed more than `max_batch_retries` times and `on_batch_failure` is
+    "fail": the worker stops with this one-line message."""
+
+
+class SinkFailure(RuntimeError):
+    """A sink (or a foreach-batch function) raised: the batch is retried, then the policy."""
+
+    stage: ErrorStage = "sink"
+
+
+class _Failure:
+    """A task's batch that failed: its input range (the retry runs exactly it) and attempts."""
+
+    def __init__(self, recs: dict[str, list[ConsumerRecord]]) -> None:
+        self.last_offsets = {topic: rs[-1].offset for topic, rs in recs.items()}
+        self.attempts = 0
+        """Failures that count against `max_batch_retries`."""
+        self.transient = 0
+        """Failures Kafka may get over (broker away, leader moving): retried without limit."""
+        self.error = ""
+        self.stage: ErrorStage = "batch"
+
+    def record(self, exc: BaseException) -> None:
+        self.error = f"{type(exc).__name__}: {exc}"
+        self.stage = getattr(exc, "stage", "batch")
+        if _transient(exc):
+            self.transient += 1
+        else:
+            self.attempts += 1
+
+    def backoff_s(self) -> float:
+        n = self.attempts + self.transient
+        return float(min(_MAX_BACKOFF_S, 0.25 * 2**n))
+
+    def same_batch(self, recs: dict[str, list[ConsumerRecord]]) -> dict[str, list[ConsumerRecord]]:
+        """The records of `recs` within the failed batch's range."""
+        out = {}
+        for topic, rs in recs.items():
+            last = self.last_offsets.get(topic)
+            if last is not None:
+                taken = [r for r in rs if r.offset <= last]
+                if taken:
+                    out[topic] = taken
+        return out
+
+
+def _transient(exc: BaseException) -> bool:
+    """True for failures that retrying may get over without anything changing."""
+    if isinstance(exc, KafkaError):
+        return bool(getattr(exc, "retriable", False)) or isinstance(exc, KafkaConnectionError)
+    return isinstance(exc, TimeoutError | ConnectionError)
 
 
 @dataclass
@@ -67,15 +126,21 @@ class PartitionTask:
     """Offset after the last changelog record that the local store reflects."""
 
 
+Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+"""(key, value, headers) of a record to produce."""
+
+
 @dataclass
 class _Outgoing:
-    """Records of one checkpoint, per topic: (key, value, headers)."""
+    """Records of one checkpoint, per topic."""
 
-    records: dict[
-        str, list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int | None]]
-    ] = field(default_factory=dict)
+    dead_letter_topic: str
+    dead_letter_limit: int
+    """The dead-letter topic's max.message.bytes: larger dead letters are truncated."""
+    records: dict[str, list[Record]] = field(default_factory=dict)
     partitions: dict[str, int | None] = field(default_factory=dict)
     """Fixed partition per topic (changelog: the task's), or None for key hashing."""
+    n_dead: int = 0
 
     def add(
         self,
@@ -84,10 +149,47 @@ class _Outgoing:
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
-        timestamp: int | None = None,
     ) -> None:
-        self.records.setdefault(topic, []).append((key, value, headers or [], timestamp))
+        self.records.setdefault(topic, []).append((key, value, headers or []))
         self.partitions.setdefault(topic, partition)
+
+    def dead_letter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        error: str,
+        stage: ErrorStage,
+        source: SourcePosition | None,
+    ) -> None:
+        """Add a dead letter (truncated to fit the topic; see service.dead_letters)."""
+        hdrs = dead_letters.headers(error, stage, source)
+        key, value, hdrs = dead_letters.fit(key, value, hdrs, self.dead_letter_limit)
+        self.add(self.dead_letter_topic, key, value, hdrs)
+        self.n_dead += 1
+
+    def divert_oversized(
+        self, limits: dict[str, topics.TopicLimits], keep: set[str], source: SourcePosition
+    ) -> None:
+        """Move records too large for their topic to the dead letters (stage "size"); topics
+        in `keep` are left alone (their refusal fails the checkpoint)."""
+        for topic, recs in list(self.records.items()):
+            if topic in keep:
+                continue
+            limit = limits.get(topic, topics.TopicLimits()).max_message_bytes
+            # Cheap bound first: no value near the limit means no record over it.
+            if max((len(v) for _k, v, _h in recs if v is not None), default=0) < limit // 2:
+                continue
+            fitting = []
+            for key, value, hdrs in recs:
+                size = dead_letters.record_size(key, value, hdrs)
+                if size <= limit:
+                    fitting.append((key, value, hdrs))
+                else:
+                    why = (
+                        f"record of {size} bytes for {topic} exceeds its max.message.bytes {limit}"
+                    )
+                    self.dead_letter(key, value, why, "size", source)
+            self.records[topic] = fitting
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -130,6 +232,14 @@ class AgentRunner:
         self.upstream: list[AgentRunner] = []
         """Stage-1 runners feeding this one (available-now waits for them to finish)."""
         self._upstream_targets_taken = False
+        self._failing: dict[int, _Failure] = {}
+        """Partitions whose last batch failed, until it commits."""
+        self._limits: dict[str, topics.TopicLimits] = {}
+        """Broker limits of the topics this agent writes."""
+        self._admin: AIOKafkaAdminClient | None = None
+        """Open while the agent reads repartition topics (to delete what it consumed)."""
+        self._to_delete: dict[TopicPartition, int] = {}
+        self._next_delete = 0.0
 
     @property
     def last_progress(self) -> dict[str, Any] | None:
@@ -159,6 +269,9 @@ class AgentRunner:
         )
         await self.consumer.start()
         self.consumer.subscribe([t.name for t in self.agent.inputs], listener=_Listener(self))
+        if self.agent.aliases:
+            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            await self._admin.start()
 
     async def stop(self) -> None:
         """Leave the group (closing every task after its last checkpoint) and stop producers."""
@@ -172,6 +285,11 @@ class AgentRunner:
         if self.shared_producer is not None:
             await self.shared_producer.stop()
             self.shared_producer = None
+        if self._admin is not None:
+            self._next_delete = 0.0
+            await self._delete_consumed({})
+            await self._admin.close()
+            self._admin = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process micro-batches until `stop` is set (or, for available-now, the input ends)."""
@@ -299,21 +417,27 @@ class AgentRunner:
             self._available_now_targets.setdefault(tp, end)
 
     async def _caught_up(self) -> bool:
+        """True once every partition assigned to this worker is processed up to its
+        available-now target (stage 2: the end of the repartition topic once stage 1 is done).
+        Never during a rebalance or a restore, when the assignment is not all in hand."""
         if self.consumer is None or self._available_now_targets is None:
             return False
         if self.upstream:
             if not all(u.finished.is_set() for u in self.upstream):
                 return False
             if not self._upstream_targets_taken:
-                # Upstream is done: its output is now complete, so take the end offsets again.
+                # Upstream is done: its output is now complete; take the end offsets again.
                 self._upstream_targets_taken = True
-                assigned = list(self.consumer.assignment())
-                self._available_now_targets = dict(await self.consumer.end_offsets(assigned))
-                return False
-        for tp, end in self._available_now_targets.items():
-            if tp.partition not in self.tasks:
-                continue
-            if await self.consumer.position(tp) < end:
+                self._available_now_targets = {}
+        assigned = list(self.consumer.assignment())
+        if not assigned or any(tp.partition not in self.tasks for tp in assigned):
+            return False
+        targets = self._available_now_targets
+        missing = [tp for tp in assigned if tp not in targets]
+        if missing:
+            targets.update(await self.consumer.end_offsets(missing))
+        for tp in assigned:
+            if await self.consumer.position(tp) < targets[tp]:
                 return False
         return not any(t.query.wants_no_data_batch() for t in self.tasks.values())
 
@@ -484,54 +608,112 @@ class AgentRunner:
         for p in sorted(self.tasks):
             task = self.tasks[p]
             task_recs = by_partition.get(p, {})
+            failure = self._failing.get(p)
+            if failure is not None:
+                task_recs = failure.same_batch(task_recs)
             if not task_recs and not task.query.wants_no_data_batch(int(time.time() * 1000)):
                 continue
             try:
-                await self._checkpoint(task, task_recs)
+                if failure is not None and failure.attempts > self.settings.max_batch_retries:
+                    await self._dead_letter_batch(task, task_recs, failure)
+                else:
+                    await self._checkpoint(task, task_recs)
             except Exception as exc:
-                if isinstance(exc, DataLossError):
+                if isinstance(exc, DataLossError | BatchFailedError):
                     raise
-                await self._recover(task, exc)
+                await self._recover(task, task_recs, exc)
+                continue
+            if failure is not None:
+                del self._failing[p]
+                await self._position(self._assigned(p))  # records after the retried batch
 
-    async def _recover(self, task: PartitionTask, exc: BaseException) -> None:
+    def _assigned(self, p: int) -> list[TopicPartition]:
+        assert self.consumer is not None
+        return [tp for tp in self.consumer.assignment() if tp.partition == p]
+
+    async def _recover(
+        self, task: PartitionTask, recs: dict[str, list[ConsumerRecord]], exc: BaseException
+    ) -> None:
         """Abort a failed checkpoint: rebuild the task from its store and the changelog, and
-        rewind the consumer to the committed offsets of the partition."""
+        rewind the consumer to the committed offsets of the partition, after a backoff.
+
+        The next attempt runs the same batch (no record beyond it). A failure Kafka may get
+        over (a broker away, a leader moving) is retried without limit; any other is retried
+        `max_batch_retries` times, then `on_batch_failure` decides: "fail" stops the worker
+        with BatchFailedError, "dead_letter" sends the batch's records to the dead letters."""
+        p = task.partition
+        failure = self._failing.get(p)
+        if failure is None:
+            failure = self._failing[p] = _Failure(recs)
+        failure.record(exc)
         log.warning(
-            "%s[%d]: checkpoint failed (%s: %s); aborting and rewinding",
+            "%s[%d]: checkpoint failed (%s: %s); aborting and rewinding (attempt %d)",
             self.name,
-            task.partition,
+            p,
             type(exc).__name__,
             exc,
+            failure.attempts + failure.transient,
         )
         metrics.ABORTS.labels(self.name).inc()
         if task.producer is not None:
             with contextlib.suppress(Exception):
                 await task.producer.abort_transaction()
-        p = task.partition
+        exhausted = failure.attempts > self.settings.max_batch_retries
+        if exhausted and self.settings.on_batch_failure == "fail":
+            raise BatchFailedError(
+                f"{self.name}[{p}]: a batch failed {failure.attempts} times, last with "
+                f"{type(exc).__name__}: {exc} (on_batch_failure='dead_letter' sends such "
+                "batches to the dead letters instead)"
+            ) from exc
         await self._close_task(p)
-        assert self.consumer is not None
-        assignment = self.consumer.assignment()
-        tps = [tp for tp in assignment if tp.partition == p]
+        tps = self._assigned(p)
         if not tps:
             return
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(failure.backoff_s())
         self.tasks[p] = await self._open_task(p)
         await self._position(tps)
+
+    async def _dead_letter_batch(
+        self, task: PartitionTask, recs: dict[str, list[ConsumerRecord]], failure: _Failure
+    ) -> None:
+        """Commit a batch that kept failing as dead letters (state untouched)."""
+        out = self._outgoing()
+        offsets: dict[TopicPartition, int] = {}
+        error = f"batch failed {failure.attempts} times, last with {failure.error}"
+        for topic, rs in recs.items():
+            for r in rs:
+                out.dead_letter(r.key, r.value, error, failure.stage, _position(r))
+            offsets[TopicPartition(topic, task.partition)] = rs[-1].offset + 1
+        await self._produce_and_commit(task, out, offsets)
+        metrics.DEAD_LETTERS.labels(self.name).inc(out.n_dead)
+        log.error(
+            "%s[%d]: %d records dead-lettered: %s", self.name, task.partition, out.n_dead, error
+        )
+
+    def _outgoing(self) -> _Outgoing:
+        limits = self._limits.get(self.agent.dead_letter_topic, topics.TopicLimits())
+        return _Outgoing(self.agent.dead_letter_topic, limits.max_message_bytes)
 
     async def _checkpoint(self, task: PartitionTask, recs: dict[str, list[ConsumerRecord]]) -> None:
         started = time.monotonic()
         agent = self.agent
-        out = _Outgoing()
+        out = self._outgoing()
         rows_by_input: dict[str, list[Row]] = {}
+        kept: dict[str, tuple[list[ConsumerRecord], list[int] | None]] = {}
         offsets: dict[TopicPartition, int] = {}
         sources = []
         n_input = 0
         for topic, rs in recs.items():
             rows, errors = decode_values([r.value for r in rs])
-            for i, reason in errors:
-                r = rs[i]
-                out.add(agent.dead_letter_topic, r.key, r.value, _dlq_headers(r, reason))
-            rows_by_input[agent.aliases.get(topic, topic)] = rows
+            alias = agent.aliases.get(topic, topic)
+            kept[alias] = (rs, None)
+            if errors:
+                for i, reason in errors:
+                    r = rs[i]
+                    out.dead_letter(r.key, r.value, reason, "decode", _position(r))
+                failed = {i for i, _ in errors}
+                kept[alias] = (rs, [i for i in range(len(rs)) if i not in failed])
+            rows_by_input[alias] = rows
             n_input += len(rs)
             offsets[TopicPartition(topic, task.partition)] = rs[-1].offset + 1
             sources.append(
@@ -542,12 +724,23 @@ class AgentRunner:
                     "numInputRows": len(rs),
                 }
             )
+        batch_source = _batch_position(recs, task.partition, agent.inputs[0].name)
         t_decoded = time.monotonic()
-        result = task.query.run_batch(rows_by_input, int(time.time() * 1000))
+        now = int(time.time() * 1000)
+        skew = self.settings.max_event_time_skew_ms
+        result = task.query.run_batch(rows_by_input, now, None if skew is None else now + skew)
         t_processed = time.monotonic()
         ctx = result.ctx
-        for row, reason in ctx.errors:
-            out.add(agent.dead_letter_topic, None, _json_or_repr(row), [("error", reason.encode())])
+        self._check_watermark(task, result, now)
+        for (row, reason, stage), origin in zip(ctx.errors, result.error_origins, strict=True):
+            record = None
+            if origin is not None:
+                rs, positions = kept[origin[0]]
+                record = rs[origin[1] if positions is None else positions[origin[1]]]
+            if record is not None:
+                out.dead_letter(record.key, record.value, reason, stage, _position(record))
+            else:
+                out.dead_letter(None, _json_or_repr(row), reason, stage, batch_source)
         if ctx.late_rows:
             metrics.LATE_ROWS.labels(self.name).inc(len(ctx.late_rows))
             if agent.late_topic is not None:
@@ -561,29 +754,32 @@ class AgentRunner:
                     )
         if agent.foreach_batch is not None and result.rows:
             ts_cols = agent.query.timestamp_columns
-            res = agent.foreach_batch(
-                [render_row(r, ts_cols) for r in result.rows], result.batch_id
-            )
-            if asyncio.iscoroutine(res):
-                await res
+            try:
+                res = agent.foreach_batch(
+                    [render_row(r, ts_cols) for r in result.rows], result.batch_id
+                )
+                if asyncio.iscoroutine(res):
+                    await res
+            except Exception as exc:
+                raise SinkFailure(f"foreach_batch failed: {type(exc).__name__}: {exc}") from exc
         if agent.sink is not None and result.rows:
             sink = agent.sink.name
             if agent.raw_output:
                 values = [orjson.dumps(r) for r in result.rows]
             else:
                 values = encode_rows(result.rows, agent.query.timestamp_columns)
-            ts_col = agent.timestamp_column
-            for row, value in zip(result.rows, values, strict=True):
-                ts = row.get(ts_col) if ts_col else None
-                out.add(
-                    sink,
-                    encode_key(row, agent.key) if agent.key else None,
-                    value,
-                    timestamp=ts if type(ts) is int else None,
-                )
+            if agent.key:
+                for row, value in zip(result.rows, values, strict=True):
+                    out.add(sink, encode_key(row, agent.key), value)
+            else:
+                for value in values:
+                    out.add(sink, None, value)
         changes = result.txn.changes()
         for state_key, state_value in changes.items():
             out.add(agent.changelog_topic, state_key, state_value, partition=task.partition)
+        out.divert_oversized(
+            self._limits, {agent.changelog_topic, agent.dead_letter_topic}, batch_source
+        )
         changelog_end = await self._produce_and_commit(task, out, offsets)
         t_committed = time.monotonic()
         meta = {"changelog_offset": changelog_end} if changelog_end is not None else None
@@ -601,22 +797,42 @@ class AgentRunner:
             t_processed,
             t_committed,
         )
-        n_dead = len(out.records.get(agent.dead_letter_topic, ()))
-        if n_dead:
-            metrics.DEAD_LETTERS.labels(self.name).inc(n_dead)
+        if out.n_dead:
+            metrics.DEAD_LETTERS.labels(self.name).inc(out.n_dead)
+        if agent.aliases:
+            await self._delete_consumed(offsets)
+
+    def _check_watermark(self, task: PartitionTask, result: BatchResult, now: int) -> None:
+        """Log and count a watermark that jumped (an event time far ahead, most likely)."""
+        jump, wm = self.settings.watermark_jump_warn_ms, task.query.watermark
+        if jump is None or wm is None or not result.watermark_moved:
+            return
+        if result.watermark_advance > jump or wm > now + jump:
+            log.warning(
+                "%s[%d]: batch %d moved the watermark %.0f s ahead, to %s (an event time far "
+                "ahead? max_event_time_skew dead-letters those)",
+                self.name,
+                task.partition,
+                result.batch_id,
+                result.watermark_advance / 1000,
+                _iso(wm),
+            )
+            metrics.WATERMARK_JUMPS.labels(self.name).inc()
 
     async def _produce_and_commit(
         self, task: PartitionTask, out: _Outgoing, offsets: dict[TopicPartition, int]
     ) -> int | None:
         """Produce the checkpoint's records and commit the offsets, atomically under
-        exactly_once. Return the changelog offset after this checkpoint's records (None when it
-        wrote none)."""
+        exactly_once. Every record is acknowledged before the offsets are committed, so a
+        refused record fails the checkpoint instead of being skipped. Return the changelog
+        offset after this checkpoint's records (None when it wrote none)."""
         changelog = self.agent.changelog_topic
         if task.producer is not None:
             producer = task.producer
             await producer.begin_transaction()
             try:
                 futures = await self._send_all(producer, task.partition, out)
+                results = [(t, await f, n) for t, f, n in futures]
                 if offsets:
                     await producer.send_offsets_to_transaction(offsets, self.agent.group_id)
                 await producer.commit_transaction()
@@ -624,7 +840,6 @@ class AgentRunner:
                 with contextlib.suppress(Exception):
                     await producer.abort_transaction()
                 raise
-            results = [(t, await f, n) for t, f, n in futures]
         else:
             assert self.shared_producer is not None and self.consumer is not None
             futures = await self._send_all(self.shared_producer, task.partition, out)
@@ -637,6 +852,20 @@ class AgentRunner:
                 end = max(end or 0, md.offset + n)
         return end
 
+    async def _delete_consumed(self, offsets: dict[TopicPartition, int]) -> None:
+        """Delete committed records of the repartition topics this stage reads, at most every
+        few seconds (Kafka Streams' purge of repartition topics)."""
+        self._to_delete.update(offsets)
+        now = time.monotonic()
+        if now < self._next_delete or self._admin is None:
+            return
+        self._next_delete = now + _DELETE_INTERVAL_S
+        pending, self._to_delete = self._to_delete, {}
+        try:
+            await topics.delete_before(self._admin, pending)
+        except (KafkaError, OSError) as exc:
+            log.warning("%s: deleting consumed repartition records failed: %r", self.name, exc)
+
     async def _send_all(
         self, producer: AIOKafkaProducer, task_partition: int, out: _Outgoing
     ) -> list[tuple[str, asyncio.Future[Any], int]]:
@@ -646,7 +875,7 @@ class AgentRunner:
             parts = await self._partitions(producer, topic)
             builders: dict[int, Any] = {}
             counts: dict[int, int] = {}
-            for key, value, headers, ts in recs:
+            for key, value, headers in recs:
                 if fixed is not None:
                     part = fixed
                 elif key is None:
@@ -657,14 +886,13 @@ class AgentRunner:
                 if b is None:
                     b = builders[part] = producer.create_batch()
                     counts[part] = 0
-                if b.append(key=key, value=value, timestamp=ts, headers=headers) is None:
+                if b.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     futures.append(
                         (topic, await producer.send_batch(b, topic, partition=part), counts[part])
                     )
                     b = builders[part] = producer.create_batch()
                     counts[part] = 0
-                    if b.append(key=key, value=value, timestamp=ts, headers=headers) is None:
-                        raise ValueError(f"record for {topic} larger than {_MAX_BATCH_BYTES} bytes")
+                    b.append(key=key, value=value, timestamp=None, headers=headers)  # first fits
                 counts[part] += 1
             for part, b in builders.items():
                 if counts[part]:
@@ -733,7 +961,8 @@ class AgentRunner:
 
     # -- topics --------------------------------------------------------------------------
     async def _ensure_topics(self) -> None:
-        """Create the inputs, sink, changelog and dead-letter topics that do not exist."""
+        """Create the inputs, sink, changelog and dead-letter topics that do not exist, give
+        an internal (repartition) sink its configs, and read the limits of what it writes."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
@@ -742,10 +971,10 @@ class AgentRunner:
             created: list[str] = []
             for t in agent.inputs:
                 if t.name not in existing:
-                    await _create(admin, t.name, t.partitions or 1, t.config)
+                    await topics.create(admin, t.name, t.partitions or 1, t.config)
                     existing.add(t.name)
                     created.append(t.name)
-            await _wait_for_leaders(admin, created)
+            await topics.wait_for_leaders(admin, created)
             desc = await admin.describe_topics([t.name for t in agent.inputs])
             counts = {d["topic"]: len(d["partitions"]) for d in desc}
             n_in = max(counts.values())
@@ -763,44 +992,30 @@ class AgentRunner:
                 wanted.append((agent.late_topic.name, agent.late_topic.partitions or 1, {}))
             for name, parts, config in wanted:
                 if name not in existing:
-                    await _create(admin, name, parts, config)
+                    await topics.create(admin, name, parts, config)
                     created.append(name)
-            await _wait_for_leaders(admin, created)
+            await topics.wait_for_leaders(admin, created)
+            configs = await topics.describe_configs(admin, [name for name, _p, _c in wanted])
+            if agent.raw_output and agent.sink is not None:  # stage 1: the sink is internal
+                await topics.ensure_config(
+                    admin, agent.sink.name, configs[agent.sink.name], agent.sink.config
+                )
+            self._limits = {name: topics.limits_of(c) for name, c in configs.items()}
         finally:
             await admin.close()
 
 
-async def _create(
-    admin: AIOKafkaAdminClient, name: str, partitions: int, config: dict[str, str]
-) -> None:
-    with contextlib.suppress(TopicAlreadyExistsError):
-        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=dict(config))])
+def _position(r: ConsumerRecord) -> SourcePosition:
+    return SourcePosition(r.topic, r.partition, r.offset, r.timestamp)
 
 
-async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
-    """Wait until every partition of `topics` has a leader (a new topic is not usable before)."""
-    if not topics:
-        return
-    for _ in range(300):
-        desc = await admin.describe_topics(topics)
-        if all(
-            d["error_code"] == 0
-            and d["partitions"]
-            and all(p["leader"] >= 0 for p in d["partitions"])
-            for d in desc
-        ):
-            return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"topics {topics} have no leader after 30s")
-
-
-def _dlq_headers(r: ConsumerRecord, reason: str) -> list[tuple[str, bytes]]:
-    return [
-        ("error", reason.encode()),
-        ("source.topic", r.topic.encode()),
-        ("source.partition", str(r.partition).encode()),
-        ("source.offset", str(r.offset).encode()),
-    ]
+def _batch_position(
+    recs: dict[str, list[ConsumerRecord]], partition: int, default_topic: str
+) -> SourcePosition:
+    """The source of a failure that belongs to no single record: the batch's range."""
+    for topic, rs in recs.items():
+        return SourcePosition(topic, partition, offsets=(rs[0].offset, rs[-1].offset))
+    return SourcePosition(default_topic, partition)
 
 
 def _json_or_repr(row: Any) -> bytes:
@@ -868,9 +1083,9 @@ class Worker:
                     continue
                 new_inputs = [t for t in agent.inputs if t.name not in existing]
                 for t in new_inputs:
-                    await _create(admin, t.name, t.partitions or 1, t.config)
+                    await topics.create(admin, t.name, t.partitions or 1, t.config)
                     existing.add(t.name)
-                await _wait_for_leaders(admin, [t.name for t in new_inputs])
+                await topics.wait_for_leaders(admin, [t.name for t in new_inputs])
                 desc = await admin.describe_topics([t.name for t in agent.inputs])
                 n = max(len(d["partitions"]) for d in desc)
                 if agent.repartition is None and n == 1:
@@ -883,8 +1098,12 @@ class Worker:
                 aliases: dict[str, str] = {}
                 inputs: list[Topic] = []
                 by_name = {t.name: t for t in agent.inputs}
+                input_configs = await topics.describe_configs(admin, list(by_name))
                 for cut in cuts:
-                    topic = Topic(f"{agent.group_id}-repartition-{cut.input_name}", n)
+                    # Whatever the input accepts, its repartition topic accepts too.
+                    limit = topics.limits_of(input_configs[cut.input_name]).max_message_bytes
+                    config = {**topics.REPARTITION_CONFIG, "max.message.bytes": str(limit)}
+                    topic = Topic(f"{agent.group_id}-repartition-{cut.input_name}", n, config)
                     stage1 = Agent(
                         app=self.app,
                         name=f"{agent.name}-repartition-{cut.input_name}",
@@ -894,9 +1113,6 @@ class Worker:
                         key=cut.key if cut.key is not None else WHOLE_ROW,
                         trigger=agent.trigger,
                         raw_output=True,
-                        timestamp_column=cut.stage1.watermarks[0][1]
-                        if cut.stage1.watermarks
-                        else None,
                         dead_letters=agent.dead_letter_topic,
                         repartition=False,
                         starting_offsets=agent.starting_offsets,

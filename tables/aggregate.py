@@ -602,6 +602,7 @@ class AggregateOperator(Operator):
         self.aggregates = list(aggregates)
         self.output_columns = out_cols
         self.chained = _has_aggregate(parent)
+        self._user_defined = any(isinstance(a, UserDefinedAggregate) for a in aggregates)
         wm_cols = {col for _name, col, _delay in parent.watermarks}
         self.time_key: int | None = None
         """Index in the keys of a watermarked key column (grouping by event time itself)."""
@@ -681,7 +682,9 @@ class AggregateOperator(Operator):
         for (start, end, keys), grows in groups.items():
             skey = self._state_key(start, end, keys)
             st = state.get(skey)
-            new = self._fold(st, grows)
+            new = self._fold(st, grows, ctx)
+            if new is None:
+                continue
             state.put(skey, new)
             if want_changed:
                 changed.append((start, end, keys, new))
@@ -770,7 +773,7 @@ class AggregateOperator(Operator):
             t = keys[tk]
             if type(t) is not int:
                 reason = f"{self.name}: {self.key_columns[tk]} is not epoch ms: {t!r}"
-                ctx.errors.extend((r, reason) for r in g)
+                ctx.errors.extend((r, reason, "event_time") for r in g)
                 continue
             out[(t, t, keys)] = g
         return out
@@ -786,12 +789,12 @@ class AggregateOperator(Operator):
             col = self.window.column
             raw_t = row.get(col)
             if raw_t is None:
-                ctx.errors.append((row, f"{self.name}: missing time column {col!r}"))
+                ctx.errors.append((row, f"{self.name}: missing time column {col!r}", "schema"))
                 return None
             try:
                 t = raw_t if type(raw_t) is int else to_millis(raw_t)
             except ValueError as exc:
-                ctx.errors.append((row, f"{self.name}: {col}: {exc}"))
+                ctx.errors.append((row, f"{self.name}: {col}: {exc}", "event_time"))
                 return None
         if self._single:
             k: Any = row.get(self.key_columns[0])
@@ -800,7 +803,7 @@ class AggregateOperator(Operator):
         try:
             hash(k)
         except TypeError as exc:
-            ctx.errors.append((row, f"{self.name}: key value cannot be grouped: {exc}"))
+            ctx.errors.append((row, f"{self.name}: key value cannot be grouped: {exc}", "schema"))
             return None
         return t, k
 
@@ -880,7 +883,9 @@ class AggregateOperator(Operator):
                     if old_st is not None:
                         st = old_st if st is None else self._merge(st, old_st)
                 news.sort(key=lambda n: n[0])
-                st = self._fold(st, [r for _i, r in news])
+                st = self._fold(st, [r for _i, r in news], ctx)
+                if st is None:  # every row of a new session failed: an empty session
+                    st = [a.init() for a in self.aggregates]
                 puts.append((_SESSION + _be(e) + _be(s) + kj, st))
                 changed.append((s, e, keys, st))
             state.put(index_key, [[c[0], c[1]] for c in clusters])
@@ -935,9 +940,35 @@ class AggregateOperator(Operator):
             return None, None, tuple(orjson.loads(key[1:]))
         return _unbe(key[9:17]), _unbe(key[1:9]), tuple(orjson.loads(key[17:]))
 
-    def _fold(self, st: list[Any] | None, grows: list[Row]) -> list[Any]:
-        """Fold a group's batch rows into its aggregate states (one list comprehension per
-        distinct input column, one call per aggregate)."""
+    def _fold(self, st: list[Any] | None, grows: list[Row], ctx: BatchContext) -> list[Any] | None:
+        """Fold a group's batch rows into its aggregate states; None when the group had no
+        state and every row failed.
+
+        With a user-defined aggregate, a row that makes it raise is dead-lettered and the
+        others are folded (the accumulators are copied first, so a half-done `add` leaves no
+        trace); built-in aggregates accept any value."""
+        if not self._user_defined:
+            return self._fold_rows(st, grows)
+        dumps, loads = orjson.dumps, orjson.loads
+        before = dumps(st)
+        try:
+            return self._fold_rows(st, grows)
+        except Exception:
+            st = loads(before)
+        for r in grows:
+            before = dumps(st)
+            try:
+                st = self._fold_rows(st, [r])
+            except Exception as exc:
+                st = loads(before)
+                ctx.errors.append(
+                    (r, f"{self.name} failed: {type(exc).__name__}: {exc}", "user_function")
+                )
+        return st
+
+    def _fold_rows(self, st: list[Any] | None, grows: list[Row]) -> list[Any]:
+        """Fold rows into the states (one list comprehension per distinct input column, one
+        call per aggregate)."""
         aggs = self.aggregates
         if st is None:
             st = [a.init() for a in aggs]

@@ -224,7 +224,7 @@ class FlatMapGroupsWithStateOperator(Operator):
         except Exception as exc:
             reason = f"{self.name} failed: {type(exc).__name__}: {exc}"
             bad = values or [dict(zip(self.keys, key, strict=True))]
-            ctx.errors.extend((r, reason) for r in bad)
+            ctx.errors.extend((r, reason, "user_function") for r in bad)
             if timed_out and old_timeout is not None:
                 # Keep the key retrievable: re-arm the timeout that was just popped.
                 idx.put(old_timeout, kb, 1)
@@ -258,7 +258,7 @@ class FlatMapGroupsWithStateOperator(Operator):
                 try:
                     ts = event_time(row, col)
                 except ValueError as exc:
-                    ctx.errors.append((row, f"{self.name}: {col}: {exc}"))
+                    ctx.errors.append((row, f"{self.name}: {col}: {exc}", "event_time"))
                     continue
                 if ts <= late:
                     ctx.late_rows.append((self.name, row))

@@ -294,7 +294,7 @@ class DedupOperator(Operator):
                 try:
                     ts = event_time(row, col)
                 except ValueError as exc:
-                    ctx.errors.append((row, f"{self.name}: {col}: {exc}"))
+                    ctx.errors.append((row, f"{self.name}: {col}: {exc}", "event_time"))
                     continue
             if late is not None and ts <= late:
                 ctx.late_rows.append((self.name, row))
@@ -326,7 +326,7 @@ class DedupOperator(Operator):
         try:
             ts = event_time(row, col)
         except ValueError as exc:
-            ctx.errors.append((row, f"{self.name}: {col}: {exc}"))
+            ctx.errors.append((row, f"{self.name}: {col}: {exc}", "event_time"))
             return None
         if ts <= ctx.late_watermark:
             ctx.late_rows.append((self.name, row))
@@ -357,7 +357,7 @@ class DedupOperator(Operator):
             try:
                 ts = event_time(row, col)
             except ValueError as exc:
-                ctx.errors.append((row, f"{self.name}: {col}: {exc}"))
+                ctx.errors.append((row, f"{self.name}: {col}: {exc}", "event_time"))
                 continue
             suffix = encode_key(self._key_values(row))
             key = b"k" + suffix

@@ -357,7 +357,7 @@ class StreamJoinOperator(MultiInputOperator):
                     raw = row.get(time_col)
                     ts = raw if type(raw) is int else event_time(row, time_col)
             except ValueError as exc:
-                errors.append((row, f"{name}: {exc}"))
+                errors.append((row, f"{name}: {exc}", "event_time"))
                 continue
             kv = [row.get(c) for c in key_cols]
             kb = dumps(kv)

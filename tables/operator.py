@@ -14,7 +14,11 @@ from typing import Any, Literal
 from tables.store import StateView
 
 Row = dict[str, Any]
+RowIndex = Callable[[list[Row]], dict[int, int]]
 OutputMode = Literal["append", "update", "complete"]
+ErrorStage = Literal["decode", "schema", "event_time", "user_function", "sink", "size", "batch"]
+"""Where a record failed: its value (decode), its columns (schema), its event time, user code,
+a sink, a size limit, or a whole batch that could not be processed (`error.stage` header)."""
 
 
 @dataclass(slots=True)
@@ -33,10 +37,14 @@ class BatchContext:
     """False in a no-data batch, run only to let a moved watermark evict and emit."""
     output_mode: OutputMode = "append"
     """The query's output mode."""
+    event_time_limit: int | None = None
+    """Event times after this (epoch ms) are refused as too far ahead of processing time:
+    dead-lettered, never observed by the watermark (None: no limit)."""
     late_rows: list[tuple[str, Row]] = field(default_factory=list)
     """Rows dropped as late, with the operator name; counted in metrics, optionally routed."""
-    errors: list[tuple[Row, str]] = field(default_factory=list)
-    """Rows that could not be processed, with a one-line reason; they go to the dead letters."""
+    errors: list[tuple[Row, str, ErrorStage]] = field(default_factory=list)
+    """Rows that could not be processed, with a one-line reason and the kind of failure; they
+    go to the dead letters."""
     state_rows_updated: int = 0
     """State rows written in this batch (operators add to it), for progress reports."""
     observed: dict[str, int] = field(default_factory=dict)
@@ -78,6 +86,23 @@ class Operator(ABC):
         """True when the operator needs a batch now even without input (a due timer)."""
         return False
 
+    def origin(
+        self, pos: int, output: list[Row], inputs: list[list[Row]], index: RowIndex
+    ) -> tuple[int, int] | None:
+        """Where emitted row `output[pos]` came from: (parent index, position in that parent's
+        rows), or None when it has no single source row (an aggregate, a joined row).
+
+        Used only to trace a failed row back to its input record, so it may be slow. The
+        default finds the very same row object in an input (operators that pass rows on);
+        `index(rows)` maps `id(row)` to its position in `rows`.
+        """
+        row_id = id(output[pos])
+        for i, rows in enumerate(inputs):
+            j = index(rows).get(row_id)
+            if j is not None:
+                return i, j
+        return None
+
 
 class MapOperator(Operator):
     """Stateless map, filter or flat-map over rows."""
@@ -97,8 +122,27 @@ class MapOperator(Operator):
                 try:
                     out.extend(self._apply([r]))
                 except Exception as exc:
-                    ctx.errors.append((r, f"{self.kind} failed: {type(exc).__name__}: {exc}"))
+                    ctx.errors.append(
+                        (r, f"{self.kind} failed: {type(exc).__name__}: {exc}", "user_function")
+                    )
             return out
+
+    def origin(
+        self, pos: int, output: list[Row], inputs: list[list[Row]], index: RowIndex
+    ) -> tuple[int, int] | None:
+        """A map's output is parallel to its input unless a row failed; otherwise (and for
+        flat-map) the source is found by applying the function again."""
+        rows = inputs[0]
+        if self.kind == "filter" or (self.kind == "map" and len(output) == len(rows)):
+            return (0, pos) if self.kind == "map" else super().origin(pos, output, inputs, index)
+        target = output[pos]
+        for j, r in enumerate(rows):
+            try:
+                if any(o == target for o in self._apply([dict(r)])):
+                    return 0, j
+            except Exception:
+                continue
+        return None
 
     def _apply(self, rows: list[Row]) -> list[Row]:
         fn = self.fn

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
-from tables.operator import BatchContext, MapOperator, Operator, OutputMode, Row
+from tables.operator import BatchContext, ErrorStage, MapOperator, Operator, OutputMode, Row
 from tables.store import StateTxn, StateView, Store
-from tables.timeutil import Duration, many_to_millis, parse_duration, to_millis
+from tables.timeutil import Duration, iso_utc, many_to_millis, parse_duration, to_millis
 from tables.watermark import WatermarkTracker
 
 _QUERY_PREFIX = b"\x01query/"
@@ -61,30 +61,43 @@ class WatermarkOperator(Operator):
 
     def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
         col = self.column
+        limit = ctx.event_time_limit
         parsed = many_to_millis(list(map(dict.get, rows, repeat(col))))
-        if parsed is not None:
+        if parsed is not None and (limit is None or not parsed or max(parsed) <= limit):
             for row, ms in zip(rows, parsed, strict=True):
                 row[col] = ms
-            ctx.observe(self.input_name, max(parsed))
+            if parsed:
+                ctx.observe(self.input_name, max(parsed))
             return list(rows)
         out: list[Row] = []
         append = out.append
-        best = -(1 << 62)
+        best = None
         for row in rows:
             value = row.get(col)
             if type(value) is not int:
                 try:
                     value = to_millis(value)
                 except ValueError as exc:
-                    ctx.errors.append((row, f"{col}: {exc}"))
+                    ctx.errors.append((row, f"{col}: {exc}", "event_time"))
                     continue
-                row[col] = value
-            if value > best:
+            if limit is not None and value > limit:
+                ctx.errors.append((row, self._too_far_ahead(value, ctx), "event_time"))
+                continue
+            row[col] = value
+            if best is None or value > best:
                 best = value
             append(row)
-        if out:
+        if best is not None:
             ctx.observe(self.input_name, best)
         return out
+
+    def _too_far_ahead(self, value: int, ctx: BatchContext) -> str:
+        assert ctx.event_time_limit is not None
+        skew_s = (ctx.event_time_limit - ctx.processing_time) / 1000
+        return (
+            f"{self.column}: event time {iso_utc(value)} is more than {skew_s:g} s ahead of "
+            f"processing time {iso_utc(ctx.processing_time)} (max_event_time_skew)"
+        )
 
     def timestamp_columns(self) -> set[str]:
         return {self.column}
@@ -271,6 +284,53 @@ class BatchResult:
     input_rows: int
     watermark_moved: bool = False
     late_rows: list[tuple[str, Row]] = field(default_factory=list)
+    error_origins: list[tuple[str, int] | None] = field(default_factory=list)
+    """Per entry of `ctx.errors`: the input and the position in that input's batch rows of
+    the row it comes from, or None when it has no single input row (e.g. an aggregate)."""
+    watermark_advance: int = 0
+    """How far (ms) this batch moved the watermark (0 for the first watermark)."""
+
+
+class _Tracer:
+    """Traces failed rows back through the plan to the input rows they came from."""
+
+    def __init__(self, results: dict[int, list[Row]]) -> None:
+        self.results = results
+        self._indexes: dict[int, dict[int, int]] = {}
+
+    def index(self, rows: list[Row]) -> dict[int, int]:
+        found = self._indexes.get(id(rows))
+        if found is None:
+            found = self._indexes[id(rows)] = {id(r): i for i, r in enumerate(rows)}
+        return found
+
+    def origins(
+        self, errors: list[tuple[Row, str, ErrorStage]], failed_at: list[tuple[int, Node]]
+    ) -> list[tuple[str, int] | None]:
+        out: list[tuple[str, int] | None] = []
+        for end, node in failed_at:
+            inputs = [self.results[id(p)] for p in node.parents]
+            while len(out) < end:
+                row_id = id(errors[len(out)][0])
+                found = None
+                for parent, rows in zip(node.parents, inputs, strict=True):
+                    pos = self.index(rows).get(row_id)
+                    if pos is not None:
+                        found = self._source(parent, pos)
+                        break
+                out.append(found)
+        return out
+
+    def _source(self, node: Node, pos: int) -> tuple[str, int] | None:
+        """The input row behind row `pos` of `node`'s output."""
+        while node.input_name is None:
+            assert node.op is not None
+            inputs = [self.results[id(p)] for p in node.parents]
+            step = node.op.origin(pos, self.results[id(node)], inputs, self.index)
+            if step is None:
+                return None
+            node, pos = node.parents[step[0]], step[1]
+        return node.input_name, pos
 
 
 class QueryTask:
@@ -336,9 +396,14 @@ class QueryTask:
         )
 
     def run_batch(
-        self, rows_by_input: Mapping[str, list[Row]], processing_time: int
+        self,
+        rows_by_input: Mapping[str, list[Row]],
+        processing_time: int,
+        event_time_limit: int | None = None,
     ) -> BatchResult:
-        """Run one micro-batch (empty mapping: a no-data batch); see the class contract."""
+        """Run one micro-batch (empty mapping: a no-data batch); see the class contract.
+        Rows whose event time is after `event_time_limit` are dead-lettered (the event-time
+        guard: they never move the watermark)."""
         txn = StateTxn(self.store)
         wm, late = self.tracker.start_batch()
         ctx = BatchContext(
@@ -348,9 +413,12 @@ class QueryTask:
             processing_time=processing_time,
             has_data=any(rows_by_input.values()),
             output_mode=self.query.output_mode,
+            event_time_limit=event_time_limit,
         )
         results: dict[int, list[Row]] = {}
         input_count = 0
+        failed_at: list[tuple[int, Node]] = []
+        """(end of the node's errors in ctx.errors, node), in plan order."""
         for n in self.query.nodes:
             if n.input_name is not None:
                 rows = list(rows_by_input.get(n.input_name, ()))
@@ -360,21 +428,28 @@ class QueryTask:
             op = n.op
             assert op is not None
             view = txn.view(self._prefixes.get(id(n), b""))
+            n_errors = len(ctx.errors)
             if isinstance(op, MultiInputOperator) and len(n.parents) > 1:
                 results[id(n)] = op.process_multi([results[id(p)] for p in n.parents], view, ctx)
             else:
                 results[id(n)] = op.process(results[id(n.parents[0])], view, ctx)
+            if len(ctx.errors) > n_errors:
+                failed_at.append((len(ctx.errors), n))
         out = results[id(self.query.node)]
+        origins = _Tracer(results).origins(ctx.errors, failed_at) if failed_at else []
         for name, ts in ctx.observed.items():
             self.tracker.observe(name, ts)
         moved = self.tracker.end_batch(processing_time)
+        advance = 0 if wm is None or self.tracker.watermark is None else self.tracker.watermark - wm
         self._pending_no_data = moved
         txn.put(
             _QUERY_PREFIX + b"progress",
             {"batch_id": ctx.batch_id + 1, "wm": self.tracker.snapshot(), "pending_no_data": moved},
         )
         self.next_batch_id = ctx.batch_id + 1
-        return BatchResult(ctx.batch_id, out, txn, ctx, input_count, moved, ctx.late_rows)
+        return BatchResult(
+            ctx.batch_id, out, txn, ctx, input_count, moved, ctx.late_rows, origins, advance
+        )
 
     def commit(
         self,

@@ -379,7 +379,7 @@ def test_missing_key_groups_under_null_and_bad_time_is_dead_lettered(store: Stor
         {"action": None, **win("10:00", "10:10"), "count": 1},
         {"action": "click", **win("10:00", "10:10"), "count": 1},
     ]
-    assert [r for r, _why in d.errors] == [bad_time, no_time]
+    assert [r for r, _why, _stage in d.errors] == [bad_time, no_time]
     assert "event_time" in d.errors[0][1] and "missing time column" in d.errors[1][1]
 
 

@@ -114,7 +114,7 @@ def test_failing_function_dead_letters_and_keeps_state(store: Store) -> None:
     result = task.run_batch({"ev": [{"k": "bad"}, {"k": "ok"}, {"k": "bad"}]}, 0)
     task.commit(result)
     assert result.rows == [{"k": "ok"}]
-    assert [reason for _, reason in result.ctx.errors] == [
+    assert [reason for _, reason, _stage in result.ctx.errors] == [
         "flat_map_groups_with_state(picky) failed: RuntimeError: boom"
     ] * 2
     assert task.state_rows() == 1

@@ -90,5 +90,5 @@ def test_watermark_operator_parses_a_batch_and_dead_letters_bad_rows() -> None:
     ctx = _context()
     out = op.process(mixed, state, ctx)
     assert [r["id"] for r in out] == [i for i in range(100) if i not in (3, 7)]
-    assert sorted(r["id"] for r, _reason in ctx.errors) == [3, 7]
+    assert sorted(r["id"] for r, _reason, _stage in ctx.errors) == [3, 7]
     assert all(type(r["ts"]) is int for r in out)

@@ -1,0 +1,95 @@
+"""Topic administration: creating an agent's topics, reading the limits the broker enforces on
+them, keeping internal topics' configs, and deleting what internal topics no longer need."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import TopicPartition
+
+log = logging.getLogger("weir.topics")
+
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+"""The broker's default `message.max.bytes`: the largest record batch a topic accepts."""
+
+REPARTITION_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+"""Repartition topics keep records until Weir deletes them after their consumer's commit (as
+Kafka Streams does), so neither age nor size can delete records not yet processed."""
+
+
+@dataclass(frozen=True)
+class TopicLimits:
+    """What the broker refuses on a topic (read from its configs)."""
+
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """`max.message.bytes`: a record batch larger than this is refused (MessageSizeTooLarge)."""
+
+
+async def create(
+    admin: AIOKafkaAdminClient, name: str, partitions: int, config: dict[str, str]
+) -> None:
+    """Create topic `name` (replication factor 1) unless it exists."""
+    with contextlib.suppress(TopicAlreadyExistsError):
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=dict(config))])
+
+
+async def wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+    """Wait until every partition of `topics` has a leader (a new topic is not usable before).
+    Raises RuntimeError after 30 s."""
+    if not topics:
+        return
+    for _ in range(300):
+        desc = await admin.describe_topics(topics)
+        if all(
+            d["error_code"] == 0
+            and d["partitions"]
+            and all(p["leader"] >= 0 for p in d["partitions"])
+            for d in desc
+        ):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"topics {topics} have no leader after 30s")
+
+
+async def describe_configs(
+    admin: AIOKafkaAdminClient, topics: list[str]
+) -> dict[str, dict[str, str]]:
+    """The current configs of `topics` (name -> value); a topic that cannot be described
+    (no permission, not there) maps to {}."""
+    if not topics:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+    out: dict[str, dict[str, str]] = {t: {} for t in topics}
+    for response in await admin.describe_configs(resources):
+        for error_code, _msg, _type, name, entries in response.resources:
+            if error_code == 0 and name in out:
+                out[name] = {e[0]: e[1] for e in entries if e[1] is not None}
+    return out
+
+
+def limits_of(config: dict[str, str]) -> TopicLimits:
+    """The limits a topic's configs set (broker defaults for what they do not say)."""
+    return TopicLimits(int(config.get("max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES)))
+
+
+async def ensure_config(
+    admin: AIOKafkaAdminClient, name: str, current: dict[str, str], wanted: dict[str, str]
+) -> None:
+    """Give an internal topic whose `current` configs differ from `wanted` exactly the
+    `wanted` overrides (a topic made by an older version of Weir)."""
+    if all(current.get(k) == v for k, v in wanted.items()):
+        return
+    await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, dict(wanted))])
+    log.info("topic %s: set %s", name, wanted)
+
+
+async def delete_before(admin: AIOKafkaAdminClient, offsets: dict[TopicPartition, int]) -> None:
+    """Delete the records before `offsets` (committed positions of an internal topic)."""
+    if offsets:
+        await admin.delete_records({tp: RecordsToDelete(o) for tp, o in offsets.items()})
