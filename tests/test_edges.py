@@ -6,6 +6,8 @@ follows the same rules without a traceback."""
 from __future__ import annotations
 
 import io
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import orjson
 import pytest
 
 from service.dead_letters import SourcePosition, fit, headers, record_size
+from service.local.proc import free_port
 from service.replay import ReplayBatchError, replay
 from tables.aggregate import collect_list, count, udaf
 from tables.operator import Row
@@ -227,3 +230,25 @@ def test_replay_cli_bad_batch_is_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_port_in_time_wait_is_kept() -> None:
+    """After a crash the broker's port has connections in TIME_WAIT; `up` keeps the port."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the server side closes first: its end of the connection is in TIME_WAIT
+    client.close()
+    server.close()
+    time.sleep(0.2)
+    assert free_port(port) == port
+    # A port another process listens on is not taken.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        assert free_port(taken) != taken

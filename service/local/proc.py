@@ -14,9 +14,14 @@ class LocalStartError(RuntimeError):
 
 
 def free_port(preferred: int | None = None) -> int:
-    """Return `preferred` if it is free on 127.0.0.1, else any free port there."""
+    """Return `preferred` if a server can listen on it on 127.0.0.1, else any free port there.
+
+    A port whose last connections linger in TIME_WAIT (a broker that just crashed) counts as
+    free, as it does for the servers, which listen with SO_REUSEADDR: a restarted broker keeps
+    its recorded port, so workers configured with it reconnect."""
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
