@@ -6,6 +6,8 @@ event_time, user_function, sink, size, batch), and where the record came from:
 `source.topic`, `source.partition`, `source.offset`, `source.timestamp` (ISO-8601 UTC). A
 failure that belongs to no single input record (an aggregate's output row, a whole batch)
 names the batch's input range in `source.offsets` ("first-last") instead of `source.offset`.
+A row that fails after a repartition (in stage 2) carries the repartitioned row as its value
+and the `source.*` of the input record it was made from.
 A record too large for the dead-letter topic is stored truncated, with `error.truncated` and
 `error.original.size` (its size in bytes) so nothing is silently cut.
 """

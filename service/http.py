@@ -89,6 +89,8 @@ def readiness(worker: Worker) -> tuple[bool, dict[str, str]]:
     A replica with no partitions (more replicas than input partitions) is not ready: it is an
     idle standby, which Kubernetes shows as such."""
     states = {name: _agent_state(runner) for name, runner in worker.runners.items()}
+    if worker.waiting_for_kafka is not None:
+        return False, {name: worker.waiting_for_kafka for name in states}
     if worker.stop_event.is_set():
         return False, {name: "stopping" for name in states}
     return all(s == "ready" for s in states.values()), states

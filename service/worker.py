@@ -23,6 +23,7 @@ import logging
 import sys
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
@@ -108,10 +109,30 @@ class _Failure:
 
 
 def _transient(exc: BaseException) -> bool:
-    """True for failures that retrying may get over without anything changing."""
+    """True for failures that retrying may get over without anything changing (the broker
+    unreachable, a leader moving, a request timing out)."""
+    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError):
+        return True
     if isinstance(exc, KafkaError):
-        return bool(getattr(exc, "retriable", False)) or isinstance(exc, KafkaConnectionError)
+        return bool(getattr(exc, "retriable", False))
     return isinstance(exc, TimeoutError | ConnectionError)
+
+
+async def _stop_client(client: AIOKafkaConsumer | AIOKafkaProducer | AIOKafkaAdminClient) -> None:
+    """Stop a Kafka client whatever state its connections are in. A CancelledError from
+    inside the client (its own tasks torn down by a lost broker) is not ours and is dropped;
+    a cancellation of the calling task still propagates."""
+    try:
+        if isinstance(client, AIOKafkaAdminClient):
+            await client.close()
+        else:
+            await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception as exc:
+        log.debug("stopping a Kafka client failed: %r", exc)
 
 
 @dataclass
@@ -278,17 +299,17 @@ class AgentRunner:
         if self.consumer is not None:
             async with self._lock:
                 pass
-            await self.consumer.stop()  # revokes: tasks close in on_revoked
+            await _stop_client(self.consumer)  # revokes: tasks close in on_revoked
             self.consumer = None
         for p in list(self.tasks):
             await self._close_task(p)
         if self.shared_producer is not None:
-            await self.shared_producer.stop()
+            await _stop_client(self.shared_producer)
             self.shared_producer = None
         if self._admin is not None:
             self._next_delete = 0.0
             await self._delete_consumed({})
-            await self._admin.close()
+            await _stop_client(self._admin)
             self._admin = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -353,6 +374,7 @@ class AgentRunner:
         async with self._lock:
             for p in sorted({tp.partition for tp in revoked}):
                 await self._close_task(p)
+                self._failing.pop(p, None)
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Restore the state of newly assigned partitions, then position the consumer.
@@ -365,18 +387,33 @@ class AgentRunner:
         self.consumer.pause(*assigned)
         try:
             async with self._lock:
-                for p in sorted({tp.partition for tp in assigned}):
-                    if p not in self.tasks:
-                        self.tasks[p] = await self._open_task(p)
-                await self._position(assigned)
-                if self.agent.trigger.kind == "available_now":
-                    await self._set_available_now_targets(assigned)
+                await self._open_assigned(assigned)
         except Exception as exc:
             # aiokafka only logs listener errors; the run loop stops the worker with this one
             # rather than leaving the partitions paused forever.
             self._fatal = exc
             return
         self.consumer.resume(*assigned)
+
+    async def _open_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Open the tasks of `assigned` and position them; while the broker is unreachable,
+        retry with backoff (a cancelled rebalance stops it)."""
+        delay = 0.5
+        while True:
+            try:
+                for p in sorted({tp.partition for tp in assigned}):
+                    if p not in self.tasks:
+                        self.tasks[p] = await self._open_task(p)
+                await self._position(assigned)
+                if self.agent.trigger.kind == "available_now":
+                    await self._set_available_now_targets(assigned)
+                return
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                log.warning("%s: opening %s failed (%r); retrying", self.name, assigned, exc)
+                await asyncio.sleep(delay)
+                delay = min(_MAX_BACKOFF_S, delay * 2)
 
     async def _position(self, tps: list[TopicPartition]) -> None:
         """Position each partition at its committed offset, read now: after the tasks'
@@ -464,7 +501,11 @@ class AgentRunner:
                 # this backoff; aiokafka's 100 ms default was most of the p99 latency.
                 retry_backoff_ms=_TXN_RETRY_BACKOFF_MS,
             )
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                await _stop_client(producer)
+                raise
         store: Store
         if self.settings.store == "memory":
             store = MemoryStore()
@@ -491,22 +532,24 @@ class AgentRunner:
         if task is None:
             return
         if task.producer is not None:
-            with contextlib.suppress(Exception):
-                await task.producer.stop()
+            await _stop_client(task.producer)
         task.store.close()
 
     async def _restore(self, store: Store, p: int, offset: int) -> int:
-        """Restore with retries: metadata of a fresh changelog may lag; see `_restore_once`."""
-        for attempt in range(5):
+        """Restore with retries (see `_restore_once`): while the broker is unreachable without
+        limit, other Kafka errors (metadata of a fresh changelog lagging) 5 times."""
+        attempt = 0
+        while True:
             try:
                 return await self._restore_once(store, p, offset)
             except (KafkaError, TimeoutError) as exc:
-                if attempt == 4:
-                    raise
+                if not _transient(exc):
+                    attempt += 1
+                    if attempt == 5:
+                        raise
                 log.warning("%s[%d]: restore failed (%r); retrying", self.name, p, exc)
                 offset = int(store.get_meta("changelog_offset") or 0)
-                await asyncio.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")
+                await asyncio.sleep(min(_MAX_BACKOFF_S, 0.5 * (attempt + 1)))
 
     async def _restore_once(self, store: Store, p: int, offset: int) -> int:
         """Apply the changelog of partition `p` from `offset` to its end; return the new offset.
@@ -570,7 +613,7 @@ class AgentRunner:
             )
             return position
         finally:
-            await reader.stop()
+            await _stop_client(reader)
 
     # -- micro-batches -------------------------------------------------------------------
     async def _gather(self, stop: asyncio.Event) -> dict[TopicPartition, list[ConsumerRecord]]:
@@ -610,7 +653,12 @@ class AgentRunner:
             task_recs = by_partition.get(p, {})
             failure = self._failing.get(p)
             if failure is not None:
-                task_recs = failure.same_batch(task_recs)
+                same = failure.same_batch(task_recs)
+                if task_recs and not same:  # the failed batch was committed since (rebalance)
+                    del self._failing[p]
+                    failure = None
+                else:
+                    task_recs = same
             if not task_recs and not task.query.wants_no_data_batch(int(time.time() * 1000)):
                 continue
             try:
@@ -666,12 +714,18 @@ class AgentRunner:
                 "batches to the dead letters instead)"
             ) from exc
         await self._close_task(p)
-        tps = self._assigned(p)
-        if not tps:
-            return
-        await asyncio.sleep(failure.backoff_s())
-        self.tasks[p] = await self._open_task(p)
-        await self._position(tps)
+        while tps := self._assigned(p):
+            await asyncio.sleep(failure.backoff_s())
+            try:
+                self.tasks[p] = await self._open_task(p)
+                await self._position(tps)
+                return
+            except Exception as again:
+                if not _transient(again):
+                    raise
+                failure.record(again)
+                log.warning("%s[%d]: reopening failed (%r); retrying", self.name, p, again)
+                await self._close_task(p)
 
     async def _dead_letter_batch(
         self, task: PartitionTask, recs: dict[str, list[ConsumerRecord]], failure: _Failure
@@ -682,7 +736,9 @@ class AgentRunner:
         error = f"batch failed {failure.attempts} times, last with {failure.error}"
         for topic, rs in recs.items():
             for r in rs:
-                out.dead_letter(r.key, r.value, error, failure.stage, _position(r))
+                out.dead_letter(
+                    r.key, r.value, error, failure.stage, _source_of(r, self.agent.aliases)
+                )
             offsets[TopicPartition(topic, task.partition)] = rs[-1].offset + 1
         await self._produce_and_commit(task, out, offsets)
         metrics.DEAD_LETTERS.labels(self.name).inc(out.n_dead)
@@ -710,7 +766,7 @@ class AgentRunner:
             if errors:
                 for i, reason in errors:
                     r = rs[i]
-                    out.dead_letter(r.key, r.value, reason, "decode", _position(r))
+                    out.dead_letter(r.key, r.value, reason, "decode", _source_of(r, agent.aliases))
                 failed = {i for i, _ in errors}
                 kept[alias] = (rs, [i for i in range(len(rs)) if i not in failed])
             rows_by_input[alias] = rows
@@ -732,13 +788,18 @@ class AgentRunner:
         t_processed = time.monotonic()
         ctx = result.ctx
         self._check_watermark(task, result, now)
+
+        def record_of(origin: tuple[str, int] | None) -> ConsumerRecord | None:
+            if origin is None:
+                return None
+            rs, positions = kept[origin[0]]
+            return rs[origin[1] if positions is None else positions[origin[1]]]
+
         for (row, reason, stage), origin in zip(ctx.errors, result.error_origins, strict=True):
-            record = None
-            if origin is not None:
-                rs, positions = kept[origin[0]]
-                record = rs[origin[1] if positions is None else positions[origin[1]]]
+            record = record_of(origin)
             if record is not None:
-                out.dead_letter(record.key, record.value, reason, stage, _position(record))
+                source = _source_of(record, agent.aliases)
+                out.dead_letter(record.key, record.value, reason, stage, source)
             else:
                 out.dead_letter(None, _json_or_repr(row), reason, stage, batch_source)
         if ctx.late_rows:
@@ -764,16 +825,19 @@ class AgentRunner:
                 raise SinkFailure(f"foreach_batch failed: {type(exc).__name__}: {exc}") from exc
         if agent.sink is not None and result.rows:
             sink = agent.sink.name
-            if agent.raw_output:
-                values = [orjson.dumps(r) for r in result.rows]
+            if agent.raw_output:  # a repartition stage: each row names its input record
+                for row, origin in zip(result.rows, result.row_origins(), strict=True):
+                    r = record_of(origin)
+                    hdrs = [] if r is None else [(SOURCE_HEADER, _source_value(r))]
+                    out.add(sink, encode_key(row, agent.key), orjson.dumps(row), hdrs)
             else:
                 values = encode_rows(result.rows, agent.query.timestamp_columns)
-            if agent.key:
-                for row, value in zip(result.rows, values, strict=True):
-                    out.add(sink, encode_key(row, agent.key), value)
-            else:
-                for value in values:
-                    out.add(sink, None, value)
+                if agent.key:
+                    for row, value in zip(result.rows, values, strict=True):
+                        out.add(sink, encode_key(row, agent.key), value)
+                else:
+                    for value in values:
+                        out.add(sink, None, value)
         changes = result.txn.changes()
         for state_key, state_value in changes.items():
             out.add(agent.changelog_topic, state_key, state_value, partition=task.partition)
@@ -831,8 +895,9 @@ class AgentRunner:
             producer = task.producer
             await producer.begin_transaction()
             try:
-                futures = await self._send_all(producer, task.partition, out)
-                results = [(t, await f, n) for t, f, n in futures]
+                results = await self._acknowledged(
+                    await self._send_all(producer, task.partition, out)
+                )
                 if offsets:
                     await producer.send_offsets_to_transaction(offsets, self.agent.group_id)
                 await producer.commit_transaction()
@@ -842,8 +907,9 @@ class AgentRunner:
                 raise
         else:
             assert self.shared_producer is not None and self.consumer is not None
-            futures = await self._send_all(self.shared_producer, task.partition, out)
-            results = [(t, await f, n) for t, f, n in futures]
+            results = await self._acknowledged(
+                await self._send_all(self.shared_producer, task.partition, out)
+            )
             if offsets:
                 await self.consumer.commit(offsets)
         end = None
@@ -851,6 +917,18 @@ class AgentRunner:
             if topic == changelog:
                 end = max(end or 0, md.offset + n)
         return end
+
+    @staticmethod
+    async def _acknowledged(
+        futures: list[tuple[str, asyncio.Future[Any], int]],
+    ) -> list[tuple[str, Any, int]]:
+        """Wait for every send; raise the first failure once all have ended (none is left
+        with an unretrieved error)."""
+        done = await asyncio.gather(*(f for _t, f, _n in futures), return_exceptions=True)
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [(t, md, n) for (t, _f, n), md in zip(futures, done, strict=True)]
 
     async def _delete_consumed(self, offsets: dict[TopicPartition, int]) -> None:
         """Delete committed records of the repartition topics this stage reads, at most every
@@ -1005,8 +1083,25 @@ class AgentRunner:
             await admin.close()
 
 
-def _position(r: ConsumerRecord) -> SourcePosition:
+SOURCE_HEADER = "weir.source"
+"""Header of a repartition record: "partition:offset:timestamp" of the input record stage 1
+made it from, so stage 2's dead letters name the input record."""
+
+
+def _source_of(r: ConsumerRecord, aliases: dict[str, str]) -> SourcePosition:
+    """Where record `r` came from: its own position, or for a repartition record the input
+    record that stage 1 read (its `weir.source` header)."""
+    original = aliases.get(r.topic)
+    if original is not None:
+        for name, value in r.headers:
+            if name == SOURCE_HEADER:
+                p, offset, ts = value.split(b":")
+                return SourcePosition(original, int(p), int(offset), int(ts))
     return SourcePosition(r.topic, r.partition, r.offset, r.timestamp)
+
+
+def _source_value(r: ConsumerRecord) -> bytes:
+    return b"%d:%d:%d" % (r.partition, r.offset, r.timestamp)
 
 
 def _batch_position(
@@ -1071,6 +1166,8 @@ class Worker:
             for name, agent in app.agents.items()
         }
         self.stop_event = asyncio.Event()
+        self.waiting_for_kafka: str | None = None
+        """Why the worker is not running yet, while Kafka is unreachable at start."""
 
     async def _expand(self) -> None:
         """Split agents whose keyed state needs a repartition topic into their two stages."""
@@ -1148,12 +1245,13 @@ class Worker:
         from service.http import start_for_worker
 
         started: list[AgentRunner] = []
-        web = None
-        await self._expand()
+        web = await start_for_worker(self)  # None unless settings.web_port is set
         try:
-            web = await start_for_worker(self)  # None unless settings.web_port is set
+            if not await self._until_connected(self._expand, "starting"):
+                return
             for runner in self.runners.values():
-                await runner.start()
+                if not await self._until_connected(runner.start, runner.name, runner.stop):
+                    return
                 started.append(runner)
             runs = [asyncio.create_task(r.run(self.stop_event)) for r in started]
             stopper = asyncio.create_task(self.stop_event.wait())
@@ -1179,6 +1277,32 @@ class Worker:
                     await runner.stop()
             if web is not None:
                 await web.stop()
+
+    async def _until_connected(
+        self,
+        step: Callable[[], Awaitable[None]],
+        what: str,
+        undo: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
+        """Run `step`, retrying with backoff while Kafka is unreachable (`waiting_for_kafka`
+        says so meanwhile, and /readyz reports it). False when a stop came first."""
+        delay = 0.5
+        while not self.stop_event.is_set():
+            try:
+                await step()
+                self.waiting_for_kafka = None
+                return True
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                self.waiting_for_kafka = f"waiting for Kafka at {self.bootstrap}: {exc}"
+                log.warning("%s: Kafka unreachable (%s); retrying in %.1fs", what, exc, delay)
+                if undo is not None:
+                    await undo()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), delay)
+            delay = min(_MAX_BACKOFF_S, delay * 2)
+        return False
 
     def stop(self) -> None:
         """Ask every agent to stop after its current checkpoint."""

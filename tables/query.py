@@ -15,7 +15,15 @@ from typing import Any
 
 from tables.operator import BatchContext, ErrorStage, MapOperator, Operator, OutputMode, Row
 from tables.store import StateTxn, StateView, Store
-from tables.timeutil import Duration, iso_utc, many_to_millis, parse_duration, to_millis
+from tables.timeutil import (
+    MAX_MS,
+    MIN_MS,
+    Duration,
+    iso_utc,
+    many_to_millis,
+    parse_duration,
+    to_millis,
+)
 from tables.watermark import WatermarkTracker
 
 _QUERY_PREFIX = b"\x01query/"
@@ -74,7 +82,7 @@ class WatermarkOperator(Operator):
         best = None
         for row in rows:
             value = row.get(col)
-            if type(value) is not int:
+            if type(value) is not int or not MIN_MS <= value <= MAX_MS:
                 try:
                     value = to_millis(value)
                 except ValueError as exc:
@@ -289,13 +297,23 @@ class BatchResult:
     the row it comes from, or None when it has no single input row (e.g. an aggregate)."""
     watermark_advance: int = 0
     """How far (ms) this batch moved the watermark (0 for the first watermark)."""
+    tracer: _Tracer | None = None
+
+    def row_origins(self) -> list[tuple[str, int] | None]:
+        """Per output row, the input row it comes from (as `error_origins`); for a stateless
+        query, where every output row has one (a repartition stage), this costs a dict
+        lookup per row."""
+        if self.tracer is None:
+            return [None] * len(self.rows)
+        return self.tracer.output_origins()
 
 
 class _Tracer:
     """Traces failed rows back through the plan to the input rows they came from."""
 
-    def __init__(self, results: dict[int, list[Row]]) -> None:
+    def __init__(self, results: dict[int, list[Row]], final: Node) -> None:
         self.results = results
+        self.final = final
         self._indexes: dict[int, dict[int, int]] = {}
 
     def index(self, rows: list[Row]) -> dict[int, int]:
@@ -320,6 +338,9 @@ class _Tracer:
                         break
                 out.append(found)
         return out
+
+    def output_origins(self) -> list[tuple[str, int] | None]:
+        return [self._source(self.final, i) for i in range(len(self.results[id(self.final)]))]
 
     def _source(self, node: Node, pos: int) -> tuple[str, int] | None:
         """The input row behind row `pos` of `node`'s output."""
@@ -436,7 +457,8 @@ class QueryTask:
             if len(ctx.errors) > n_errors:
                 failed_at.append((len(ctx.errors), n))
         out = results[id(self.query.node)]
-        origins = _Tracer(results).origins(ctx.errors, failed_at) if failed_at else []
+        tracer = _Tracer(results, self.query.node)
+        origins = tracer.origins(ctx.errors, failed_at) if failed_at else []
         for name, ts in ctx.observed.items():
             self.tracker.observe(name, ts)
         moved = self.tracker.end_batch(processing_time)
@@ -448,7 +470,7 @@ class QueryTask:
         )
         self.next_batch_id = ctx.batch_id + 1
         return BatchResult(
-            ctx.batch_id, out, txn, ctx, input_count, moved, ctx.late_rows, origins, advance
+            ctx.batch_id, out, txn, ctx, input_count, moved, ctx.late_rows, origins, advance, tracer
         )
 
     def commit(

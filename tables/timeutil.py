@@ -87,12 +87,14 @@ def to_millis(value: object) -> int:
             dt = dt.replace(tzinfo=UTC)
         return (dt - _EPOCH) // _ONE_MS
     if kind is int:
-        return value  # type: ignore[return-value]
+        return in_range(value)  # type: ignore[arg-type]
     if isinstance(value, bool) or value is None:
         raise ValueError(f"not a timestamp: {value!r}")
     if isinstance(value, int):
-        return int(value)
+        return in_range(int(value))
     if isinstance(value, float):
+        if not MIN_MS <= value <= MAX_MS:  # NaN and infinities too
+            raise ValueError(f"not a timestamp: {value!r} (epoch ms outside years 1 to 9999)")
         return int(value)
     if isinstance(value, str):
         return to_millis(str(value))
@@ -102,6 +104,19 @@ def to_millis(value: object) -> int:
 
 
 _fromiso = datetime.fromisoformat
+
+MIN_MS = -62_135_596_800_000
+"""0001-01-01T00:00:00Z, the earliest time a timestamp column can hold."""
+MAX_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the latest."""
+
+
+def in_range(ms: int) -> int:
+    """Return `ms` if it is a representable time (years 1 to 9999), else raise ValueError."""
+    if not MIN_MS <= ms <= MAX_MS:
+        raise ValueError(f"epoch milliseconds {ms} are outside years 1 to 9999")
+    return ms
+
 
 _VECTOR_MIN = 64
 """Below this many values a batch is parsed value by value (Arrow's call overhead dominates)."""
