@@ -47,6 +47,7 @@ def build_app(
 ) -> App:
     """The Kafka pipeline: `raw_topic` -> dedup -> `clean_topic` and, through foreach-batch, an
     idempotent upsert of every clean event into the PostgreSQL table `log_table`."""
+    settings.setdefault("max_event_time_skew_ms", max_event_time_skew)
     app = App(name, **settings)
 
     app.agent(
@@ -67,3 +68,7 @@ def build_app(
 app = build_app()
 query: Query = dedup(read("raw_events"))
 """The same query for replay mode (`weir replay dedup`)."""
+
+max_event_time_skew = "1 day"
+"""The event-time guard for this course pipeline: rows stamped more than a day ahead of the
+clock are dead-lettered instead of moving the watermark (replay and the app use it)."""

@@ -43,3 +43,7 @@ summary = (
 )
 
 query: Query = summary.query("update")
+
+max_event_time_skew = "1 day"
+"""The event-time guard for this course pipeline: rows stamped more than a day ahead of the
+clock are dead-lettered instead of moving the watermark (replay and the app use it)."""

@@ -78,3 +78,7 @@ query: Query = flat_map_groups_with_state(
     timeout="event",
     timestamp_columns=("session_start", "session_end"),
 ).query("append")
+
+max_event_time_skew = "1 day"
+"""The event-time guard for this course pipeline: rows stamped more than a day ahead of the
+clock are dead-lettered instead of moving the watermark (replay and the app use it)."""

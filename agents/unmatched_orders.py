@@ -31,3 +31,7 @@ unmatched = joined.filter(lambda r: r["pay_ts"] is None).select(
 )
 
 query: Query = unmatched.query("append")
+
+max_event_time_skew = "1 day"
+"""The event-time guard for this course pipeline: rows stamped more than a day ahead of the
+clock are dead-lettered instead of moving the watermark (replay and the app use it)."""

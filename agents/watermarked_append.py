@@ -32,3 +32,7 @@ windowed_with_watermark = (
 )
 
 query: Query = windowed_with_watermark.query("append")
+
+max_event_time_skew = "1 day"
+"""The event-time guard for this course pipeline: rows stamped more than a day ahead of the
+clock are dead-lettered instead of moving the watermark (replay and the app use it)."""

@@ -95,7 +95,6 @@ def _replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from service.replay import replay_files
-    from tables.timeutil import parse_duration
 
     tune_gc()
     started = time.perf_counter()
@@ -108,9 +107,7 @@ def _replay(args: argparse.Namespace) -> int:
             no_data_batches=args.no_data_batches,
             state_dir=Path(args.state_dir) if args.state_dir else None,
             on_batch_failure=args.on_batch_failure,
-            max_event_time_skew_ms=(
-                parse_duration(args.max_event_time_skew) if args.max_event_time_skew else None
-            ),
+            max_event_time_skew_ms=_skew(args.max_event_time_skew),
         )
     except (ValueError, OSError) as exc:
         print(f"weir replay: {exc}", file=sys.stderr)
@@ -123,6 +120,15 @@ def _replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _skew(text: str | None) -> int | None:
+    """--max-event-time-skew: None keeps the pipeline's own, "off" is -1 (no guard)."""
+    from tables.timeutil import parse_duration
+
+    if text is None:
+        return None
+    return -1 if text.strip().lower() == "off" else parse_duration(text)
 
 
 def register(sub: Any) -> None:
@@ -146,7 +152,8 @@ def register(sub: Any) -> None:
     )
     rp.add_argument(
         "--max-event-time-skew",
-        help='dead-letter rows whose event time is this far ahead of now (e.g. "1 day")',
+        help='dead-letter rows whose event time is more than this ahead of now ("1 day"); '
+        "default: the pipeline's own (the course pipelines use 1 day); off: no guard",
     )
     rp.set_defaults(func=_replay)
     demo = sub.add_parser("demo", help="word count over generated text on the local broker")

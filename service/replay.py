@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import islice
 from pathlib import Path
 from typing import IO, Literal
@@ -31,6 +32,7 @@ from service.codec import decode_values, render_row
 from tables.operator import Row
 from tables.query import Query
 from tables.store import MemoryStore, RocksDBStore, Store
+from tables.timeutil import parse_duration
 
 
 @dataclass
@@ -197,8 +199,17 @@ def replay_files(
     on_batch_failure: Literal["fail", "dead_letter"] = "fail",
     max_event_time_skew_ms: int | None = None,
 ) -> ReplayStats:
-    """Replay a file into a file; dead letters go to `<output>.dead-letters.jsonl` if any."""
+    """Replay a file into a file; dead letters go to `<output>.dead-letters.jsonl` if any.
+    Without `max_event_time_skew_ms` the pipeline module's `max_event_time_skew` applies (the
+    course pipelines set one); `max_event_time_skew_ms=-1` turns the guard off."""
     query = load_query(pipeline)
+    if max_event_time_skew_ms is None:
+        module = pipeline.partition(":")[0]
+        _name, own = load_attribute(module, "max_event_time_skew", package="agents")
+        if isinstance(own, str | int | timedelta):
+            max_event_time_skew_ms = parse_duration(own)
+    elif max_event_time_skew_ms < 0:
+        max_event_time_skew_ms = None
     dead_path = output_path.with_name(output_path.name + ".dead-letters.jsonl")
     store: Store = RocksDBStore(state_dir) if state_dir else MemoryStore()
     with (

@@ -252,3 +252,24 @@ def test_a_port_in_time_wait_is_kept() -> None:
         busy.listen()
         taken = busy.getsockname()[1]
         assert free_port(taken) != taken
+
+
+def test_course_pipelines_guard_event_time_in_replay(tmp_path: Path) -> None:
+    from service.replay import replay_files
+
+    rows = [
+        {"event_id": i, "user_id": "u", "action": "click", "amount": 1, "event_time": iso_utc(t)}
+        for i, t in enumerate([T0, T0 + MIN, 4_102_444_800_000, T0 + 2 * MIN])  # 2100-01-01
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(_lines(rows))
+    out = tmp_path / "out.jsonl"
+    stats = replay_files("tumbling_window", src, out, batch_size=10)
+    dead = [
+        orjson.loads(x)
+        for x in (tmp_path / "out.jsonl.dead-letters.jsonl").read_bytes().splitlines()
+    ]
+    assert stats.dead_letters == 1 and (dead[0]["line"], dead[0]["stage"]) == (3, "event_time")
+    assert [orjson.loads(x)["event_count"] for x in out.read_bytes().splitlines()] == [3]
+    off = replay_files("tumbling_window", src, out, batch_size=10, max_event_time_skew_ms=-1)
+    assert off.dead_letters == 0 and off.output_rows == 2
