@@ -273,3 +273,11 @@ def test_course_pipelines_guard_event_time_in_replay(tmp_path: Path) -> None:
     assert [orjson.loads(x)["event_count"] for x in out.read_bytes().splitlines()] == [3]
     off = replay_files("tumbling_window", src, out, batch_size=10, max_event_time_skew_ms=-1)
     assert off.dead_letters == 0 and off.output_rows == 2
+
+
+def test_kraft_cluster_ids_never_start_with_a_dash() -> None:
+    """One id in 64 used to start with "-", and the storage tool took it for an option."""
+    from service.local.kafka import _cluster_id
+
+    ids = [_cluster_id() for _ in range(3000)]
+    assert all(len(c) == 22 and not c.startswith("-") for c in ids)

@@ -200,10 +200,14 @@ class LocalKafka:
 
 
 def _cluster_id() -> str:
-    # A KRaft cluster id is a base64url-encoded UUID without padding (22 characters).
+    """A KRaft cluster id: a base64url-encoded UUID without padding (22 characters) that does
+    not start with "-" (the storage tool would read it as an option; one id in 64 does)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _server_properties(port: int, controller: int, data: Path) -> str:
