@@ -28,6 +28,10 @@ from service.app import App
 from service.sinks import postgres_upsert
 from tables.query import Query, Stream, read
 
+max_event_time_skew = "1 day"
+"""The event-time guard for this course pipeline: rows stamped more than a day ahead of the
+clock are dead-lettered instead of moving the watermark (replay and the app use it)."""
+
 
 def dedup(raw_events: Stream) -> Query:
     """The exercise's query: 15-minute watermark on event_ts, dropDuplicates on both columns."""
@@ -68,7 +72,3 @@ def build_app(
 app = build_app()
 query: Query = dedup(read("raw_events"))
 """The same query for replay mode (`weir replay dedup`)."""
-
-max_event_time_skew = "1 day"
-"""The event-time guard for this course pipeline: rows stamped more than a day ahead of the
-clock are dead-lettered instead of moving the watermark (replay and the app use it)."""
