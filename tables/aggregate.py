@@ -662,6 +662,22 @@ class AggregateOperator(Operator):
     def timestamp_columns(self) -> set[str]:
         return {WINDOW_START, WINDOW_END} if self.window is not None else set()
 
+    def fingerprint(self) -> dict[str, Any]:
+        """Keys, window and aggregate functions: what the stored groups mean."""
+        win = self.window
+        window: dict[str, Any] | None = None
+        if isinstance(win, WindowSpec):
+            window = {"column": win.column, "size_ms": win.size_ms, "slide_ms": win.slide_ms}
+            window["offset_ms"] = win.offset_ms
+        elif isinstance(win, SessionWindowSpec):
+            window = {"column": win.column, "gap_ms": win.gap_ms}
+        return {
+            "kind": "aggregate",
+            "keys": list(self.key_columns),
+            "window": window,
+            "aggregates": [a.default_name() for a in self.aggregates],
+        }
+
     # -- the batch ------------------------------------------------------------------------
     def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
         mode = ctx.output_mode

@@ -180,6 +180,19 @@ class FlatMapGroupsWithStateOperator(Operator):
         self.name = f"flat_map_groups_with_state({getattr(func, '__name__', 'func')})"
         self.width = 60_000
 
+    def default_state_name(self) -> str:
+        func = getattr(self.func, "__qualname__", "func")
+        return f"flat_map_groups_with_state({func}, {', '.join(self.keys)})"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Keys, timeout kind and the function's name."""
+        return {
+            "kind": "flat_map_groups_with_state",
+            "keys": self.keys,
+            "timeout": self.timeout,
+            "function": getattr(self.func, "__qualname__", "func"),
+        }
+
     def check_output_mode(self, mode: str, has_watermark: bool) -> None:
         """Refuse complete mode, and update-mode functions in an append-mode query."""
         if mode == "complete":

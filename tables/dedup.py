@@ -257,6 +257,18 @@ class DedupOperator(Operator):
                 )
         self.width = bucket_width_for(max(self.delay, 60_000))
 
+    def default_state_name(self) -> str:
+        return f"{self.name}({', '.join(self.columns) if self.columns else '*'})"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Columns, event-time column and the time index's bucket width (its key layout)."""
+        return {
+            "kind": self.name,
+            "columns": self.columns,
+            "time_column": self.ts_col,
+            "time_bucket_ms": self.width,
+        }
+
     def check_output_mode(self, mode: str, has_watermark: bool) -> None:
         """Refuse the output modes Spark refuses for a streaming deduplication."""
         if mode != "append":

@@ -265,6 +265,21 @@ class StreamJoinOperator(MultiInputOperator):
         self.name = f"join({how})"
         self.extra_ts: set[str] = set()
 
+    def default_state_name(self) -> str:
+        on = ", ".join(left if left == right else f"{left}={right}" for left, right in self.keys)
+        return f"join({self.how}, {on})"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Join type, keys, time columns and range, and the time index's bucket width."""
+        return {
+            "kind": "join",
+            "how": self.how,
+            "keys": [list(k) for k in self.keys],
+            "time_columns": [self.left_time, self.right_time],
+            "range_ms": [self.lower, self.upper],
+            "time_bucket_ms": self.width,
+        }
+
     def check_output_mode(self, mode: str, has_watermark: bool) -> None:
         """Spark: stream-stream joins support only the append output mode."""
         if mode != "append":

@@ -69,6 +69,8 @@ class Operator(ABC):
 
     name: str = "op"
     stateful: bool = False
+    state_name: str | None = None
+    """Stateful operators: the name the user gave their state (`Stream.name`), if any."""
 
     @abstractmethod
     def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
@@ -81,6 +83,16 @@ class Operator(ABC):
     def timestamp_columns(self) -> set[str]:
         """Return the output columns that hold epoch-ms timestamps (rendered as ISO-8601)."""
         return set()
+
+    def default_state_name(self) -> str:
+        """Stateful operators: the state name when the user gives none, from the operator's
+        kind and columns (never its position in the plan); see tables.state_names."""
+        return self.name
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Stateful operators: the JSON-able configuration the meaning of their state depends
+        on; a restart with another one for the same state name is refused."""
+        return {"kind": self.name}
 
     def wants_batch(self, state: StateView, processing_time: int) -> bool:
         """True when the operator needs a batch now even without input (a due timer)."""

@@ -7,6 +7,8 @@ so both share every line of operator code.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from itertools import repeat
 from typing import Any
 
 from tables.operator import BatchContext, ErrorStage, MapOperator, Operator, OutputMode, Row
+from tables.state_names import check_compatible, prefix_for, state_names
 from tables.store import StateTxn, StateView, Store
 from tables.timeutil import (
     MAX_MS,
@@ -185,6 +188,20 @@ class Stream:
         from tables.join import make_join
 
         return make_join(self, other, **kwargs)
+
+    def name(self, state_name: str) -> Stream:
+        """Name the state of the stateful operator just before (an aggregation, dedup, join
+        or arbitrary state), e.g. `.agg(...).name("orders_by_user")`. Without a name it is
+        derived from the operator's kind and columns; either way it never depends on the
+        operator's place in the plan (see tables.state_names)."""
+        op = self.node.op
+        if op is None or not op.stateful:
+            raise ValueError("name(...) must follow a stateful operator (agg, dedup, join...)")
+        if not state_name.strip():
+            raise ValueError(f"a state name must not be blank, got {state_name!r}")
+        named = copy.copy(op)
+        named.state_name = state_name
+        return Stream(dataclasses.replace(self.node, op=named))
 
     # -- terminal ------------------------------------------------------------------------
     def query(self, output_mode: OutputMode = "append") -> Query:
@@ -376,24 +393,38 @@ class QueryTask:
         self.store = store
         self.no_data_batches = no_data_batches
         self.idle_timeout_ms = idle_timeout_ms
-        self._prefixes: dict[int, bytes] = {}
-        for i, n in enumerate(query.nodes):
-            if n.op is not None and n.op.stateful:
-                self._prefixes[id(n)] = b"op%d/" % i
+        stateful = [n for n in query.nodes if n.op is not None and n.op.stateful]
+        names = state_names(n.op for n in stateful if n.op is not None)
+        self._prefixes: dict[int, bytes] = {
+            id(n): prefix_for(name) for n, name in zip(stateful, names, strict=True)
+        }
+        self._fingerprints = {
+            name: n.op.fingerprint()
+            for n, name in zip(stateful, names, strict=True)
+            if n.op is not None
+        }
+        self._positional = {
+            id(n): b"op%d/" % i
+            for i, n in enumerate(query.nodes)
+            if n.op is not None and n.op.stateful
+        }
         self._pending_no_data = False
         self._load()
 
     def _load(self) -> None:
+        """Read batch id and watermark; check the stored operator fingerprints (raises
+        IncompatibleStateError)."""
         txn = StateTxn(self.store)
         meta = txn.get(_QUERY_PREFIX + b"progress") or {}
         self.next_batch_id: int = meta.get("batch_id", 0)
         self.tracker = WatermarkTracker(dict(self.query.delays), self.idle_timeout_ms)
         self.tracker.restore(meta.get("wm"))
         self._pending_no_data = bool(meta.get("pending_no_data", False))
-
-    def reload(self) -> None:
-        """Re-read batch id and watermark from the store (after a restore or an abort)."""
-        self._load()
+        stored = txn.get(_QUERY_PREFIX + b"operators")
+        check_compatible(stored or {}, self._fingerprints)
+        self._write_fingerprints = stored != self._fingerprints
+        # State of a Weir that named operator state by plan position: moved on the next batch.
+        self._migrate = stored is None and bool(meta) and bool(self._positional)
 
     @property
     def watermark(self) -> int | None:
@@ -436,6 +467,10 @@ class QueryTask:
             output_mode=self.query.output_mode,
             event_time_limit=event_time_limit,
         )
+        if self._migrate:
+            self._move_positional_state(txn)
+        if self._write_fingerprints:
+            txn.put(_QUERY_PREFIX + b"operators", self._fingerprints)
         results: dict[int, list[Row]] = {}
         input_count = 0
         failed_at: list[tuple[int, Node]] = []
@@ -473,6 +508,15 @@ class QueryTask:
             ctx.batch_id, out, txn, ctx, input_count, moved, ctx.late_rows, origins, advance, tracer
         )
 
+    def _move_positional_state(self, txn: StateTxn) -> None:
+        """Move state stored under plan positions (`op<i>/`) to the operators' stable
+        prefixes, in the batch's transaction (so the changelog carries the move)."""
+        for node_id, old in self._positional.items():
+            new = self._prefixes[node_id]
+            for key, value in list(txn.items(old)):
+                txn.put(new + key[len(old) :], value)
+                txn.delete(key)
+
     def commit(
         self,
         result: BatchResult,
@@ -483,6 +527,7 @@ class QueryTask:
 
         `changes`: the batch's already encoded changes (`result.txn.changes()`), if at hand.
         """
+        self._migrate = self._write_fingerprints = False
         return result.txn.commit(meta, changes)
 
     def abort(self) -> None:
