@@ -26,7 +26,7 @@ from aiokafka.structs import TopicPartition
 
 from bench.common import MAX_BATCH_BYTES, Kafka, dir_bytes, stop_process
 from service.app import App, Trigger
-from service.worker import Worker
+from service.runtime.worker import Worker
 from tables.query import Query
 
 log = logging.getLogger("bench")
@@ -108,7 +108,7 @@ async def run_worker(
     key: str | tuple[str, ...] = (),
 ) -> WorkerRun:
     """Run `build`'s query over `inputs` with an available-now trigger through
-    `service.worker.Worker` and return its timings."""
+    `service.runtime.worker.Worker` and return its timings."""
     app = App(
         app_name or f"bench-{uuid.uuid4().hex[:8]}",
         processing_guarantee=guarantee,

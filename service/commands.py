@@ -56,7 +56,7 @@ def _dump_tasks() -> None:
 
 async def run_worker(app: App) -> None:
     """Run a worker for `app` until SIGTERM or SIGINT; then finish the checkpoint and leave."""
-    from service.worker import Worker
+    from service.runtime.worker import Worker
 
     worker = Worker(app)
     loop = asyncio.get_running_loop()

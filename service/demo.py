@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from service.local import configured_bootstrap
-from service.worker import Worker
+from service.runtime.worker import Worker
 
 _VOCAB = [
     "stream",

@@ -33,7 +33,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service import metrics
 
 if TYPE_CHECKING:
-    from service.worker import AgentRunner, Worker
+    from service.runtime.runner import AgentRunner
+    from service.runtime.worker import Worker
 
 log = logging.getLogger("weir.http")
 

@@ -13,7 +13,7 @@ import pytest
 
 from agents.dedup import build_app
 from service.app import Trigger
-from service.worker import Worker
+from service.runtime.worker import Worker
 from tables.timeutil import iso_utc
 from tests.conftest import KafkaHelper
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from service.app import App, Trigger
 from service.codec import decode_values
 from service.local import Endpoints
-from service.worker import Worker
+from service.runtime.worker import Worker
 from tables.aggregate import collect_list, udaf
 from tables.query import Query, Stream
 from tables.timeutil import iso_utc

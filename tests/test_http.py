@@ -28,7 +28,8 @@ from prometheus_client.metrics import MetricWrapperBase
 from service import metrics
 from service.app import App
 from service.http import DEFAULT_HOST, HOST_ENV, WebServer, start_for_worker
-from service.worker import PartitionTask, Worker
+from service.runtime.runner import PartitionTask
+from service.runtime.worker import Worker
 from tables.query import Query, Stream
 from tables.store import MemoryStore
 from tests.conftest import KafkaHelper

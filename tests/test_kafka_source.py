@@ -13,7 +13,8 @@ from aiokafka.structs import TopicPartition
 
 from service import metrics
 from service.app import App, StartingOffsets, Trigger
-from service.worker import DataLossError, Worker
+from service.runtime.failures import DataLossError
+from service.runtime.worker import Worker
 from tables.query import Query, Stream
 from tests.conftest import KafkaHelper
 

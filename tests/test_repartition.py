@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from service.app import App, Trigger
-from service.worker import Worker
+from service.runtime.worker import Worker
 from tables.aggregate import count, sum
 from tables.query import Query, Stream
 from tables.timeutil import iso_utc

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.app import App, Trigger
-from service.worker import Worker
+from service.runtime.worker import Worker
 from tables.query import Query, Stream
 from tests.conftest import KafkaHelper
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from service.app import App, Trigger
-from service.worker import Worker
+from service.runtime.worker import Worker
 from tables.aggregate import count
 from tables.query import Query, Stream
 from tables.state_names import IncompatibleStateError

@@ -13,6 +13,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import TopicPartition
 
+from service.app import Agent
+
 log = logging.getLogger("weir.topics")
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
@@ -93,3 +95,46 @@ async def delete_before(admin: AIOKafkaAdminClient, offsets: dict[TopicPartition
     """Delete the records before `offsets` (committed positions of an internal topic)."""
     if offsets:
         await admin.delete_records({tp: RecordsToDelete(o) for tp, o in offsets.items()})
+
+
+async def ensure_agent_topics(bootstrap: str, agent: Agent) -> dict[str, TopicLimits]:
+    """Create the inputs, sink, changelog and dead-letter topics of `agent` that do not
+    exist, give an internal (repartition) sink its configs, and return the limits of the
+    topics it writes. Raises ValueError when inputs of a join are not co-partitioned."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        created: list[str] = []
+        for t in agent.inputs:
+            if t.name not in existing:
+                await create(admin, t.name, t.partitions or 1, t.config)
+                existing.add(t.name)
+                created.append(t.name)
+        await wait_for_leaders(admin, created)
+        desc = await admin.describe_topics([t.name for t in agent.inputs])
+        counts = {d["topic"]: len(d["partitions"]) for d in desc}
+        n_in = max(counts.values())
+        if len(set(counts.values())) > 1 and len(agent.inputs) > 1:
+            raise ValueError(
+                f"agent {agent.name}: input topics must be co-partitioned, got {counts}"
+            )
+        wanted = [
+            (agent.changelog_topic, n_in, {"cleanup.policy": "compact"}),
+            (agent.dead_letter_topic, 1, {}),
+        ]
+        if agent.sink is not None:
+            wanted.append((agent.sink.name, agent.sink.partitions or n_in, agent.sink.config))
+        if agent.late_topic is not None:
+            wanted.append((agent.late_topic.name, agent.late_topic.partitions or 1, {}))
+        for name, parts, config in wanted:
+            if name not in existing:
+                await create(admin, name, parts, config)
+                created.append(name)
+        await wait_for_leaders(admin, created)
+        configs = await describe_configs(admin, [name for name, _p, _c in wanted])
+        if agent.raw_output and agent.sink is not None:  # stage 1: the sink is internal
+            await ensure_config(admin, agent.sink.name, configs[agent.sink.name], agent.sink.config)
+        return {name: limits_of(c) for name, c in configs.items()}
+    finally:
+        await admin.close()

@@ -1,0 +1,11 @@
+"""The runtime that runs agents on Kafka.
+
+- `worker`: every agent of an app until stopped (the composition of the rest);
+- `topology`: the stages of an agent that repartitions;
+- `runner`: one agent's group membership, tasks, micro-batch loop and triggers;
+- `checkpoint`: one micro-batch made durable, all or nothing (the exactly-once protocol);
+- `restore`: a task's state from its changelog;
+- `failures`: what goes wrong and how it is retried;
+- `progress`: progress records and metrics of committed batches;
+- `topics`: creating topics, their limits, deleting consumed repartition records.
+"""
