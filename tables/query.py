@@ -74,11 +74,11 @@ class WatermarkOperator(Operator):
         col = self.column
         limit = ctx.event_time_limit
         parsed = many_to_millis(list(map(dict.get, rows, repeat(col))))
-        if parsed is not None and (limit is None or not parsed or max(parsed) <= limit):
+        latest = max(parsed) if parsed else None  # many_to_millis gives None or a full list
+        if parsed is not None and latest is not None and (limit is None or latest <= limit):
             for row, ms in zip(rows, parsed, strict=True):
                 row[col] = ms
-            if parsed:
-                ctx.observe(self.input_name, max(parsed))
+            ctx.observe(self.input_name, latest)
             return list(rows)
         out: list[Row] = []
         append = out.append
@@ -393,21 +393,16 @@ class QueryTask:
         self.store = store
         self.no_data_batches = no_data_batches
         self.idle_timeout_ms = idle_timeout_ms
-        stateful = [n for n in query.nodes if n.op is not None and n.op.stateful]
-        names = state_names(n.op for n in stateful if n.op is not None)
-        self._prefixes: dict[int, bytes] = {
-            id(n): prefix_for(name) for n, name in zip(stateful, names, strict=True)
-        }
-        self._fingerprints = {
-            name: n.op.fingerprint()
-            for n, name in zip(stateful, names, strict=True)
-            if n.op is not None
-        }
-        self._positional = {
-            id(n): b"op%d/" % i
-            for i, n in enumerate(query.nodes)
-            if n.op is not None and n.op.stateful
-        }
+        stateful = [(i, n, n.op) for i, n in enumerate(query.nodes) if n.op and n.op.stateful]
+        names = state_names(op for _i, _n, op in stateful)
+        self._prefixes: dict[int, bytes] = {}
+        self._positional: dict[int, bytes] = {}
+        """The prefixes of a Weir that named state by plan position (migrated on load)."""
+        self._fingerprints: dict[str, Any] = {}
+        for (i, n, op), name in zip(stateful, names, strict=True):
+            self._prefixes[id(n)] = prefix_for(name)
+            self._positional[id(n)] = b"op%d/" % i
+            self._fingerprints[name] = op.fingerprint()
         self._pending_no_data = False
         self._load()
 
