@@ -56,9 +56,10 @@ def _dump_tasks() -> None:
 
 async def run_worker(app: App) -> None:
     """Run a worker for `app` until SIGTERM or SIGINT; then finish the checkpoint and leave."""
+    from service.local import configured_bootstrap
     from service.runtime.worker import Worker
 
-    worker = Worker(app)
+    worker = Worker(app, app.settings.bootstrap_servers or configured_bootstrap())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

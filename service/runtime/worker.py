@@ -24,10 +24,13 @@ class Worker:
     """
 
     def __init__(self, app: App, bootstrap: str | None = None) -> None:
-        from service.local import configured_bootstrap
-
+        """`bootstrap` (else the app's `bootstrap_servers` setting) names the Kafka brokers;
+        ValueError when neither does (`weir worker` falls back to `weir local up`'s broker)."""
         self.app = app
-        self.bootstrap = bootstrap or app.settings.bootstrap_servers or configured_bootstrap()
+        found = bootstrap or app.settings.bootstrap_servers
+        if not found:
+            raise ValueError("no Kafka: set bootstrap_servers (WEIR_BOOTSTRAP_SERVERS)")
+        self.bootstrap = found
         self.runners = {
             name: AgentRunner(agent, app.settings, self.bootstrap)
             for name, agent in app.agents.items()
