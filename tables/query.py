@@ -214,11 +214,6 @@ class Stream:
             raise ValueError(f"{what} applies to a single input stream, not to {sorted(names)}")
         return next(iter(names))
 
-    @property
-    def watermark_columns(self) -> dict[str, tuple[str, int]]:
-        """Per input: the watermarked event-time column and its delay in ms."""
-        return {name: (col, delay) for name, col, delay in self.node.watermarks}
-
 
 class UnionOperator(MultiInputOperator):
     """Concatenation of its parents' rows."""

@@ -186,7 +186,6 @@ class RocksDBStore(Store):
         self._path.mkdir(parents=True, exist_ok=True)
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
-        self._opts = opts
         self._db = Rdict(str(self._path), options=opts)
         self._wb_cls = WriteBatch
 
@@ -221,10 +220,6 @@ class RocksDBStore(Store):
 
     def approximate_rows(self) -> int:
         return int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)
-
-    def flush(self) -> None:
-        """Make every completed write durable on disk."""
-        self._db.flush(wait=True)
 
     def close(self) -> None:
         self._db.close()

@@ -167,8 +167,3 @@ def iso_utc(ms: int) -> str:
     """Format epoch ms as ISO-8601 UTC: "2024-05-01T10:05:00Z", or "...:00.123Z"."""
     dt = _NAIVE_EPOCH + timedelta(milliseconds=ms)
     return dt.isoformat(timespec="milliseconds" if ms % 1000 else "seconds") + "Z"
-
-
-def from_millis(ms: int) -> datetime:
-    """Return a timezone-aware UTC datetime for epoch milliseconds."""
-    return _EPOCH + timedelta(milliseconds=ms)
