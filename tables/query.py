@@ -30,6 +30,7 @@ from tables.timeutil import (
 from tables.watermark import WatermarkTracker
 
 _QUERY_PREFIX = b"\x01query/"
+_POSITIONS = _QUERY_PREFIX + b"positions"
 
 
 class MultiInputOperator(Operator):
@@ -416,6 +417,11 @@ class QueryTask:
         # State of a Weir that named operator state by plan position: moved on the next batch.
         self._migrate = stored is None and bool(meta) and bool(self._positional)
 
+    def positions(self) -> dict[str, int]:
+        """Per input source, the position after the last committed batch, as committed with
+        the state (so as current as the state itself); {} before any."""
+        return dict(StateTxn(self.store).get(_POSITIONS) or {})
+
     @property
     def watermark(self) -> int | None:
         """W for the next batch, in epoch ms."""
@@ -442,11 +448,15 @@ class QueryTask:
         rows_by_input: Mapping[str, list[Row]],
         processing_time: int,
         event_time_limit: int | None = None,
+        positions: Mapping[str, int] | None = None,
     ) -> BatchResult:
         """Run one micro-batch (empty mapping: a no-data batch); see the class contract.
         Rows whose event time is after `event_time_limit` are dead-lettered (the event-time
-        guard: they never move the watermark)."""
+        guard: they never move the watermark). `positions` (per input source, the position
+        after the batch) are committed with the state, see `positions()`."""
         txn = StateTxn(self.store)
+        if positions:
+            txn.put(_POSITIONS, {**(txn.get(_POSITIONS) or {}), **positions})
         wm, late = self.tracker.start_batch()
         ctx = BatchContext(
             batch_id=self.next_batch_id,

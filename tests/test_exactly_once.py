@@ -75,3 +75,41 @@ async def test_sigkill_restarts_then_changelog_restore_are_exact(
     await _run_to_end(env, log)
     _check_exact(await kafka.read(dst, idle_s=1.5), produced)
     assert "restoring" in log.read_text()
+
+
+async def test_a_stale_committed_offset_does_not_process_a_batch_twice(
+    kafka: KafkaHelper, tmp_path: Path
+) -> None:
+    """Right after a transaction completes (a broker restart, a fenced producer) the group
+    coordinator can still answer with the offset from before it. The position committed with
+    the state wins, so that batch is not processed twice."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    src = await kafka.topic("stale-in", partitions=1)
+    dst = await kafka.topic("stale-out", partitions=1)
+    env = {**counting_env(kafka, src, dst, "stale", 500), "WEIR_STATE_DIR": str(tmp_path / "s")}
+    log = tmp_path / "worker.log"
+    produced = _rows(0, 3000)
+    await kafka.produce(src, produced, key="k")
+    await _run_to_end(env, log)
+    _check_exact(await kafka.read(dst, idle_s=1.0), produced)
+
+    stale = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        group_id=f"{env['WEIR_TEST_APP']}-running_count",
+        enable_auto_commit=False,
+    )
+    await stale.start()
+    try:
+        tp = TopicPartition(src, 0)
+        stale.assign([tp])
+        await stale.commit({tp: 1000})  # what a lagging coordinator answers
+    finally:
+        await stale.stop()
+    more = _rows(3000, 1000)
+    produced += more
+    await kafka.produce(src, more, key="k")
+    await _run_to_end(env, log)
+    _check_exact(await kafka.read(dst, idle_s=1.0), produced)
+    assert "not at the committed offset 1000" in log.read_text()

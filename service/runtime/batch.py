@@ -106,7 +106,8 @@ async def run_batch(
         )
     batch_source = batch_position(recs, partition, agent.inputs[0].name)
     decoded_at = time.monotonic()
-    result = query.run_batch(rows_by_input, now, event_time_limit)
+    positions = {tp.topic: offset for tp, offset in offsets.items()}
+    result = query.run_batch(rows_by_input, now, event_time_limit, positions)
     ctx = result.ctx
     for (row, reason, stage), origin in zip(ctx.errors, result.error_origins, strict=True):
         record = records.record_of(origin)

@@ -264,15 +264,33 @@ class AgentRunner:
     async def _position(self, tps: list[TopicPartition]) -> None:
         """Position each partition at its committed offset, read now: after the tasks'
         producers fenced the previous owners (an offset fetched earlier could predate the
-        previous owner's last transaction). Without a committed offset the reset policy
-        applies. A committed offset before the log start (records lost to retention) raises
-        DataLossError, or with `fail_on_data_loss` off resets to the log start and counts it."""
+        previous owner's last transaction). The position stored with the task's state wins
+        when it is ahead: it commits in the same transaction as the offsets, and the group
+        coordinator may still answer with the offset from before a transaction that has
+        just completed (aiokafka cannot ask for stable offsets), which would process that
+        batch twice. Without either the reset policy applies. An offset before the log start
+        (records lost to retention) raises DataLossError, or with `fail_on_data_loss` off
+        resets to the log start and counts it."""
         assert self.consumer is not None
         if not tps:
             return
         begin = await self.consumer.beginning_offsets(tps)
         for tp in tps:
             committed = await self.consumer.committed(tp)
+            task = self.tasks.get(tp.partition)
+            stored = task.query.positions().get(tp.topic) if task is not None else None
+            if stored is not None and (committed is None or stored > committed):
+                if committed is not None:
+                    log.info(
+                        "%s: %s[%d] resumes at %d, where its state is, not at the committed "
+                        "offset %d (a transaction still completing)",
+                        self.name,
+                        tp.topic,
+                        tp.partition,
+                        stored,
+                        committed,
+                    )
+                committed = stored
             if committed is None:
                 if self._reset_policy() == "earliest":
                     await self.consumer.seek_to_beginning(tp)
