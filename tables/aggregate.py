@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import orjson
 
 from tables.hll import HyperLogLog, precision_for
+from tables.layout import decode_time, encode_time
 from tables.operator import BatchContext, Operator, OutputMode, Row
 from tables.store import StateView
 from tables.timeutil import to_millis
@@ -50,7 +51,6 @@ WINDOW_START = "window_start"
 WINDOW_END = "window_end"
 
 _bsum = builtins.sum
-_BIAS = 1 << 63
 _TIMED = b"w"
 _PLAIN = b"g"
 _SESSION = b"s"
@@ -59,15 +59,6 @@ _APPEND_REFUSED = (
     "Append output mode not supported when there are streaming aggregations on streaming "
     "DataFrames without watermark"
 )
-
-
-def _be(ms: int) -> bytes:
-    """Encode epoch ms as 8 big-endian bytes that sort like the signed integers."""
-    return (ms + _BIAS).to_bytes(8, "big")
-
-
-def _unbe(raw: bytes) -> int:
-    return int.from_bytes(raw, "big") - _BIAS
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -712,7 +703,7 @@ class AggregateOperator(Operator):
             out = [self._row(*self._decode(k), v) for k, v in state.items(_TIMED)]
             out.extend(self._row(*self._decode(k), v) for k, v in state.items(_PLAIN))
         elif evict_wm is not None:
-            bound = _be(evict_wm)
+            bound = encode_time(evict_wm)
             closed = []
             for key, value in state.items(_TIMED):
                 if key[1:9] > bound:
@@ -893,7 +884,7 @@ class AggregateOperator(Operator):
                     continue
                 st: list[Any] | None = None
                 for old_start, old_end in olds:
-                    old_key = _SESSION + _be(old_end) + _be(old_start) + kj
+                    old_key = _SESSION + encode_time(old_end) + encode_time(old_start) + kj
                     old_st = state.get(old_key)
                     state.delete(old_key)
                     if old_st is not None:
@@ -902,7 +893,7 @@ class AggregateOperator(Operator):
                 st = self._fold(st, [r for _i, r in news], ctx)
                 if st is None:  # every row of a new session failed: an empty session
                     st = [a.init() for a in self.aggregates]
-                puts.append((_SESSION + _be(e) + _be(s) + kj, st))
+                puts.append((_SESSION + encode_time(e) + encode_time(s) + kj, st))
                 changed.append((s, e, keys, st))
             state.put(index_key, [[c[0], c[1]] for c in clusters])
         for key, value in puts:
@@ -916,7 +907,7 @@ class AggregateOperator(Operator):
         if mode == "complete":
             out = [self._row(*self._decode(k), v) for k, v in state.items(_SESSION)]
         elif evict_wm is not None:
-            bound = _be(evict_wm)
+            bound = encode_time(evict_wm)
             closed = []
             for key, value in state.items(_SESSION):
                 if key[1:9] > bound:
@@ -925,7 +916,7 @@ class AggregateOperator(Operator):
             gone: defaultdict[bytes, list[list[int]]] = defaultdict(list)
             for key, _value in closed:
                 state.delete(key)
-                gone[key[17:]].append([_unbe(key[9:17]), _unbe(key[1:9])])
+                gone[key[17:]].append([decode_time(key[9:17]), decode_time(key[1:9])])
             for kj, sessions in gone.items():
                 index_key = _SESSION_INDEX + kj
                 left = [iv for iv in state.get(index_key) or [] if iv not in sessions]
@@ -948,13 +939,13 @@ class AggregateOperator(Operator):
     def _state_key(self, start: Any, end: Any, keys: tuple[Any, ...]) -> bytes:
         if end is None:
             return _PLAIN + orjson.dumps(keys)
-        return _TIMED + _be(end) + _be(start) + orjson.dumps(keys)
+        return _TIMED + encode_time(end) + encode_time(start) + orjson.dumps(keys)
 
     @staticmethod
     def _decode(key: bytes) -> tuple[Any, Any, tuple[Any, ...]]:
         if key[:1] == _PLAIN:
             return None, None, tuple(orjson.loads(key[1:]))
-        return _unbe(key[9:17]), _unbe(key[1:9]), tuple(orjson.loads(key[17:]))
+        return decode_time(key[9:17]), decode_time(key[1:9]), tuple(orjson.loads(key[17:]))
 
     def _fold(self, st: list[Any] | None, grows: list[Row], ctx: BatchContext) -> list[Any] | None:
         """Fold a group's batch rows into its aggregate states; None when the group had no

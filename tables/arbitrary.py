@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
-from tables.dedup import TimeIndex, encode_key, event_time, event_time_columns
+from tables.layout import TimeIndex, encode_key, event_time, event_time_columns
 from tables.operator import BatchContext, Operator, Row
 from tables.query import Stream
 from tables.store import StateView
@@ -333,7 +333,7 @@ def flat_map_groups_with_state(
         raise ValueError("flat_map_groups_with_state needs at least one key column")
     if timeout not in ("none", "processing", "event"):
         raise ValueError(f"unknown timeout {timeout!r}: 'none', 'processing' or 'event'")
-    wms = event_time_columns(stream)
+    wms = event_time_columns(stream.node.watermarks)
     if timeout == "event" and not wms:
         raise ValueError(
             "Watermark must be specified in the query using with_watermark() for using "

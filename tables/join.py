@@ -55,7 +55,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from tables.dedup import TimeIndex, bucket_width_for, encode_time, event_time
+from tables.layout import (
+    TimeIndex,
+    bucket_width_for,
+    encode_time,
+    event_time,
+    event_time_columns,
+)
 from tables.operator import BatchContext, Row
 from tables.query import MultiInputOperator, Node, Stream, input_names
 from tables.store import StateView
@@ -208,9 +214,7 @@ def _offset(value: Duration) -> int:
 
 
 def _side_wm_column(stream: Stream, side: str) -> tuple[str | None, int]:
-    cols: dict[str, int] = {}
-    for _name, col, delay in stream.node.watermarks:
-        cols[col] = max(delay, cols.get(col, delay))
+    cols = event_time_columns(stream.node.watermarks)
     if len(cols) > 1:
         raise ValueError(
             f"the {side} side of a stream-stream join has several watermarked columns "
