@@ -85,8 +85,9 @@ class Outgoing:
             if topic in keep:
                 continue
             limit = limits.get(topic, topics.TopicLimits()).max_message_bytes
-            # Cheap bound first: no value near the limit means no record over it.
-            if max((len(v) for _k, v, _h in recs if v is not None), default=0) < limit // 2:
+            # Cheap bound first: no key and value near the limit means no record over it
+            # (headers are small: the error text is capped, the source header is short).
+            if max((len(k or b"") + len(v or b"") for k, v, _h in recs), default=0) < limit // 2:
                 continue
             fitting = []
             for key, value, hdrs in recs:
