@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check service tables agents tests
-	$(BIN)/ruff format --check service tables agents tests
+	$(BIN)/ruff check weir tests
+	$(BIN)/ruff format --check weir tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

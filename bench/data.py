@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from tables.timeutil import iso_utc
+from weir.tables.timeutil import iso_utc
 
 BASE_MS = 1_714_557_600_000  # 2024-05-01T10:00:00Z
 STEP_MS = 50

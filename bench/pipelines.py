@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from bench.data import FILTER_MIN_AMOUNT
-from tables.aggregate import count
-from tables.aggregate import sum as spark_sum
-from tables.query import Query, Stream
-from tables.window import window
+from weir.tables.aggregate import count
+from weir.tables.aggregate import sum as spark_sum
+from weir.tables.query import Query, Stream
+from weir.tables.window import window
 
 
 def _project(r: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Replay mode (no broker): events/s of `service.replay.replay` over in-memory JSON lines."""
+"""Replay mode (no broker): events/s of `weir.service.replay.replay` over in-memory JSON lines."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import io
 import time
 from collections.abc import Callable
 
-from service.replay import replay
-from tables.query import Query
+from weir.service.replay import replay
+from weir.tables.query import Query
 
 REPLAY_BATCH = 10_000
 """Input lines per replay micro-batch (`weir replay --batch-size`; its default is 1000)."""

@@ -25,9 +25,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from bench.common import MAX_BATCH_BYTES, Kafka, dir_bytes, stop_process
-from service.app import App, Trigger
-from service.runtime.worker import Worker
-from tables.query import Query
+from weir.service.app import App, Trigger
+from weir.service.runtime.worker import Worker
+from weir.tables.query import Query
 
 log = logging.getLogger("bench")
 
@@ -108,7 +108,7 @@ async def run_worker(
     key: str | tuple[str, ...] = (),
 ) -> WorkerRun:
     """Run `build`'s query over `inputs` with an available-now trigger through
-    `service.runtime.worker.Worker` and return its timings."""
+    `weir.service.runtime.worker.Worker` and return its timings."""
     app = App(
         app_name or f"bench-{uuid.uuid4().hex[:8]}",
         processing_guarantee=guarantee,
@@ -162,8 +162,8 @@ async def run_worker(
 # -- latency --------------------------------------------------------------------------------
 LATENCY_WORKER = """
 import asyncio, sys
-from service.app import App
-from service.commands import run_worker, tune_gc
+from weir.service.app import App
+from weir.service.commands import run_worker, tune_gc
 from bench.pipelines import latency
 
 bootstrap, topic, sink, state, name = sys.argv[1:6]

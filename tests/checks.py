@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tables.store import RocksDBStore, Store
+from weir.tables.store import RocksDBStore, Store
 
 if TYPE_CHECKING:
     from tests.conftest import KafkaHelper

@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from service.local import Endpoints, LocalStack, LocalStartError
-from tables.store import MemoryStore, RocksDBStore, Store
+from weir.service.local import Endpoints, LocalStack, LocalStartError
+from weir.tables.store import MemoryStore, RocksDBStore, Store
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tables.operator import Row
-from tables.timeutil import to_millis
+from weir.tables.operator import Row
+from weir.tables.timeutil import to_millis
 
 DAY = "2024-05-01"
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tables.aggregate import (
+from tests.events import ev, ms, win
+from weir.tables.aggregate import (
     approx_count_distinct,
     avg,
     collect_list,
@@ -20,14 +21,13 @@ from tables.aggregate import (
     last,
     udaf,
 )
-from tables.aggregate import max as agg_max
-from tables.aggregate import min as agg_min
-from tables.aggregate import sum as agg_sum
-from tables.operator import OutputMode, Row
-from tables.query import Query, QueryTask, Stream, read
-from tables.store import MemoryStore, RocksDBStore, Store
-from tables.window import session_window, window
-from tests.events import ev, ms, win
+from weir.tables.aggregate import max as agg_max
+from weir.tables.aggregate import min as agg_min
+from weir.tables.aggregate import sum as agg_sum
+from weir.tables.operator import OutputMode, Row
+from weir.tables.query import Query, QueryTask, Stream, read
+from weir.tables.store import MemoryStore, RocksDBStore, Store
+from weir.tables.window import session_window, window
 
 
 class Driver:

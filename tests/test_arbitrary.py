@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tables.arbitrary import GroupState, flat_map_groups_with_state, map_groups_with_state
-from tables.operator import Row
-from tables.query import QueryTask, read
-from tables.store import MemoryStore, Store
 from tests.checks import on_rocksdb
+from weir.tables.arbitrary import GroupState, flat_map_groups_with_state, map_groups_with_state
+from weir.tables.operator import Row
+from weir.tables.query import QueryTask, read
+from weir.tables.store import MemoryStore, Store
 
 MIN = 60_000
 

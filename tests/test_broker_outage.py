@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from service.local import LocalKafka, LocalStartError
-from service.local.proc import free_port
 from tests.checks import counting_env, until_exact
 from tests.checks import rows as _rows
 from tests.conftest import KafkaHelper
 from tests.workers import WorkerProcess
+from weir.service.local import LocalKafka, LocalStartError
+from weir.service.local.proc import free_port
 
 pytestmark = [pytest.mark.broker, pytest.mark.asyncio]
 

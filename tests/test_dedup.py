@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tables.query import QueryTask, read
-from tables.store import MemoryStore, Store
 from tests.checks import on_rocksdb
+from weir.tables.query import QueryTask, read
+from weir.tables.store import MemoryStore, Store
 
 MIN = 60_000
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agents.dedup import build_app
-from service.app import Trigger
-from service.runtime.worker import Worker
-from tables.timeutil import iso_utc
 from tests.conftest import KafkaHelper
+from weir.agents.dedup import build_app
+from weir.service.app import Trigger
+from weir.service.runtime.worker import Worker
+from weir.tables.timeutil import iso_utc
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.asyncio]
 

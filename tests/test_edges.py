@@ -14,15 +14,15 @@ from typing import Any
 import orjson
 import pytest
 
-from service.dead_letters import SourcePosition, fit, headers, record_size
-from service.local.proc import free_port
-from service.replay import ReplayBatchError, replay
-from tables.aggregate import collect_list, count, udaf
-from tables.operator import Row
-from tables.query import Query, read
-from tables.store import MemoryStore, Store
-from tables.timeutil import iso_utc
-from tables.window import window
+from weir.service.dead_letters import SourcePosition, fit, headers, record_size
+from weir.service.local.proc import free_port
+from weir.service.replay import ReplayBatchError, replay
+from weir.tables.aggregate import collect_list, count, udaf
+from weir.tables.operator import Row
+from weir.tables.query import Query, read
+from weir.tables.store import MemoryStore, Store
+from weir.tables.timeutil import iso_utc
+from weir.tables.window import window
 
 T0 = 1_700_000_400_000
 MIN = 60_000
@@ -222,7 +222,7 @@ def test_replay_cli_bad_batch_is_one_line(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_bytes(_lines([{"value": "a b"}, "x", {"value": None}]))
     proc = subprocess.run(
-        [sys.executable, "-m", "service.cli", "replay", "word_count", "--input", str(src)]
+        [sys.executable, "-m", "weir.service.cli", "replay", "word_count", "--input", str(src)]
         + ["--output", str(tmp_path / "out.jsonl"), "--max-event-time-skew", "1 day"],
         capture_output=True,
         text=True,
@@ -255,7 +255,7 @@ def test_a_port_in_time_wait_is_kept() -> None:
 
 
 def test_course_pipelines_guard_event_time_in_replay(tmp_path: Path) -> None:
-    from service.replay import replay_files
+    from weir.service.replay import replay_files
 
     rows = [
         {"event_id": i, "user_id": "u", "action": "click", "amount": 1, "event_time": iso_utc(t)}
@@ -277,7 +277,7 @@ def test_course_pipelines_guard_event_time_in_replay(tmp_path: Path) -> None:
 
 def test_kraft_cluster_ids_never_start_with_a_dash() -> None:
     """One id in 64 used to start with "-", and the storage tool took it for an option."""
-    from service.local.kafka import _cluster_id
+    from weir.service.local.kafka import _cluster_id
 
     ids = [_cluster_id() for _ in range(3000)]
     assert all(len(c) == 22 and not c.startswith("-") for c in ids)

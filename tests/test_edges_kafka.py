@@ -17,13 +17,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from service.app import App, Trigger
-from service.runtime.topics import describe_configs
-from service.runtime.worker import Worker
-from tables.aggregate import collect_list, count, udaf
-from tables.query import Query, Stream
-from tables.timeutil import iso_utc
 from tests.conftest import KafkaHelper
+from weir.service.app import App, Trigger
+from weir.service.runtime.topics import describe_configs
+from weir.service.runtime.worker import Worker
+from weir.tables.aggregate import collect_list, count, udaf
+from weir.tables.query import Query, Stream
+from weir.tables.timeutil import iso_utc
 
 pytestmark = [pytest.mark.broker, pytest.mark.asyncio]
 
@@ -282,7 +282,7 @@ async def test_failing_foreach_batch_is_retried_then_follows_the_policy(
     def passthrough(s: Stream) -> Query:
         return s.query("append")
 
-    from service.runtime.failures import BatchFailedError
+    from weir.service.runtime.failures import BatchFailedError
 
     if policy == "fail":
         with pytest.raises(BatchFailedError, match="failed 3 times, last with SinkFailure"):

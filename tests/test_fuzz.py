@@ -20,14 +20,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from service.app import App, Trigger
-from service.codec import decode_values
-from service.local import Endpoints
-from service.runtime.worker import Worker
-from tables.aggregate import collect_list, udaf
-from tables.query import Query, Stream
-from tables.timeutil import iso_utc
 from tests.conftest import KafkaHelper
+from weir.service.app import App, Trigger
+from weir.service.codec import decode_values
+from weir.service.local import Endpoints
+from weir.service.runtime.worker import Worker
+from weir.tables.aggregate import collect_list, udaf
+from weir.tables.query import Query, Stream
+from weir.tables.timeutil import iso_utc
 
 NOW = 1_790_000_000_000
 

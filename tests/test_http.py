@@ -25,14 +25,14 @@ from aiokafka.structs import TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.metrics import MetricWrapperBase
 
-from service import metrics
-from service.app import App
-from service.http import DEFAULT_HOST, HOST_ENV, WebServer, start_for_worker
-from service.runtime.runner import PartitionTask
-from service.runtime.worker import Worker
-from tables.query import Query, Stream
-from tables.store import MemoryStore
 from tests.conftest import KafkaHelper
+from weir.service import metrics
+from weir.service.app import App
+from weir.service.http import DEFAULT_HOST, HOST_ENV, WebServer, start_for_worker
+from weir.service.runtime.runner import PartitionTask
+from weir.service.runtime.worker import Worker
+from weir.tables.query import Query, Stream
+from weir.tables.store import MemoryStore
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tables.query import Query, QueryTask, read
-from tables.store import MemoryStore, Store
 from tests.checks import on_rocksdb
+from weir.tables.query import Query, QueryTask, read
+from weir.tables.store import MemoryStore, Store
 
 MIN = 60_000
 HOUR = 60 * MIN

@@ -1,15 +1,15 @@
-"""The exercise pipelines (agents.dedup, agents.order_matching, agents.unmatched_orders,
-agents.sessionization) driven batch by batch with exact expected rows, over both stores."""
+"""The exercise pipelines (weir.agents: dedup, order_matching, unmatched_orders, sessionization)
+driven batch by batch with exact expected rows, over both stores."""
 
 from __future__ import annotations
 
 import random
 
-from agents import dedup, order_matching, sessionization, unmatched_orders
-from tables.operator import Row
-from tables.query import QueryTask
-from tables.store import MemoryStore, Store
-from tables.timeutil import to_millis
+from weir.agents import dedup, order_matching, sessionization, unmatched_orders
+from weir.tables.operator import Row
+from weir.tables.query import QueryTask
+from weir.tables.store import MemoryStore, Store
+from weir.tables.timeutil import to_millis
 
 
 def t(hhmm: str) -> int:

@@ -11,12 +11,12 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import TopicPartition
 
-from service import metrics
-from service.app import App, StartingOffsets, Trigger
-from service.runtime.failures import DataLossError
-from service.runtime.worker import Worker
-from tables.query import Query, Stream
 from tests.conftest import KafkaHelper
+from weir.service import metrics
+from weir.service.app import App, StartingOffsets, Trigger
+from weir.service.runtime.failures import DataLossError
+from weir.service.runtime.worker import Worker
+from weir.tables.query import Query, Stream
 
 pytestmark = [pytest.mark.broker, pytest.mark.asyncio]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from service.local.proc import pid_alive
+from weir.service.local.proc import pid_alive
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 
@@ -20,7 +20,7 @@ def _weir(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
     env["WEIR_HOME"] = str(home)
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "local", *args],
+        [sys.executable, "-m", "weir.service.cli", "local", *args],
         env=env,
         capture_output=True,
         text=True,

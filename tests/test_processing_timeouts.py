@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tables.arbitrary import GroupState
-from tables.operator import Row
-from tables.query import read
-from tables.store import MemoryStore
+from weir.tables.arbitrary import GroupState
+from weir.tables.operator import Row
+from weir.tables.query import read
+from weir.tables.store import MemoryStore
 
 
 def _sessions(key: tuple[Any, ...], values: list[Row], state: GroupState) -> list[Row]:

@@ -11,13 +11,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.app import App, Trigger
-from service.runtime.worker import Worker
-from tables.aggregate import count, sum
-from tables.query import Query, Stream
-from tables.timeutil import iso_utc
-from tables.window import window
 from tests.conftest import KafkaHelper
+from weir.service.app import App, Trigger
+from weir.service.runtime.worker import Worker
+from weir.tables.aggregate import count, sum
+from weir.tables.query import Query, Stream
+from weir.tables.timeutil import iso_utc
+from weir.tables.window import window
 
 pytestmark = [pytest.mark.broker, pytest.mark.asyncio]
 
@@ -113,6 +113,6 @@ async def test_windowed_append_across_repartition(kafka: KafkaHelper, state_dir:
 
 
 def _end(start_iso: str) -> int:
-    from tables.timeutil import to_millis
+    from weir.tables.timeutil import to_millis
 
     return to_millis(start_iso) + 10 * MIN

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import orjson
 
-from service.codec import decode_values
-from service.replay import replay
-from tables.query import read
+from weir.service.codec import decode_values
+from weir.service.replay import replay
+from weir.tables.query import read
 
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 MIN = 60_000
@@ -35,7 +35,7 @@ def test_cli_is_deterministic_and_numbers_batches(tmp_path: Path) -> None:
     for n in range(2):
         out = tmp_path / f"out{n}.jsonl"
         proc = subprocess.run(
-            [sys.executable, "-m", "service.cli", "replay", "word_count", "--input", str(src)]
+            [sys.executable, "-m", "weir.service.cli", "replay", "word_count", "--input", str(src)]
             + ["--output", str(out), "--batch-size", "2"],
             capture_output=True,
             text=True,
@@ -61,7 +61,15 @@ def test_unknown_pipeline_is_one_readable_line(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_bytes(b"{}\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "service.cli", "replay", "no_such_pipeline", "--input", str(src)]
+        [
+            sys.executable,
+            "-m",
+            "weir.service.cli",
+            "replay",
+            "no_such_pipeline",
+            "--input",
+            str(src),
+        ]
         + ["--output", str(tmp_path / "o.jsonl")],
         capture_output=True,
         text=True,

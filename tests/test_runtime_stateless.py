@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from service.app import App, Trigger
-from service.runtime.worker import Worker
-from tables.query import Query, Stream
 from tests.conftest import KafkaHelper
+from weir.service.app import App, Trigger
+from weir.service.runtime.worker import Worker
+from weir.tables.query import Query, Stream
 
 pytestmark = [pytest.mark.broker, pytest.mark.asyncio]
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from tables.aggregate import count
-from tables.aggregate import sum as agg_sum
-from tables.operator import Row
-from tables.query import Query, QueryTask, Stream, read
-from tables.state_names import IncompatibleStateError, prefix_for, state_names
-from tables.store import Store
-from tables.window import window
 from tests.events import ev
+from weir.tables.aggregate import count
+from weir.tables.aggregate import sum as agg_sum
+from weir.tables.operator import Row
+from weir.tables.query import Query, QueryTask, Stream, read
+from weir.tables.state_names import IncompatibleStateError, prefix_for, state_names
+from weir.tables.store import Store
+from weir.tables.window import window
 
 
 def _counts(stream: Stream, size: str = "10 minutes") -> Query:

@@ -10,14 +10,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.app import App, Trigger
-from service.runtime.worker import Worker
-from tables.aggregate import count
-from tables.query import Query, Stream
-from tables.state_names import IncompatibleStateError
-from tables.timeutil import iso_utc
-from tables.window import window
 from tests.conftest import KafkaHelper
+from weir.service.app import App, Trigger
+from weir.service.runtime.worker import Worker
+from weir.tables.aggregate import count
+from weir.tables.query import Query, Stream
+from weir.tables.state_names import IncompatibleStateError
+from weir.tables.timeutil import iso_utc
+from weir.tables.window import window
 
 pytestmark = [pytest.mark.broker, pytest.mark.asyncio]
 

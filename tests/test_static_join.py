@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tables.query import QueryTask, read
-from tables.static import static_table
-from tables.store import MemoryStore, Store
+from weir.tables.query import QueryTask, read
+from weir.tables.static import static_table
+from weir.tables.store import MemoryStore, Store
 
 PRODUCTS: list[dict[str, Any]] = [
     {"product_id": "p1", "category": "books", "price": 12.5},

@@ -8,8 +8,8 @@ from typing import TypeVar
 
 import pytest
 
-import tables.store as store_mod
-from tables.store import MemoryStore, StateTxn, Store
+import weir.tables.store as store_mod
+from weir.tables.store import MemoryStore, StateTxn, Store
 
 PREFIXES = [b"", b"a", b"ab", b"b\xff", b"\xff", b"c"]
 V = TypeVar("V")

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.operator import BatchContext
-from tables.query import WatermarkOperator
-from tables.store import MemoryStore, StateTxn
-from tables.timeutil import many_to_millis, to_millis
+from weir.tables.operator import BatchContext
+from weir.tables.query import WatermarkOperator
+from weir.tables.store import MemoryStore, StateTxn
+from weir.tables.timeutil import many_to_millis, to_millis
 
 SHAPES = [
     "%Y-%m-%dT%H:%M:%S.{ms}Z",

@@ -13,11 +13,11 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from agents import event_summary, sliding_window, tumbling_window, watermarked_append
-from tables.operator import Row
-from tables.query import Query
-from tables.store import MemoryStore, Store
 from tests.events import ev, win
+from weir.agents import event_summary, sliding_window, tumbling_window, watermarked_append
+from weir.tables.operator import Row
+from weir.tables.query import Query
+from weir.tables.store import MemoryStore, Store
 
 MIN = 60_000
 

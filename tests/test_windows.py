@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.window import SessionWindowSpec, WindowSpec, session_window, window
+from weir.tables.window import SessionWindowSpec, WindowSpec, session_window, window
 
 MIN = 60_000
 

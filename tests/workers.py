@@ -12,14 +12,14 @@ from pathlib import Path
 
 
 class WorkerProcess:
-    """`python -m service.cli worker <spec>` with extra environment; output to a log file."""
+    """`python -m weir.service.cli worker <spec>` with extra environment; output to a log file."""
 
     def __init__(self, spec: str, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()
         full_env = {**os.environ, **env}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker", spec, "--log-level", "info"],
+            [sys.executable, "-m", "weir.service.cli", "worker", spec, "--log-level", "info"],
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-from service.app import App, Trigger
-from tables.query import Query, Stream
+from weir.service.app import App, Trigger
+from weir.tables.query import Query, Stream
 
 app = App(os.environ.get("WEIR_TEST_APP", "counting"))
 _in = app.topic(os.environ.get("WEIR_TEST_INPUT", "counting-in"))
@@ -22,6 +22,6 @@ _trigger = (
 @app.agent(_in, sink=_out, key="k", trigger=_trigger)
 def running_count(events: Stream) -> Query:
     """Count and sum per key, emitted in update mode."""
-    from tables.aggregate import count, sum
+    from weir.tables.aggregate import count, sum
 
     return events.group_by("k").agg(count().alias("n"), sum("v").alias("total")).query("update")

@@ -1,0 +1,105 @@
+"""Weir: Spark Structured Streaming semantics as asyncio agents on Apache Kafka.
+
+Everything a pipeline needs comes from here::
+
+    from weir import App, Query, Stream, Trigger, count, window
+
+Names load on first use, so importing a submodule (`weir.tables.timeutil`) does not load the
+runtime. The packages below are layered one way: `weir.agents` (the course's pipelines) uses
+`weir.service` (runtime, connectors, operations), which uses `weir.tables` (state and event
+time, pure logic).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from weir.service.app import App, Topic, Trigger
+    from weir.service.sinks import postgres_upsert
+    from weir.tables.aggregate import (
+        Aggregator,
+        approx_count_distinct,
+        avg,
+        collect_list,
+        count,
+        count_distinct,
+        first,
+        last,
+        max,
+        min,
+        sum,
+        udaf,
+    )
+    from weir.tables.arbitrary import GroupState, flat_map_groups_with_state, map_groups_with_state
+    from weir.tables.operator import Row
+    from weir.tables.query import Query, Stream, read
+    from weir.tables.static import static_table
+    from weir.tables.window import session_window, window
+
+_HOMES = {
+    "weir.service.app": ["App", "Topic", "Trigger"],
+    "weir.service.sinks": ["postgres_upsert"],
+    "weir.tables.aggregate": [
+        "Aggregator",
+        "approx_count_distinct",
+        "avg",
+        "collect_list",
+        "count",
+        "count_distinct",
+        "first",
+        "last",
+        "max",
+        "min",
+        "sum",
+        "udaf",
+    ],
+    "weir.tables.arbitrary": ["GroupState", "flat_map_groups_with_state", "map_groups_with_state"],
+    "weir.tables.operator": ["Row"],
+    "weir.tables.query": ["Query", "Stream", "read"],
+    "weir.tables.static": ["static_table"],
+    "weir.tables.window": ["session_window", "window"],
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+__all__ = [
+    "Aggregator",
+    "App",
+    "GroupState",
+    "Query",
+    "Row",
+    "Stream",
+    "Topic",
+    "Trigger",
+    "approx_count_distinct",
+    "avg",
+    "collect_list",
+    "count",
+    "count_distinct",
+    "first",
+    "flat_map_groups_with_state",
+    "last",
+    "map_groups_with_state",
+    "max",
+    "min",
+    "postgres_upsert",
+    "read",
+    "session_window",
+    "static_table",
+    "sum",
+    "udaf",
+    "window",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'weir' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

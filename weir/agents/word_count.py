@@ -1,0 +1,43 @@
+"""Word count, the course's first example (section 1.2), as a Weir agent.
+
+    lines = spark.readStream.format(...).load()
+    words = lines.select(explode(split(lines.value, " ")).alias("word"))
+    word_counts = words.groupBy("word").count()
+    query = word_counts.writeStream.outputMode("update")...
+
+Input: topic `lines`, JSON rows {"value": "some text"}. Output: topic `word-counts`, one row
+{"word": ..., "count": ...} per word whose count changed in the micro-batch (update mode),
+keyed by the word, so a compacted topic holds the current count of every word.
+"""
+
+from __future__ import annotations
+
+import re
+
+from weir import App, Query, Row, Stream, read
+
+_WORD = re.compile(r"[a-z0-9']+")
+
+app = App("wordcount")
+lines_topic = app.topic("lines")
+counts_topic = app.topic("word-counts", config={"cleanup.policy": "compact"})
+
+
+def split_words(row: Row) -> list[Row]:
+    """Spark's explode(split(value, " ")): one row per lower-cased word of the line."""
+    return [{"word": w} for w in _WORD.findall(str(row["value"]).lower())]
+
+
+def build(lines: Stream) -> Query:
+    """The word-count query over a stream of lines."""
+    return lines.flat_map(split_words).group_by("word").count().query("update")
+
+
+@app.agent(lines_topic, sink=counts_topic, key="word")
+def word_count(lines: Stream) -> Query:
+    """Running count per word, emitted in update mode."""
+    return build(lines)
+
+
+query = build(read("lines"))
+"""The same query for replay mode (`weir replay word_count`)."""

@@ -1,0 +1,192 @@
+"""Faust-style declaration: an App, its topics, and agents that turn input streams into queries.
+
+    app = App("wordcount")
+    lines = app.topic("lines")
+    counts = app.topic("word-counts")
+
+    @app.agent(lines, sink=counts, key="word")
+    def word_count(lines: Stream) -> Query:
+        return lines.flat_map(split_words).group_by("word").count().query("update")
+
+`weir worker module:app` runs every agent of the app; each agent is one consumer group
+(`<app>-<agent>`) with its own state, changelog and checkpoints, like a Spark query with its
+own checkpoint location.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from weir.service.settings import Settings
+from weir.tables.query import Query, Stream, read
+
+
+def load_attribute(spec: str, default_attr: str, package: str | None = None) -> tuple[str, Any]:
+    """Import `module:attribute` and return (module name, the attribute or None). A bare module
+    name without a dot is looked up in `package` when given. Raises ValueError with one
+    readable line when the module cannot be imported."""
+    module_name, _, attr = spec.partition(":")
+    if package and "." not in module_name:
+        module_name = f"{package}.{module_name}"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name!r} for {spec!r}: {exc}") from None
+    return module_name, getattr(module, attr or default_attr, None)
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A Kafka topic the app reads or writes."""
+
+    name: str
+    """Topic name."""
+    partitions: int | None = None
+    """Partition count when Weir creates the topic (None: the input's count, or 1)."""
+    config: dict[str, str] = field(default_factory=dict)
+    """Topic configs used when Weir creates it (e.g. retention.ms)."""
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """When micro-batches run, as in Spark: continuous micro-batches (default), a fixed
+    processing-time interval, or available-now (process what is there, then stop)."""
+
+    kind: Literal["continuous", "processing_time", "available_now"] = "continuous"
+    interval_ms: int | None = None
+
+    @staticmethod
+    def processing_time(interval: str | int) -> Trigger:
+        """A micro-batch every `interval` ("10 seconds")."""
+        from weir.tables.timeutil import parse_duration
+
+        return Trigger("processing_time", parse_duration(interval))
+
+    @staticmethod
+    def available_now() -> Trigger:
+        """Process the input available at start, in micro-batches, then stop."""
+        return Trigger("available_now")
+
+
+StartingOffsets = Literal["earliest", "latest"] | dict[str, dict[int, int]]
+
+BatchFn = Callable[[list[dict[str, Any]], int], Any]
+"""A foreach-batch function: (rows, batch_id) -> None (may be a coroutine function)."""
+
+
+@dataclass
+class Agent:
+    """One declared pipeline: inputs, query, sink and options."""
+
+    app: App
+    name: str
+    inputs: tuple[Topic, ...]
+    query: Query
+    sink: Topic | None = None
+    key: tuple[str, ...] = ()
+    """Columns whose values form the output record key (JSON of one value, or a list)."""
+    foreach_batch: BatchFn | None = None
+    """Called with each batch's output rows and batch id before the checkpoint commits."""
+    late_topic: Topic | None = None
+    """Where rows dropped as late go (they are always counted in a metric)."""
+    trigger: Trigger = field(default_factory=Trigger)
+    repartition: bool | None = None
+    """Repartition before keyed state: None decides by the input's partition count (more than
+    one: repartition), False trusts that the input is already partitioned by the key."""
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Input topic -> input name in the query (stage 2 reads repartition topics)."""
+    raw_output: bool = False
+    """Write rows as the engine holds them (timestamps as epoch ms): the sink is an internal
+    (repartition) topic whose configs Weir keeps."""
+    dead_letters: str | None = None
+    """Dead-letter topic override (stage 1 uses its agent's)."""
+    starting_offsets: StartingOffsets | None = None
+    """Where to start on the first start only (no committed offsets): "earliest", "latest",
+    or per topic and partition {"topic": {0: 42}} with -2 for earliest and -1 for latest, as
+    Spark's startingOffsets JSON; None uses the `starting_offsets` setting. Committed offsets
+    always win afterwards."""
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group and the prefix of this agent's internal topics."""
+        return f"{self.app.name}-{self.name}"
+
+    @property
+    def changelog_topic(self) -> str:
+        """Compacted changelog of the agent's state, co-partitioned with its inputs."""
+        return f"{self.group_id}-changelog"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        """Where records that cannot be decoded or processed go, with the reason in headers."""
+        return self.dead_letters or f"{self.group_id}-dead-letters"
+
+
+class App:
+    """A Weir application: a name, settings, topics and agents."""
+
+    def __init__(self, name: str, **settings: Any) -> None:
+        if not name or any(c in name for c in " /\\"):
+            raise ValueError(f"app name must be a non-empty word, got {name!r}")
+        self.name = name
+        self.settings = Settings(**settings)
+        self.topics: dict[str, Topic] = {}
+        self.agents: dict[str, Agent] = {}
+
+    def topic(
+        self, name: str, *, partitions: int | None = None, config: dict[str, str] | None = None
+    ) -> Topic:
+        """Declare (or return the already declared) topic `name`; `config` is used only when
+        Weir creates the topic (e.g. {"cleanup.policy": "compact"})."""
+        if name in self.topics:
+            return self.topics[name]
+        t = Topic(name, partitions, dict(config or {}))
+        self.topics[name] = t
+        return t
+
+    def agent(
+        self,
+        *inputs: Topic,
+        sink: Topic | None = None,
+        key: str | Sequence[str] = (),
+        foreach_batch: BatchFn | None = None,
+        late_topic: Topic | None = None,
+        trigger: Trigger | None = None,
+        name: str | None = None,
+        repartition: bool | None = None,
+        starting_offsets: StartingOffsets | None = None,
+    ) -> Callable[[Callable[..., Query]], Callable[..., Query]]:
+        """Declare an agent: the decorated function receives one `Stream` per input topic and
+        returns the `Query` to run. Raises ValueError at declaration for a bad query.
+
+        `repartition`: see `Agent.repartition`."""
+        if not inputs:
+            raise ValueError("an agent needs at least one input topic")
+
+        def decorate(fn: Callable[..., Query]) -> Callable[..., Query]:
+            streams: list[Stream] = [read(t.name) for t in inputs]
+            query = fn(*streams)
+            if not isinstance(query, Query):
+                raise TypeError(f"agent {fn.__name__} must return a Query (call .query(mode))")
+            agent_name = name or fn.__name__
+            if agent_name in self.agents:
+                raise ValueError(f"agent {agent_name!r} declared twice")
+            self.agents[agent_name] = Agent(
+                app=self,
+                name=agent_name,
+                inputs=tuple(inputs),
+                query=query,
+                sink=sink,
+                key=(key,) if isinstance(key, str) else tuple(key),
+                foreach_batch=foreach_batch,
+                late_topic=late_topic,
+                trigger=trigger or Trigger(),
+                repartition=repartition,
+                starting_offsets=starting_offsets,
+            )
+            return fn
+
+        return decorate

@@ -1,0 +1,61 @@
+"""The `weir` command line: `local up|down|status`, `worker`, `replay`, `demo`.
+
+Errors a user can act on end the command with one readable line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _local(args: argparse.Namespace) -> int:
+    from weir.service.local import LocalStack
+
+    stack = LocalStack()
+    if args.action == "up":
+        ep = stack.up()
+        print(f"kafka     {ep.bootstrap_servers}")
+        print(f"postgres  {ep.postgres_dsn}")
+    elif args.action == "down":
+        stack.down()
+        print("local Kafka and PostgreSQL stopped")
+    else:
+        for name, line in stack.status().items():
+            print(f"{name:<9} {line}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `weir` command."""
+    parser = argparse.ArgumentParser(prog="weir", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    local = sub.add_parser("local", help="start, stop or show the local Kafka and PostgreSQL")
+    local.add_argument("action", choices=["up", "down", "status"])
+    local.set_defaults(func=_local)
+
+    from weir.service import commands
+
+    commands.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `weir` command; return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from weir.service.local.proc import LocalStartError
+
+    try:
+        return int(args.func(args) or 0)
+    except LocalStartError as exc:
+        print(f"weir: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""The worker's HTTP endpoints: Prometheus metrics, progress, liveness and readiness.
+
+A deliberately small HTTP/1.1 server on asyncio streams (no extra dependency), GET and HEAD
+only, one request per connection (`Connection: close`):
+
+    GET /metrics   Prometheus text exposition of `weir.service.metrics.REGISTRY`
+    GET /progress  JSON: per agent its last progress record and the last N (`?n=`, default 10,
+                   at most 100) of its recent ones, internal keys (leading "_") dropped
+    GET /healthz   200 "ok" while the worker's event loop serves requests
+    GET /readyz    200 "ready" once every agent has started, holds an assignment and has opened
+                   (restored) a task for each assigned partition; 503 with the reasons otherwise
+
+It binds 127.0.0.1 unless another host is passed explicitly: `WebServer(worker, port,
+host="0.0.0.0")`. `start_for_worker` is what `Worker.run` calls; it reads the host from the
+`WEIR_WEB_HOST` environment variable (default 127.0.0.1), so exposing the endpoints beyond the
+loopback interface (as in a Kubernetes pod, where probes and Prometheus use the pod IP) is an
+explicit operator choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from weir.service import metrics
+
+if TYPE_CHECKING:
+    from weir.service.runtime.runner import AgentRunner
+    from weir.service.runtime.worker import Worker
+
+log = logging.getLogger("weir.http")
+
+DEFAULT_HOST = "127.0.0.1"
+"""Loopback: the endpoints are local unless a host is given explicitly."""
+HOST_ENV = "WEIR_WEB_HOST"
+"""Environment variable read by `start_for_worker` for the bind host."""
+DEFAULT_PROGRESS_RECORDS = 10
+"""Recent progress records per agent in /progress when `?n=` is not given."""
+MAX_PROGRESS_RECORDS = 100
+"""Upper bound of `?n=` (AgentRunner keeps at most 100 records)."""
+
+_REQUEST_TIMEOUT_S = 10.0
+_MAX_HEADERS = 100
+_JSON = "application/json"
+_TEXT = "text/plain; charset=utf-8"
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+Response = tuple[int, str, bytes]
+"""(status, content type, body)."""
+
+
+def progress_snapshot(worker: Worker, n: int = DEFAULT_PROGRESS_RECORDS) -> dict[str, Any]:
+    """Per agent: `last_progress` (None before the first committed batch), the last `n`
+    `recent_progress` records (oldest first) and the partitions it holds tasks for. Keys that
+    start with "_" are internal (e.g. `_wall`) and are left out."""
+    n = max(0, min(n, MAX_PROGRESS_RECORDS))
+    agents: dict[str, Any] = {}
+    for name, runner in worker.runners.items():
+        recent = list(runner.recent_progress)[-n:] if n else []
+        last = runner.last_progress
+        agents[name] = {
+            "last_progress": _public(last) if last is not None else None,
+            "recent_progress": [_public(p) for p in recent],
+            "partitions": sorted(runner.tasks),
+        }
+    return {"agents": agents}
+
+
+def readiness(worker: Worker) -> tuple[bool, dict[str, str]]:
+    """(ready, state per agent). An agent is ready when its consumer has started, its group
+    assignment is not empty and every assigned partition has an open task (its state is
+    restored). The worker is ready when every agent is and it is not stopping.
+
+    A replica with no partitions (more replicas than input partitions) is not ready: it is an
+    idle standby, which Kubernetes shows as such."""
+    states = {name: _agent_state(runner) for name, runner in worker.runners.items()}
+    if worker.waiting_for_kafka is not None:
+        return False, {name: worker.waiting_for_kafka for name in states}
+    if worker.stop_event.is_set():
+        return False, {name: "stopping" for name in states}
+    return all(s == "ready" for s in states.values()), states
+
+
+def _agent_state(runner: AgentRunner) -> str:
+    consumer = runner.consumer
+    if consumer is None:
+        return "not started"
+    assigned = {tp.partition for tp in consumer.assignment()}
+    if not assigned:
+        return "no assignment"
+    missing = assigned - set(runner.tasks)
+    if missing:
+        return f"restoring partitions {sorted(missing)}"
+    return "ready"
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if not k.startswith("_")}
+
+
+class WebServer:
+    """The HTTP endpoints of one worker.
+
+    Contract: `start` binds `host:port` (port 0: any free port, then `port` tells which) and
+    serves until `stop`; handlers only read the worker's public state, so serving never
+    changes what the worker does. `stop` closes the listener and any open connection.
+    """
+
+    def __init__(self, worker: Worker, port: int = 0, host: str = DEFAULT_HOST) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"web port must be in 0..65535, got {port}")
+        self.worker = worker
+        self.host = host
+        self.requested_port = port
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
+        self._routes: dict[str, Callable[[dict[str, list[str]]], Response]] = {
+            "/metrics": self._metrics,
+            "/progress": self._progress,
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+        }
+
+    @property
+    def port(self) -> int:
+        """The bound port (the chosen one when started with port 0). Raises if not started."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("web server is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL of the endpoints, e.g. http://127.0.0.1:8000."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and start serving. Raises OSError when the address is in use."""
+        if self._server is not None:
+            raise RuntimeError("web server already started")
+        self._server = await asyncio.start_server(self._handle, self.host, self.requested_port)
+        log.info("serving /metrics /progress /healthz /readyz on %s", self.url)
+
+    async def stop(self) -> None:
+        """Stop listening and close open connections. Idempotent."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for writer in list(self._connections):
+            writer.close()
+        await server.wait_closed()
+
+    # -- protocol --------------------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
+        try:
+            try:
+                async with asyncio.timeout(_REQUEST_TIMEOUT_S):
+                    method, target = await self._read_request(reader)
+            except TimeoutError:
+                await self._send(writer, "GET", (408, _TEXT, b"request timeout\n"))
+                return
+            except ValueError as exc:
+                await self._send(writer, "GET", (400, _TEXT, f"{exc}\n".encode()))
+                return
+            await self._send(writer, method, self._respond(method, target))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    @staticmethod
+    async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str]:
+        """Read the request line and headers (bodies are not read: GET/HEAD only)."""
+        try:
+            line = await reader.readuntil(b"\r\n")
+        except asyncio.LimitOverrunError:
+            raise ValueError("request line too long") from None
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            raise ValueError("malformed request line")
+        for _ in range(_MAX_HEADERS):
+            try:
+                header = await reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError:
+                raise ValueError("header too long") from None
+            if header == b"\r\n":
+                return parts[0], parts[1]
+        raise ValueError("too many headers")
+
+    def _respond(self, method: str, target: str) -> Response:
+        url = urlsplit(target)
+        route = self._routes.get(url.path)
+        if route is None:
+            return 404, _TEXT, b"not found\n"
+        if method not in ("GET", "HEAD"):
+            return 405, _TEXT, b"method not allowed\n"
+        try:
+            return route(parse_qs(url.query))
+        except Exception:
+            log.exception("error serving %s", url.path)
+            return 500, _TEXT, b"internal error\n"
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, method: str, response: Response) -> None:
+        status, content_type, body = response
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
+            f"Content-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Cache-Control: no-store\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode("latin-1")
+        writer.write(head if method == "HEAD" else head + body)
+        await writer.drain()
+
+    # -- endpoints -------------------------------------------------------------------------
+    def _metrics(self, query: dict[str, list[str]]) -> Response:
+        return 200, CONTENT_TYPE_LATEST, generate_latest(metrics.REGISTRY)
+
+    def _progress(self, query: dict[str, list[str]]) -> Response:
+        raw = query.get("n", [str(DEFAULT_PROGRESS_RECORDS)])[-1]
+        try:
+            n = int(raw)
+        except ValueError:
+            return 400, _TEXT, f"n must be an integer, got {raw!r}\n".encode()
+        body = orjson.dumps(progress_snapshot(self.worker, n), default=str)
+        return 200, _JSON, body
+
+    def _healthz(self, query: dict[str, list[str]]) -> Response:
+        return 200, _TEXT, b"ok\n"
+
+    def _readyz(self, query: dict[str, list[str]]) -> Response:
+        ready, states = readiness(self.worker)
+        lines = ["ready" if ready else "not ready"]
+        lines += [f"{name}: {state}" for name, state in sorted(states.items())]
+        return (200 if ready else 503), _TEXT, ("\n".join(lines) + "\n").encode()
+
+
+async def start_for_worker(worker: Worker) -> WebServer | None:
+    """Start the endpoints of `worker` on `settings.web_port` (None: no server, returns None),
+    bound to `WEIR_WEB_HOST` or 127.0.0.1. The caller stops the returned server."""
+    port = worker.app.settings.web_port
+    if port is None:
+        return None
+    server = WebServer(worker, port, host=os.environ.get(HOST_ENV) or DEFAULT_HOST)
+    await server.start()
+    return server
+
+
+__all__ = [
+    "DEFAULT_HOST",
+    "HOST_ENV",
+    "WebServer",
+    "progress_snapshot",
+    "readiness",
+    "start_for_worker",
+]

@@ -1,0 +1,240 @@
+"""The checkpoint: one task's micro-batch made durable, all or nothing.
+
+For one task (input partition p) and one micro-batch:
+
+1. the driver decodes the batch's records, runs the query and collects everything the batch
+   writes in an `Outgoing`: outputs, dead letters, late rows and the state changes for the
+   changelog; records too large for their topic become dead letters (`divert_oversized`);
+2. exactly_once: a transaction on the task's own transactional producer (`<app>-<agent>-<p>`)
+   takes every record; every send is acknowledged, then the input offsets go in with
+   `send_offsets_to_transaction` and the transaction commits. at_least_once: produce, wait for
+   every acknowledgement, then commit the offsets. A refused record fails the checkpoint; it
+   is never skipped (`Committer.commit`);
+3. only then the state changes are committed to the local store, with the changelog offset
+   they reach.
+
+Any failure aborts the whole checkpoint: the transaction is aborted, the task is rebuilt from
+its local store plus the changelog tail and the consumer rewinds to the committed offsets, so
+no output is duplicated (exactly_once) and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from weir.service import dead_letters
+from weir.service.dead_letters import SourcePosition
+from weir.service.runtime import topics
+from weir.tables.operator import ErrorStage
+
+Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+"""(key, value, headers) of a record to produce."""
+
+
+@dataclass
+class Outgoing:
+    """Records of one checkpoint, per topic."""
+
+    dead_letter_topic: str
+    dead_letter_limit: int
+    """The dead-letter topic's max.message.bytes: larger dead letters are truncated."""
+    records: dict[str, list[Record]] = field(default_factory=dict)
+    partitions: dict[str, int | None] = field(default_factory=dict)
+    """Fixed partition per topic (changelog: the task's), or None for key hashing."""
+    n_dead: int = 0
+
+    def add(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> None:
+        self.records.setdefault(topic, []).append((key, value, headers or []))
+        self.partitions.setdefault(topic, partition)
+
+    def dead_letter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        error: str,
+        stage: ErrorStage,
+        source: SourcePosition | None,
+    ) -> None:
+        """Add a dead letter (truncated to fit the topic; see weir.service.dead_letters)."""
+        hdrs = dead_letters.headers(error, stage, source)
+        key, value, hdrs = dead_letters.fit(key, value, hdrs, self.dead_letter_limit)
+        self.add(self.dead_letter_topic, key, value, hdrs)
+        self.n_dead += 1
+
+    def divert_oversized(
+        self, limits: dict[str, topics.TopicLimits], keep: set[str], source: SourcePosition
+    ) -> None:
+        """Move records too large for their topic to the dead letters (stage "size"); topics
+        in `keep` are left alone (their refusal fails the checkpoint)."""
+        for topic, recs in list(self.records.items()):
+            if topic in keep:
+                continue
+            limit = limits.get(topic, topics.TopicLimits()).max_message_bytes
+            # Cheap bound first: no key and value near the limit means no record over it
+            # (headers are small: the error text is capped, the source header is short).
+            if max((len(k or b"") + len(v or b"") for k, v, _h in recs), default=0) < limit // 2:
+                continue
+            fitting = []
+            for key, value, hdrs in recs:
+                size = dead_letters.record_size(key, value, hdrs)
+                if size <= limit:
+                    fitting.append((key, value, hdrs))
+                else:
+                    why = (
+                        f"record of {size} bytes for {topic} exceeds its max.message.bytes {limit}"
+                    )
+                    self.dead_letter(key, value, why, "size", source)
+            self.records[topic] = fitting
+
+
+class Committer:
+    """Sends a checkpoint's records and commits its offsets, for one agent's tasks."""
+
+    def __init__(self, group_id: str, changelog: str) -> None:
+        self.group_id = group_id
+        self.changelog = changelog
+        self._partitioner = DefaultPartitioner()
+        self._partition_counts: dict[str, list[int]] = {}
+
+    async def commit(
+        self,
+        producer: AIOKafkaProducer,
+        task_partition: int,
+        out: Outgoing,
+        offsets: dict[TopicPartition, int],
+        consumer: AIOKafkaConsumer | None = None,
+    ) -> int | None:
+        """Produce the checkpoint's records and commit the offsets, atomically under
+        exactly_once. Every record is acknowledged before the offsets are committed, so a
+        refused record fails the checkpoint instead of being skipped. Return the changelog
+        offset after this checkpoint's records (None when it wrote none).
+
+        A transactional `producer` (exactly_once) carries the offsets in its transaction;
+        otherwise (at_least_once) `consumer` commits them once every record is acknowledged.
+        """
+        if consumer is None:
+            await producer.begin_transaction()
+            try:
+                results = await _acknowledged(await self._send_all(producer, task_partition, out))
+                if offsets:
+                    await producer.send_offsets_to_transaction(offsets, self.group_id)
+                await producer.commit_transaction()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.abort_transaction()
+                raise
+        else:
+            results = await _acknowledged(await self._send_all(producer, task_partition, out))
+            if offsets:
+                await consumer.commit(offsets)
+        end = None
+        for topic, md, n in results:
+            if topic == self.changelog:
+                end = max(end or 0, md.offset + n)
+        return end
+
+    async def _send_all(
+        self, producer: AIOKafkaProducer, task_partition: int, out: Outgoing
+    ) -> list[tuple[str, asyncio.Future[Any], int]]:
+        futures: list[tuple[str, asyncio.Future[Any], int]] = []
+        for topic, recs in out.records.items():
+            fixed = out.partitions.get(topic)
+            parts = await self._partitions(producer, topic)
+            builders: dict[int, Any] = {}
+            counts: dict[int, int] = {}
+            for key, value, headers in recs:
+                if fixed is not None:
+                    part = fixed
+                elif key is None:
+                    part = parts[task_partition % len(parts)]
+                else:
+                    part = self._partitioner(key, parts, parts)
+                b = builders.get(part)
+                if b is None:
+                    b = builders[part] = producer.create_batch()
+                    counts[part] = 0
+                if b.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    futures.append(
+                        (topic, await producer.send_batch(b, topic, partition=part), counts[part])
+                    )
+                    b = builders[part] = producer.create_batch()
+                    counts[part] = 0
+                    b.append(key=key, value=value, timestamp=None, headers=headers)  # first fits
+                counts[part] += 1
+            for part, b in builders.items():
+                if counts[part]:
+                    futures.append(
+                        (topic, await producer.send_batch(b, topic, partition=part), counts[part])
+                    )
+        return futures
+
+    async def _partitions(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
+        parts = self._partition_counts.get(topic)
+        if parts is None:
+            parts = sorted(await producer.partitions_for(topic))
+            self._partition_counts[topic] = parts
+        return parts
+
+
+async def _acknowledged(
+    futures: list[tuple[str, asyncio.Future[Any], int]],
+) -> list[tuple[str, Any, int]]:
+    """Wait for every send; raise the first failure once all have ended (none is left
+    with an unretrieved error)."""
+    done = await asyncio.gather(*(f for _t, f, _n in futures), return_exceptions=True)
+    for outcome in done:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [(t, md, n) for (t, _f, n), md in zip(futures, done, strict=True)]
+
+
+SOURCE_HEADER = "weir.source"
+"""Header of a repartition record: "partition:offset:timestamp" of the input record stage 1
+made it from, so stage 2's dead letters name the input record."""
+
+
+def source_of(r: ConsumerRecord, aliases: dict[str, str]) -> SourcePosition:
+    """Where record `r` came from: its own position, or for a repartition record the input
+    record that stage 1 read (its `weir.source` header)."""
+    original = aliases.get(r.topic)
+    if original is not None:
+        for name, value in r.headers:
+            if name == SOURCE_HEADER:
+                p, offset, ts = value.split(b":")
+                return SourcePosition(original, int(p), int(offset), int(ts))
+    return SourcePosition(r.topic, r.partition, r.offset, r.timestamp)
+
+
+def source_value(r: ConsumerRecord) -> bytes:
+    return b"%d:%d:%d" % (r.partition, r.offset, r.timestamp)
+
+
+def batch_position(
+    recs: dict[str, list[ConsumerRecord]], partition: int, default_topic: str
+) -> SourcePosition:
+    """The source of a failure that belongs to no single record: the batch's range."""
+    for topic, rs in recs.items():
+        return SourcePosition(topic, partition, offsets=(rs[0].offset, rs[-1].offset))
+    return SourcePosition(default_topic, partition)
+
+
+def json_or_repr(row: Any) -> bytes:
+    try:
+        return orjson.dumps(row, default=str)
+    except TypeError:
+        return repr(row).encode()

@@ -1,0 +1,140 @@
+"""Topic administration: creating an agent's topics, reading the limits the broker enforces on
+them, keeping internal topics' configs, and deleting what internal topics no longer need."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import TopicPartition
+
+from weir.service.app import Agent
+
+log = logging.getLogger("weir.topics")
+
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+"""The broker's default `message.max.bytes`: the largest record batch a topic accepts."""
+
+REPARTITION_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+"""Repartition topics keep records until Weir deletes them after their consumer's commit (as
+Kafka Streams does), so neither age nor size can delete records not yet processed."""
+
+
+@dataclass(frozen=True)
+class TopicLimits:
+    """What the broker refuses on a topic (read from its configs)."""
+
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """`max.message.bytes`: a record batch larger than this is refused (MessageSizeTooLarge)."""
+
+
+async def create(
+    admin: AIOKafkaAdminClient, name: str, partitions: int, config: dict[str, str]
+) -> None:
+    """Create topic `name` (replication factor 1) unless it exists."""
+    with contextlib.suppress(TopicAlreadyExistsError):
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=dict(config))])
+
+
+async def wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+    """Wait until every partition of `topics` has a leader (a new topic is not usable before).
+    Raises RuntimeError after 30 s."""
+    if not topics:
+        return
+    for _ in range(300):
+        desc = await admin.describe_topics(topics)
+        if all(
+            d["error_code"] == 0
+            and d["partitions"]
+            and all(p["leader"] >= 0 for p in d["partitions"])
+            for d in desc
+        ):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"topics {topics} have no leader after 30s")
+
+
+async def describe_configs(
+    admin: AIOKafkaAdminClient, topics: list[str]
+) -> dict[str, dict[str, str]]:
+    """The current configs of `topics` (name -> value); a topic that cannot be described
+    (no permission, not there) maps to {}."""
+    if not topics:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+    out: dict[str, dict[str, str]] = {t: {} for t in topics}
+    for response in await admin.describe_configs(resources):
+        for error_code, _msg, _type, name, entries in response.resources:
+            if error_code == 0 and name in out:
+                out[name] = {e[0]: e[1] for e in entries if e[1] is not None}
+    return out
+
+
+def limits_of(config: dict[str, str]) -> TopicLimits:
+    """The limits a topic's configs set (broker defaults for what they do not say)."""
+    return TopicLimits(int(config.get("max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES)))
+
+
+async def ensure_config(
+    admin: AIOKafkaAdminClient, name: str, current: dict[str, str], wanted: dict[str, str]
+) -> None:
+    """Give an internal topic whose `current` configs differ from `wanted` exactly the
+    `wanted` overrides (a topic made by an older version of Weir)."""
+    if all(current.get(k) == v for k, v in wanted.items()):
+        return
+    await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, dict(wanted))])
+    log.info("topic %s: set %s", name, wanted)
+
+
+async def delete_before(admin: AIOKafkaAdminClient, offsets: dict[TopicPartition, int]) -> None:
+    """Delete the records before `offsets` (committed positions of an internal topic)."""
+    if offsets:
+        await admin.delete_records({tp: RecordsToDelete(o) for tp, o in offsets.items()})
+
+
+async def ensure_agent_topics(bootstrap: str, agent: Agent) -> dict[str, TopicLimits]:
+    """Create the inputs, sink, changelog and dead-letter topics of `agent` that do not
+    exist, give an internal (repartition) sink its configs, and return the limits of the
+    topics it writes. Raises ValueError when inputs of a join are not co-partitioned."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        created: list[str] = []
+        for t in agent.inputs:
+            if t.name not in existing:
+                await create(admin, t.name, t.partitions or 1, t.config)
+                existing.add(t.name)
+                created.append(t.name)
+        await wait_for_leaders(admin, created)
+        desc = await admin.describe_topics([t.name for t in agent.inputs])
+        counts = {d["topic"]: len(d["partitions"]) for d in desc}
+        n_in = max(counts.values())
+        if len(set(counts.values())) > 1 and len(agent.inputs) > 1:
+            raise ValueError(
+                f"agent {agent.name}: input topics must be co-partitioned, got {counts}"
+            )
+        wanted = [
+            (agent.changelog_topic, n_in, {"cleanup.policy": "compact"}),
+            (agent.dead_letter_topic, 1, {}),
+        ]
+        if agent.sink is not None:
+            wanted.append((agent.sink.name, agent.sink.partitions or n_in, agent.sink.config))
+        if agent.late_topic is not None:
+            wanted.append((agent.late_topic.name, agent.late_topic.partitions or 1, {}))
+        for name, parts, config in wanted:
+            if name not in existing:
+                await create(admin, name, parts, config)
+                created.append(name)
+        await wait_for_leaders(admin, created)
+        configs = await describe_configs(admin, [name for name, _p, _c in wanted])
+        if agent.raw_output and agent.sink is not None:  # stage 1: the sink is internal
+            await ensure_config(admin, agent.sink.name, configs[agent.sink.name], agent.sink.config)
+        return {name: limits_of(c) for name, c in configs.items()}
+    finally:
+        await admin.close()

@@ -1,0 +1,105 @@
+"""The topology of an app's stages: an agent whose keyed state needs its input repartitioned
+runs as two stages joined by a repartition topic (see weir.service.plan)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from weir.service.app import Agent, App, Topic
+from weir.service.codec import WHOLE_ROW
+from weir.service.plan import Cut, split
+from weir.service.runtime import topics
+from weir.tables.query import Query
+
+log = logging.getLogger("weir.worker")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One runnable stage: an agent as declared, or one of the two halves of a split one."""
+
+    agent: Agent
+    upstream: tuple[str, ...] = ()
+    """Names of the stages feeding it (available-now waits for them to finish)."""
+
+
+async def stages(app: App, bootstrap: str) -> list[Stage]:
+    """The stages replacing agents that must be split, in start order (each stage 1 before
+    its stage 2, which keeps the agent's name); agents that run as declared are not listed.
+    Creates missing input topics, whose partition counts decide."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    out: list[Stage] = []
+    try:
+        existing = set(await admin.list_topics())
+        for agent in list(app.agents.values()):
+            if agent.repartition is False:
+                continue
+            new_inputs = [t for t in agent.inputs if t.name not in existing]
+            for t in new_inputs:
+                await topics.create(admin, t.name, t.partitions or 1, t.config)
+                existing.add(t.name)
+            await topics.wait_for_leaders(admin, [t.name for t in new_inputs])
+            desc = await admin.describe_topics([t.name for t in agent.inputs])
+            n = max(len(d["partitions"]) for d in desc)
+            if agent.repartition is None and n == 1:
+                continue
+            plan = split(agent.query)
+            if plan is None:
+                continue
+            out.extend(await _split(admin, app, agent, n, *plan))
+    finally:
+        await admin.close()
+    return out
+
+
+async def _split(
+    admin: AIOKafkaAdminClient, app: App, agent: Agent, n: int, stage2_query: Query, cuts: list[Cut]
+) -> list[Stage]:
+    by_name = {t.name: t for t in agent.inputs}
+    input_configs = await topics.describe_configs(admin, list(by_name))
+    out: list[Stage] = []
+    aliases: dict[str, str] = {}
+    inputs: list[Topic] = []
+    for cut in cuts:
+        # Whatever the input accepts, its repartition topic accepts too.
+        limit = topics.limits_of(input_configs[cut.input_name]).max_message_bytes
+        config = {**topics.REPARTITION_CONFIG, "max.message.bytes": str(limit)}
+        topic = Topic(f"{agent.group_id}-repartition-{cut.input_name}", n, config)
+        stage1 = Agent(
+            app=app,
+            name=f"{agent.name}-repartition-{cut.input_name}",
+            inputs=(by_name[cut.input_name],),
+            query=Query(cut.stage1, "append"),
+            sink=topic,
+            key=cut.key if cut.key is not None else WHOLE_ROW,
+            trigger=agent.trigger,
+            raw_output=True,
+            dead_letters=agent.dead_letter_topic,
+            repartition=False,
+            starting_offsets=agent.starting_offsets,
+        )
+        out.append(Stage(stage1))
+        aliases[topic.name] = cut.input_name
+        inputs.append(topic)
+    stage2 = dataclasses.replace(
+        agent,
+        inputs=tuple(inputs),
+        query=stage2_query,
+        aliases=aliases,
+        repartition=False,
+        starting_offsets="earliest",
+    )
+    out.append(Stage(stage2, tuple(s.agent.name for s in out)))
+    log.info(
+        "%s: repartitioning %s by %s through %s",
+        agent.name,
+        [c.input_name for c in cuts],
+        [c.key for c in cuts],
+        [t.name for t in inputs],
+    )
+    return out

@@ -1,0 +1,115 @@
+"""The worker: runs every agent of an app (split into stages where they repartition) until
+stopped, waiting for Kafka while it is unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from weir.service.app import App
+from weir.service.runtime import topology
+from weir.service.runtime.failures import MAX_BACKOFF_S, transient
+from weir.service.runtime.runner import AgentRunner
+
+log = logging.getLogger("weir.worker")
+
+
+class Worker:
+    """Runs every agent of an app until SIGTERM/SIGINT or until available-now agents finish.
+
+    Contract: on a stop signal each agent finishes its in-flight checkpoint, closes its tasks
+    and leaves the group; a failed agent stops the worker with its error.
+    """
+
+    def __init__(self, app: App, bootstrap: str | None = None) -> None:
+        """`bootstrap` (else the app's `bootstrap_servers` setting) names the Kafka brokers;
+        ValueError when neither does (`weir worker` falls back to `weir local up`'s broker)."""
+        self.app = app
+        found = bootstrap or app.settings.bootstrap_servers
+        if not found:
+            raise ValueError("no Kafka: set bootstrap_servers (WEIR_BOOTSTRAP_SERVERS)")
+        self.bootstrap = found
+        self.runners = {
+            name: AgentRunner(agent, app.settings, self.bootstrap)
+            for name, agent in app.agents.items()
+        }
+        self.stop_event = asyncio.Event()
+        self.waiting_for_kafka: str | None = None
+        """Why the worker is not running yet, while Kafka is unreachable at start."""
+
+    async def _expand(self) -> None:
+        """Split agents whose keyed state needs a repartition topic into their two stages."""
+        for stage in await topology.stages(self.app, self.bootstrap):
+            runner = AgentRunner(stage.agent, self.app.settings, self.bootstrap)
+            runner.upstream = [self.runners[u] for u in stage.upstream]
+            self.runners[stage.agent.name] = runner
+
+    async def run(self) -> None:
+        """Start all agents and run them until stopped."""
+        from weir.service.http import start_for_worker
+
+        started: list[AgentRunner] = []
+        web = await start_for_worker(self)  # None unless settings.web_port is set
+        try:
+            if not await self._until_connected(self._expand, "starting"):
+                return
+            for runner in self.runners.values():
+                if not await self._until_connected(runner.start, runner.name, runner.stop):
+                    return
+                started.append(runner)
+            runs = [asyncio.create_task(r.run(self.stop_event)) for r in started]
+            stopper = asyncio.create_task(self.stop_event.wait())
+            pending = set(runs)
+            while pending:
+                done, _ = await asyncio.wait(
+                    pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for d in done:
+                    if d is stopper:
+                        continue
+                    pending.discard(d)
+                    if d.exception() is not None:
+                        self.stop_event.set()
+                        raise d.exception()  # type: ignore[misc]
+                if stopper.done():
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    break
+            stopper.cancel()
+        finally:
+            for runner in started:
+                with contextlib.suppress(Exception):
+                    await runner.stop()
+            if web is not None:
+                await web.stop()
+
+    async def _until_connected(
+        self,
+        step: Callable[[], Awaitable[None]],
+        what: str,
+        undo: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
+        """Run `step`, retrying with backoff while Kafka is unreachable (`waiting_for_kafka`
+        says so meanwhile, and /readyz reports it). False when a stop came first."""
+        delay = 0.5
+        while not self.stop_event.is_set():
+            try:
+                await step()
+                self.waiting_for_kafka = None
+                return True
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                self.waiting_for_kafka = f"waiting for Kafka at {self.bootstrap}: {exc}"
+                log.warning("%s: Kafka unreachable (%s); retrying in %.1fs", what, exc, delay)
+                if undo is not None:
+                    await undo()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), delay)
+            delay = min(MAX_BACKOFF_S, delay * 2)
+        return False
+
+    def stop(self) -> None:
+        """Ask every agent to stop after its current checkpoint."""
+        self.stop_event.set()

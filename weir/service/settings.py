@@ -1,0 +1,75 @@
+"""Worker settings: frozen, from keyword arguments or `WEIR_*` environment variables."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from weir.tables.timeutil import parse_duration
+
+ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
+StoreKind = Literal["rocksdb", "memory"]
+
+
+class Settings(BaseSettings):
+    """Settings of an App and its workers. Environment variables `WEIR_<NAME>` override
+    defaults; keyword arguments override both. Durations accept "200 ms" or timedeltas and are
+    held in milliseconds."""
+
+    model_config = SettingsConfigDict(env_prefix="WEIR_", frozen=True, extra="forbid")
+
+    bootstrap_servers: str | None = None
+    """Kafka bootstrap servers; None: the broker recorded by `weir local up`."""
+    processing_guarantee: ProcessingGuarantee = "exactly_once"
+    """exactly_once: outputs, changelog and offsets in one Kafka transaction per checkpoint."""
+    commit_interval_ms: int = 200
+    """Checkpoint interval: how long a micro-batch gathers input before it runs and commits."""
+    max_records_per_trigger: int = 50_000
+    """Upper bound of records taken into one micro-batch (Spark's maxOffsetsPerTrigger)."""
+    state_dir: Path = Path(".weir/state")
+    """Where RocksDB stores live, one folder per agent and partition."""
+    store: StoreKind = "rocksdb"
+    """State store kind; memory loses state on restart (it is restored from the changelog)."""
+    starting_offsets: Literal["earliest", "latest"] = "earliest"
+    """Where a query with no committed offsets starts (first start only)."""
+    fail_on_data_loss: bool = True
+    """Committed offsets fell out of retention: stop with an error (True) or reset and warn."""
+    no_data_batches: bool = True
+    """Run a batch without input when the watermark moves, so quiet streams still emit."""
+    idle_timeout_ms: int | None = None
+    """An input partition idle this long stops holding the watermark back (None: never)."""
+    transaction_timeout_ms: int = 60_000
+    """Kafka transaction timeout for exactly_once producers."""
+    max_event_time_skew_ms: int | None = None
+    """Event-time guard: a row whose event time is more than this ahead of processing time
+    goes to the dead letters and never moves the watermark (None: off, as in Spark)."""
+    watermark_jump_warn_ms: int | None = 86_400_000
+    """A watermark moving more than this in one batch is logged and counted in
+    `weir_watermark_jumps_total` (None: never)."""
+    max_batch_retries: int = 5
+    """A micro-batch that fails (user code, a sink, a refused record) is retried this many
+    times with backoff before `on_batch_failure` applies; failures Kafka may get over (a
+    broker away) are retried without limit."""
+    on_batch_failure: Literal["fail", "dead_letter"] = "fail"
+    """After the retries: stop the worker with one line (fail), or send the batch's records
+    to the dead-letter topic and go on (dead_letter)."""
+    web_port: int | None = None
+    """HTTP port for /metrics and /progress on 127.0.0.1 (None: no HTTP server; 0: any port)."""
+
+    @field_validator("commit_interval_ms", "transaction_timeout_ms", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> int:
+        if isinstance(value, str | timedelta | int) and not isinstance(value, bool):
+            return parse_duration(value)
+        raise ValueError(f"not a duration: {value!r}")
+
+    @field_validator(
+        "idle_timeout_ms", "max_event_time_skew_ms", "watermark_jump_warn_ms", mode="before"
+    )
+    @classmethod
+    def _opt_duration(cls, value: object) -> int | None:
+        return None if value is None else cls._duration(value)

@@ -1,0 +1,182 @@
+"""The byte layout of operator state: the one module that knows how times and keys are encoded
+in state keys, and `TimeIndex`, the event-time ordered key layout that dedup, the stream-stream
+join and arbitrary state use to evict by range scan (what a scan costs is what it evicts)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from weir.tables.operator import Row
+from weir.tables.store import StateView
+from weir.tables.timeutil import to_millis
+
+_BIAS = 1 << 63
+
+
+def encode_time(t: int) -> bytes:
+    """Encode a signed epoch-ms int as 8 bytes whose byte order is the numeric order."""
+    return (t + _BIAS).to_bytes(8, "big")
+
+
+def decode_time(raw: bytes) -> int:
+    """Inverse of `encode_time` over the first 8 bytes of `raw`."""
+    return int.from_bytes(raw[:8], "big") - _BIAS
+
+
+def encode_key(values: Iterable[Any]) -> bytes:
+    """Encode key values as compact JSON (a key equals another iff the encodings are equal)."""
+    return orjson.dumps(list(values))
+
+
+def bucket_width_for(span_ms: int) -> int:
+    """Pick a `TimeIndex` bucket width for state that lives about `span_ms` past the watermark.
+
+    About 32 buckets over the span, between 1 second and 1 hour. The width is part of the
+    state layout: it must depend only on the query definition, never on data.
+    """
+    return max(1_000, min(3_600_000, span_ms // 32 or 1_000))
+
+
+class TimeIndex:
+    """State keys ordered by a time, for eviction by a range scan, used one batch at a time.
+
+    Layout under `namespace` of a `StateView`:
+
+    * `namespace + b"e" + bucket(8) + time(8) + suffix` -> value: the entries, where
+      bucket = time // width and both are `encode_time`-encoded, so the keys of a bucket sort
+      by time;
+    * `namespace + b"d"` -> sorted list of the buckets that may hold entries (the directory),
+      read once and written at most once per batch.
+
+    `pop_through(bound)` scans only the buckets that may hold times at or before `bound`:
+    with a watermark that advances batch by batch that is one or two buckets, so eviction
+    costs what it evicts, not the size of the state. Create one `TimeIndex` per batch (it
+    caches the directory); call `flush` before the batch ends.
+    """
+
+    __slots__ = ("_added", "_dir", "_dir_key", "_entry", "_state", "width")
+
+    def __init__(self, state: StateView, namespace: bytes, width_ms: int) -> None:
+        self._state = state
+        self._entry = namespace + b"e"
+        self._dir_key = namespace + b"d"
+        self.width = width_ms
+        self._dir: list[int] | None = None
+        self._added: set[int] = set()
+
+    def key(self, t: int, suffix: bytes) -> bytes:
+        """Return the state key (relative to the view) of the entry (t, suffix)."""
+        return self._entry + encode_time(t // self.width) + encode_time(t) + suffix
+
+    def put(self, t: int, suffix: bytes, value: Any) -> bytes:
+        """Store the entry (t, suffix) -> value; return its key."""
+        key = self._entry + encode_time(t // self.width) + encode_time(t) + suffix
+        self._state.put(key, value)
+        self._added.add(t // self.width)
+        return key
+
+    def note(self, t: int) -> None:
+        """Record that an entry at time `t` was written directly under `key(t, ...)`."""
+        self._added.add(t // self.width)
+
+    def note_bucket(self, bucket: int) -> None:
+        """Record that an entry of `bucket` (time // width) was written directly."""
+        self._added.add(bucket)
+
+    @property
+    def entry_prefix(self) -> bytes:
+        """The prefix of every entry key (`key(t, s)` = prefix + bucket + time + s)."""
+        return self._entry
+
+    def delete(self, t: int, suffix: bytes) -> None:
+        """Remove the entry (t, suffix) (the directory is tidied by `pop_through`)."""
+        self._state.delete(self.key(t, suffix))
+
+    def _directory(self) -> list[int]:
+        if self._dir is None:
+            self._dir = list(self._state.get(self._dir_key) or ())
+        return self._dir
+
+    def pop_through(self, bound: int) -> list[tuple[int, bytes, Any]]:
+        """Remove and return every entry with time <= `bound`, as (time, suffix, value).
+
+        Ascending by (time, suffix). Entries written earlier in this batch are included.
+        Reads only the buckets that may hold times at or before `bound`, each up to its first
+        entry past `bound`.
+        """
+        directory = self._directory()
+        buckets = sorted(set(directory) | self._added)
+        last = bound // self.width
+        out: list[tuple[int, bytes, Any]] = []
+        expired: list[bytes] = []
+        emptied: set[int] = set()
+        state = self._state
+        for b in buckets:
+            if b > last:
+                break
+            prefix = self._entry + encode_time(b)
+            n = len(prefix)
+            drained = True
+            for key, value in state.items(prefix):
+                t = decode_time(key[n : n + 8])
+                if t > bound:
+                    drained = False
+                    break
+                out.append((t, key[n + 8 :], value))
+                expired.append(key)
+            if drained:
+                emptied.add(b)
+        # Delete only after all scans: a delete between two scans would make the next one
+        # re-merge the transaction's pending keys.
+        delete = state.delete
+        for key in expired:
+            delete(key)
+        if emptied:
+            self._dir = [b for b in buckets if b not in emptied]
+            self._added = set()
+            state.put(self._dir_key, self._dir)
+        return out
+
+    def flush(self) -> None:
+        """Persist the directory if entries were added in new buckets during this batch."""
+        directory = self._directory()
+        new = self._added.difference(directory)
+        if new:
+            self._dir = sorted(set(directory) | new)
+            self._state.put(self._dir_key, self._dir)
+        self._added = set()
+
+    def earliest(self) -> int | None:
+        """The smallest entry time, or None when the index is empty (reads one entry)."""
+        state = self._state
+        for b in sorted(set(self._directory()) | self._added):
+            prefix = self._entry + encode_time(b)
+            for key, _value in state.items(prefix):
+                return decode_time(key[len(prefix) : len(prefix) + 8])
+        return None
+
+    def count(self) -> int:
+        """Number of entries (scans)."""
+        return sum(1 for _ in self._state.items(self._entry))
+
+
+def event_time_columns(watermarks: Iterable[tuple[str, str, int]]) -> dict[str, int]:
+    """The watermarked columns of a plan node's `watermarks` (input, column, delay), each
+    with its largest delay in ms."""
+    out: dict[str, int] = {}
+    for _name, col, delay in watermarks:
+        out[col] = max(delay, out.get(col, delay))
+    return out
+
+
+def event_time(row: Row, col: str) -> int:
+    """Return `row[col]` as epoch ms (parsing it in place if needed); raise ValueError."""
+    value = row.get(col)
+    if type(value) is int:
+        return value
+    ms = to_millis(value)
+    row[col] = ms
+    return ms

@@ -1,0 +1,168 @@
+"""The operator interface: one step of a query, run once per micro-batch per task.
+
+Operators are pure logic over rows (dicts) and a state view; they never touch Kafka. Event
+times inside the engine are epoch milliseconds (ints); see `weir.tables.timeutil`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from weir.tables.store import StateView
+
+Row = dict[str, Any]
+RowIndex = Callable[[list[Row]], dict[int, int]]
+OutputMode = Literal["append", "update", "complete"]
+ErrorStage = Literal["decode", "schema", "event_time", "user_function", "sink", "size", "batch"]
+"""Where a record failed: its value (decode), its columns (schema), its event time, user code,
+a sink, a size limit, or a whole batch that could not be processed (`error.stage` header)."""
+
+
+@dataclass(slots=True)
+class BatchContext:
+    """What an operator knows about the micro-batch it is processing."""
+
+    batch_id: int
+    """Micro-batch id, from 0, consecutive per task; a restart resumes the sequence."""
+    watermark: int | None
+    """W(k), the eviction watermark in epoch ms; None before any watermarked event."""
+    late_watermark: int | None
+    """L(k) = W(k-1): rows whose event time (or window end) is at or before it are late."""
+    processing_time: int
+    """Wall-clock epoch ms at the start of the batch (fixed per batch; replay makes it 0)."""
+    has_data: bool
+    """False in a no-data batch, run only to let a moved watermark evict and emit."""
+    output_mode: OutputMode = "append"
+    """The query's output mode."""
+    event_time_limit: int | None = None
+    """Event times after this (epoch ms) are refused as too far ahead of processing time:
+    dead-lettered, never observed by the watermark (None: no limit)."""
+    late_rows: list[tuple[str, Row]] = field(default_factory=list)
+    """Rows dropped as late, with the operator name; counted in metrics, optionally routed."""
+    errors: list[tuple[Row, str, ErrorStage]] = field(default_factory=list)
+    """Rows that could not be processed, with a one-line reason and the kind of failure; they
+    go to the dead letters."""
+    state_rows_updated: int = 0
+    """State rows written in this batch (operators add to it), for progress reports."""
+    observed: dict[str, int] = field(default_factory=dict)
+    """Largest event time seen in this batch per input (filled by `with_watermark`)."""
+
+    def observe(self, input_name: str, ts: int) -> None:
+        """Record that `input_name` carried an event at time `ts` in this batch."""
+        cur = self.observed.get(input_name)
+        if cur is None or ts > cur:
+            self.observed[input_name] = ts
+
+
+class Operator(ABC):
+    """A step of a query's operator chain.
+
+    Contract: `process` receives the rows of one task's micro-batch in arrival order and
+    returns the rows it emits, in a deterministic order. All state goes through `state`
+    (nothing is kept on `self` between batches except caches that `state` can rebuild), so a
+    dropped transaction leaves no trace and a restore from the changelog reproduces it.
+    Stateless operators ignore `state`.
+    """
+
+    name: str = "op"
+    stateful: bool = False
+    state_name: str | None = None
+    """Stateful operators: the name the user gave their state (`Stream.name`), if any."""
+
+    @abstractmethod
+    def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
+        """Process one batch and return the emitted rows."""
+
+    def state_rows(self, state: StateView) -> int:
+        """Return how many state rows this operator holds (for progress; may scan)."""
+        return sum(1 for _ in state.items())
+
+    def timestamp_columns(self) -> set[str]:
+        """Return the output columns that hold epoch-ms timestamps (rendered as ISO-8601)."""
+        return set()
+
+    def default_state_name(self) -> str:
+        """Stateful operators: the state name when the user gives none, from the operator's
+        kind and columns (never its position in the plan); see weir.tables.state_names."""
+        return self.name
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Stateful operators: the JSON-able configuration the meaning of their state depends
+        on; a restart with another one for the same state name is refused."""
+        return {"kind": self.name}
+
+    def wants_batch(self, state: StateView, processing_time: int) -> bool:
+        """True when the operator needs a batch now even without input (a due timer)."""
+        return False
+
+    def origin(
+        self, pos: int, output: list[Row], inputs: list[list[Row]], index: RowIndex
+    ) -> tuple[int, int] | None:
+        """Where emitted row `output[pos]` came from: (parent index, position in that parent's
+        rows), or None when it has no single source row (an aggregate, a joined row).
+
+        Used only to trace a failed row back to its input record, so it may be slow. The
+        default finds the very same row object in an input (operators that pass rows on);
+        `index(rows)` maps `id(row)` to its position in `rows`.
+        """
+        row_id = id(output[pos])
+        for i, rows in enumerate(inputs):
+            j = index(rows).get(row_id)
+            if j is not None:
+                return i, j
+        return None
+
+
+class MapOperator(Operator):
+    """Stateless map, filter or flat-map over rows."""
+
+    def __init__(self, fn: Callable[[Row], Any], kind: Literal["map", "filter", "flat_map"]):
+        self.fn = fn
+        self.kind = kind
+        self.name = kind
+
+    def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
+        try:
+            return self._apply(rows)
+        except Exception:
+            # Slow path only when a row fails: find the bad ones, dead-letter them, keep the rest.
+            out: list[Row] = []
+            for r in rows:
+                try:
+                    out.extend(self._apply([r]))
+                except Exception as exc:
+                    ctx.errors.append(
+                        (r, f"{self.kind} failed: {type(exc).__name__}: {exc}", "user_function")
+                    )
+            return out
+
+    def origin(
+        self, pos: int, output: list[Row], inputs: list[list[Row]], index: RowIndex
+    ) -> tuple[int, int] | None:
+        """A map's output is parallel to its input unless a row failed; otherwise (and for
+        flat-map) the source is found by applying the function again."""
+        rows = inputs[0]
+        if self.kind == "filter" or (self.kind == "map" and len(output) == len(rows)):
+            return (0, pos) if self.kind == "map" else super().origin(pos, output, inputs, index)
+        target = output[pos]
+        for j, r in enumerate(rows):
+            try:
+                if any(o == target for o in self._apply([dict(r)])):
+                    return 0, j
+            except Exception:
+                continue
+        return None
+
+    def _apply(self, rows: list[Row]) -> list[Row]:
+        fn = self.fn
+        if self.kind == "filter":
+            return [r for r in rows if fn(r)]
+        if self.kind == "map":
+            return [fn(r) for r in rows]
+        out: list[Row] = []
+        for r in rows:
+            out.extend(fn(r))
+        return out

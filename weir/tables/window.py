@@ -1,0 +1,111 @@
+"""Event-time window specs for `group_by`: tumbling, sliding and session windows.
+
+`window(column, size, slide=None)` and `session_window(column, gap)` mirror Spark's
+`window` and `session_window` functions. They build small immutable specs; the grouping itself
+(assigning rows to windows, merging sessions, evicting by watermark) happens in
+`weir.tables.aggregate`. Times are epoch milliseconds (ints) inside the engine; a window covers the
+half-open interval ``[start, end)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from weir.tables.timeutil import Duration, parse_duration
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSpec:
+    """A tumbling or sliding time window over `column` (Spark's `window(...)`).
+
+    Windows are aligned to the epoch (shifted by `offset_ms`): their starts are exactly the
+    times ``s`` with ``(s - offset_ms) % slide_ms == 0``. A row at time ``t`` belongs to
+    every window with ``start <= t < start + size_ms`` (one window when tumbling, about
+    ``size_ms / slide_ms`` when sliding).
+    """
+
+    column: str
+    """The event-time column (epoch ms, ISO-8601 text or datetime)."""
+    size_ms: int
+    """Window length in ms (> 0)."""
+    slide_ms: int
+    """Distance between consecutive window starts in ms; equals `size_ms` when tumbling."""
+    offset_ms: int = 0
+    """Spark's `startTime`: shift of the window grid from the epoch, 0 <= offset < slide."""
+
+    @property
+    def tumbling(self) -> bool:
+        """True when windows do not overlap (slide == size)."""
+        return self.slide_ms == self.size_ms
+
+    def windows_of(self, ts: int) -> list[tuple[int, int]]:
+        """Return every (start, end) window covering `ts`, latest start first."""
+        size, slide = self.size_ms, self.slide_ms
+        start = ts - (ts - self.offset_ms) % slide
+        out: list[tuple[int, int]] = []
+        while start + size > ts:
+            out.append((start, start + size))
+            start -= slide
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SessionWindowSpec:
+    """A session window over `column` with inactivity `gap_ms` (Spark's `session_window`).
+
+    Each row at ``t`` opens the session ``[t, t + gap_ms)``; sessions of the same group whose
+    intervals overlap or touch (``next.start <= current.end``, as Spark merges them) are one
+    session. So a session extends while consecutive events are at most `gap_ms` apart, a row
+    that bridges two sessions merges them, and a session ends at its last event + `gap_ms`.
+    """
+
+    column: str
+    """The event-time column (epoch ms, ISO-8601 text or datetime)."""
+    gap_ms: int
+    """Inactivity gap in ms (> 0)."""
+
+
+AnyWindow = WindowSpec | SessionWindowSpec
+
+
+def window(
+    column: str, size: Duration, slide: Duration | None = None, start_time: Duration = 0
+) -> WindowSpec:
+    """Spark's `window(timeColumn, windowDuration, slideDuration=None, startTime=None)`.
+
+    Tumbling when `slide` is None, sliding otherwise. Durations are text ("10 minutes"), a
+    `timedelta` or int milliseconds. Raises ValueError for a non-positive size or slide, a
+    slide longer than the window, or a `start_time` not smaller than the slide (as Spark does).
+    """
+    if not isinstance(column, str) or not column:
+        raise ValueError(f"window() needs a column name, not {column!r}")
+    size_ms = parse_duration(size)
+    slide_ms = size_ms if slide is None else parse_duration(slide)
+    offset_ms = parse_duration(start_time)
+    if size_ms <= 0:
+        raise ValueError(f"the window duration must be positive, not {size!r}")
+    if slide_ms <= 0:
+        raise ValueError(f"the slide duration must be positive, not {slide!r}")
+    if slide_ms > size_ms:
+        raise ValueError(
+            f"the slide duration ({slide!r}) must be less than or equal to the window "
+            f"duration ({size!r})"
+        )
+    if offset_ms >= slide_ms:
+        raise ValueError(
+            f"the start time ({start_time!r}) must be less than the slide duration ({slide_ms} ms)"
+        )
+    return WindowSpec(column, size_ms, slide_ms, offset_ms)
+
+
+def session_window(column: str, gap: Duration) -> SessionWindowSpec:
+    """Spark's `session_window(timeColumn, gapDuration)`; see `SessionWindowSpec`.
+
+    Raises ValueError for a non-positive gap.
+    """
+    if not isinstance(column, str) or not column:
+        raise ValueError(f"session_window() needs a column name, not {column!r}")
+    gap_ms = parse_duration(gap)
+    if gap_ms <= 0:
+        raise ValueError(f"the session gap must be positive, not {gap!r}")
+    return SessionWindowSpec(column, gap_ms)
