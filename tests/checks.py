@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from weir.tables.store import RocksDBStore, Store
+from weir.tables.state.rocksdb import RocksDBStore
+from weir.tables.state.store import Store
 
 if TYPE_CHECKING:
     from tests.conftest import KafkaHelper

@@ -18,7 +18,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from weir.service.local import Endpoints, LocalStack, LocalStartError
-from weir.tables.store import MemoryStore, RocksDBStore, Store
+from weir.tables.state.memory import MemoryStore
+from weir.tables.state.rocksdb import RocksDBStore
+from weir.tables.state.store import Store
 
 
 @pytest.fixture(scope="session")

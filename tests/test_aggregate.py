@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tests.events import ev, ms, win
-from weir.tables.aggregate import (
+from weir.tables.operator import OutputMode, Row
+from weir.tables.ops.functions import (
     approx_count_distinct,
     avg,
     collect_list,
@@ -21,12 +22,14 @@ from weir.tables.aggregate import (
     last,
     udaf,
 )
-from weir.tables.aggregate import max as agg_max
-from weir.tables.aggregate import min as agg_min
-from weir.tables.aggregate import sum as agg_sum
-from weir.tables.operator import OutputMode, Row
-from weir.tables.query import Query, QueryTask, Stream, read
-from weir.tables.store import MemoryStore, RocksDBStore, Store
+from weir.tables.ops.functions import max as agg_max
+from weir.tables.ops.functions import min as agg_min
+from weir.tables.ops.functions import sum as agg_sum
+from weir.tables.query import Query, QueryTask
+from weir.tables.state.memory import MemoryStore
+from weir.tables.state.rocksdb import RocksDBStore
+from weir.tables.state.store import Store
+from weir.tables.stream import Stream, read
 from weir.tables.window import session_window, window
 
 

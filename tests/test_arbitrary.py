@@ -11,10 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.checks import on_rocksdb
-from weir.tables.arbitrary import GroupState, flat_map_groups_with_state, map_groups_with_state
 from weir.tables.operator import Row
-from weir.tables.query import QueryTask, read
-from weir.tables.store import MemoryStore, Store
+from weir.tables.ops.arbitrary import GroupState
+from weir.tables.query import QueryTask
+from weir.tables.state.memory import MemoryStore
+from weir.tables.state.store import Store
+from weir.tables.stream import flat_map_groups_with_state, map_groups_with_state, read
 
 MIN = 60_000
 

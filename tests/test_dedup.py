@@ -12,8 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.checks import on_rocksdb
-from weir.tables.query import QueryTask, read
-from weir.tables.store import MemoryStore, Store
+from weir.tables.query import QueryTask
+from weir.tables.state.memory import MemoryStore
+from weir.tables.state.store import Store
+from weir.tables.stream import read
 
 MIN = 60_000
 

@@ -17,10 +17,12 @@ import pytest
 from weir.service.dead_letters import SourcePosition, fit, headers, record_size
 from weir.service.local.proc import free_port
 from weir.service.replay import ReplayBatchError, replay
-from weir.tables.aggregate import collect_list, count, udaf
 from weir.tables.operator import Row
-from weir.tables.query import Query, read
-from weir.tables.store import MemoryStore, Store
+from weir.tables.ops.functions import collect_list, count, udaf
+from weir.tables.query import Query
+from weir.tables.state.memory import MemoryStore
+from weir.tables.state.store import Store
+from weir.tables.stream import read
 from weir.tables.timeutil import iso_utc
 from weir.tables.window import window
 
@@ -264,14 +266,16 @@ def test_course_pipelines_guard_event_time_in_replay(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_bytes(_lines(rows))
     out = tmp_path / "out.jsonl"
-    stats = replay_files("tumbling_window", src, out, batch_size=10)
+    stats = replay_files("tumbling_window", src, out, batch_size=10, package="weir.agents")
     dead = [
         orjson.loads(x)
         for x in (tmp_path / "out.jsonl.dead-letters.jsonl").read_bytes().splitlines()
     ]
     assert stats.dead_letters == 1 and (dead[0]["line"], dead[0]["stage"]) == (3, "event_time")
     assert [orjson.loads(x)["event_count"] for x in out.read_bytes().splitlines()] == [3]
-    off = replay_files("tumbling_window", src, out, batch_size=10, max_event_time_skew_ms=-1)
+    off = replay_files(
+        "tumbling_window", src, out, batch_size=10, max_event_time_skew_ms=-1, package="weir.agents"
+    )
     assert off.dead_letters == 0 and off.output_rows == 2
 
 

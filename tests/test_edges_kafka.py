@@ -21,8 +21,9 @@ from tests.conftest import KafkaHelper
 from weir.service.app import App, Trigger
 from weir.service.runtime.topics import describe_configs
 from weir.service.runtime.worker import Worker
-from weir.tables.aggregate import collect_list, count, udaf
-from weir.tables.query import Query, Stream
+from weir.tables.ops.functions import collect_list, count, udaf
+from weir.tables.query import Query
+from weir.tables.stream import Stream
 from weir.tables.timeutil import iso_utc
 
 pytestmark = [pytest.mark.broker, pytest.mark.asyncio]

@@ -25,8 +25,9 @@ from weir.service.app import App, Trigger
 from weir.service.codec import decode_values
 from weir.service.local import Endpoints
 from weir.service.runtime.worker import Worker
-from weir.tables.aggregate import collect_list, udaf
-from weir.tables.query import Query, Stream
+from weir.tables.ops.functions import collect_list, udaf
+from weir.tables.query import Query
+from weir.tables.stream import Stream
 from weir.tables.timeutil import iso_utc
 
 NOW = 1_790_000_000_000

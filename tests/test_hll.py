@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from weir.tables.hll import HyperLogLog, hash64, precision_for
+from weir.tables.ops.hll import HyperLogLog, hash64, precision_for
 
 
 def _relative_error(estimate: int, exact: int) -> float:

@@ -20,19 +20,17 @@ from typing import Any
 import orjson
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.metrics import MetricWrapperBase
 
 from tests.conftest import KafkaHelper
 from weir.service import metrics
 from weir.service.app import App
-from weir.service.http import DEFAULT_HOST, HOST_ENV, WebServer, start_for_worker
-from weir.service.runtime.runner import PartitionTask
+from weir.service.http import DEFAULT_HOST, HOST_ENV, WebServer, serve
 from weir.service.runtime.worker import Worker
-from weir.tables.query import Query, Stream
-from weir.tables.store import MemoryStore
+from weir.service.status import agent_state
+from weir.tables.query import Query
+from weir.tables.stream import Stream
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -202,42 +200,61 @@ async def test_progress_shows_appended_records(served: tuple[Worker, WebServer])
     assert bad.status == 400
 
 
+def test_agent_state_follows_start_assignment_and_restore() -> None:
+    assert agent_state(None, []) == "not started"
+    assert agent_state(set(), []) == "no assignment"
+    assert agent_state({0, 1}, []) == "restoring partitions [0, 1]"
+    assert agent_state({0, 1}, [1]) == "restoring partitions [0]"
+    assert agent_state({0, 1}, [0, 1]) == "ready"
+
+
+class _FixedStatus:
+    """A Status whose answers the test sets."""
+
+    def __init__(self) -> None:
+        self.ready: tuple[bool, dict[str, str]] = (False, {"counts": "not started"})
+        self.partitions: list[int] = []
+
+    def progress(self, n: int) -> dict[str, Any]:
+        agent = {"last_progress": None, "recent_progress": [], "partitions": self.partitions}
+        return {"agents": {"counts": agent}}
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        return self.ready
+
+
 @pytest.mark.asyncio
-async def test_readyz_follows_start_assignment_restore_and_stop(
+async def test_readyz_follows_the_worker_from_start_to_stop(
     served: tuple[Worker, WebServer],
 ) -> None:
     worker, server = served
-    runner = worker.runners["counts"]
     r = await fetch(server.url + "/readyz")
     assert (r.status, r.text) == (503, "not ready\ncounts: not started\n")
+    worker.stop()
+    r = await fetch(server.url + "/readyz")
+    assert (r.status, r.text) == (503, "not ready\ncounts: stopping\n")
+    # Stopping is orderly, not a failure: liveness stays green until the server stops.
+    assert (await fetch(server.url + "/healthz")).status == 200
 
-    # A real, unconnected consumer stands in for a started one; `assign` needs no broker.
-    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
-    runner.consumer = consumer
+
+@pytest.mark.asyncio
+async def test_readyz_and_progress_serve_what_the_status_says() -> None:
+    status = _FixedStatus()
+    server = WebServer(status, 0)
+    await server.start()
     try:
         r = await fetch(server.url + "/readyz")
-        assert (r.status, r.text) == (503, "not ready\ncounts: no assignment\n")
-        consumer.assign([TopicPartition("http-in", 0), TopicPartition("http-in", 1)])
+        assert (r.status, r.text) == (503, "not ready\ncounts: not started\n")
+        status.ready = (False, {"counts": "restoring partitions [0, 1]"})
         r = await fetch(server.url + "/readyz")
         assert (r.status, r.text) == (503, "not ready\ncounts: restoring partitions [0, 1]\n")
-        for p in (0, 1):
-            store = MemoryStore()
-            runner.tasks[p] = PartitionTask(p, store, runner.agent.query.task(store), None)
+        status.ready, status.partitions = (True, {"counts": "ready"}), [0, 1]
         r = await fetch(server.url + "/readyz")
         assert (r.status, r.text) == (200, "ready\ncounts: ready\n")
-        assert (await fetch(server.url + "/progress")).json()["agents"]["counts"]["partitions"] == [
-            0,
-            1,
-        ]
-        worker.stop()
-        r = await fetch(server.url + "/readyz")
-        assert (r.status, r.text) == (503, "not ready\ncounts: stopping\n")
-        # Stopping is orderly, not a failure: liveness stays green until the server stops.
-        assert (await fetch(server.url + "/healthz")).status == 200
+        progress = (await fetch(server.url + "/progress")).json()
+        assert progress["agents"]["counts"]["partitions"] == [0, 1]
     finally:
-        runner.consumer = None
-        runner.tasks.clear()
-        await consumer.stop()
+        await server.stop()
 
 
 @pytest.mark.asyncio
@@ -274,10 +291,10 @@ async def test_stop_closes_the_port() -> None:
 
 
 @pytest.mark.asyncio
-async def test_start_for_worker_follows_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_serve_follows_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(HOST_ENV, raising=False)
-    assert await start_for_worker(Worker(make_app(), bootstrap="127.0.0.1:1")) is None
-    server = await start_for_worker(Worker(make_app(web_port=0), bootstrap="127.0.0.1:1"))
+    assert await serve(Worker(make_app(), bootstrap="127.0.0.1:1"), None) is None
+    server = await serve(Worker(make_app(web_port=0), bootstrap="127.0.0.1:1"), 0)
     assert server is not None
     try:
         assert server.host == "127.0.0.1"
@@ -285,7 +302,7 @@ async def test_start_for_worker_follows_settings(monkeypatch: pytest.MonkeyPatch
     finally:
         await server.stop()
     monkeypatch.setenv(HOST_ENV, "0.0.0.0")
-    server = await start_for_worker(Worker(make_app(web_port=0), bootstrap="127.0.0.1:1"))
+    server = await serve(Worker(make_app(web_port=0), bootstrap="127.0.0.1:1"), 0)
     assert server is not None
     try:
         assert server.host == "0.0.0.0"

@@ -8,7 +8,8 @@ import random
 from weir.agents import dedup, order_matching, sessionization, unmatched_orders
 from weir.tables.operator import Row
 from weir.tables.query import QueryTask
-from weir.tables.store import MemoryStore, Store
+from weir.tables.state.memory import MemoryStore
+from weir.tables.state.store import Store
 from weir.tables.timeutil import to_millis
 
 

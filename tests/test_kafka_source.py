@@ -16,7 +16,8 @@ from weir.service import metrics
 from weir.service.app import App, StartingOffsets, Trigger
 from weir.service.runtime.failures import DataLossError
 from weir.service.runtime.worker import Worker
-from weir.tables.query import Query, Stream
+from weir.tables.query import Query
+from weir.tables.stream import Stream
 
 pytestmark = [pytest.mark.broker, pytest.mark.asyncio]
 

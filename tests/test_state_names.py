@@ -7,12 +7,13 @@ from __future__ import annotations
 import pytest
 
 from tests.events import ev
-from weir.tables.aggregate import count
-from weir.tables.aggregate import sum as agg_sum
 from weir.tables.operator import Row
-from weir.tables.query import Query, QueryTask, Stream, read
+from weir.tables.ops.functions import count
+from weir.tables.ops.functions import sum as agg_sum
+from weir.tables.query import Query, QueryTask
+from weir.tables.state.store import Store
 from weir.tables.state_names import IncompatibleStateError, prefix_for, state_names
-from weir.tables.store import Store
+from weir.tables.stream import Stream, read
 from weir.tables.window import window
 
 

@@ -13,9 +13,10 @@ import pytest
 from tests.conftest import KafkaHelper
 from weir.service.app import App, Trigger
 from weir.service.runtime.worker import Worker
-from weir.tables.aggregate import count
-from weir.tables.query import Query, Stream
+from weir.tables.ops.functions import count
+from weir.tables.query import Query
 from weir.tables.state_names import IncompatibleStateError
+from weir.tables.stream import Stream
 from weir.tables.timeutil import iso_utc
 from weir.tables.window import window
 

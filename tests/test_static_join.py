@@ -11,9 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from weir.tables.query import QueryTask, read
-from weir.tables.static import static_table
-from weir.tables.store import MemoryStore, Store
+from weir.service.sources.static import static_table
+from weir.tables.query import QueryTask
+from weir.tables.state.memory import MemoryStore
+from weir.tables.state.store import Store
+from weir.tables.stream import read
 
 PRODUCTS: list[dict[str, Any]] = [
     {"product_id": "p1", "category": "books", "price": 12.5},

@@ -8,8 +8,9 @@ from typing import TypeVar
 
 import pytest
 
-import weir.tables.store as store_mod
-from weir.tables.store import MemoryStore, StateTxn, Store
+import weir.tables.state.memory as store_mod
+from weir.tables.state.memory import MemoryStore
+from weir.tables.state.store import StateTxn, Store
 
 PREFIXES = [b"", b"a", b"ab", b"b\xff", b"\xff", b"c"]
 V = TypeVar("V")

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weir.tables.operator import BatchContext
-from weir.tables.query import WatermarkOperator
-from weir.tables.store import MemoryStore, StateTxn
+from weir.tables.ops.basic import WatermarkOperator
+from weir.tables.state.memory import MemoryStore
+from weir.tables.state.store import StateTxn
 from weir.tables.timeutil import many_to_millis, to_millis
 
 SHAPES = [

@@ -1,5 +1,5 @@
 """Property tests: random out-of-order, late and duplicated events in random batches, checked
-against a brute-force model of the watermark semantics (see weir.tables.aggregate).
+against a brute-force model of the watermark semantics (see weir.tables.ops.aggregate).
 
 The model decides lateness from the watermark alone (W(k) = max event time of batches before k
 minus the delay, L(k) = W(k-1)) and then aggregates all surviving rows of a window at once; the
@@ -15,13 +15,16 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from weir.tables.aggregate import count, count_distinct
-from weir.tables.aggregate import max as agg_max
-from weir.tables.aggregate import min as agg_min
-from weir.tables.aggregate import sum as agg_sum
 from weir.tables.operator import OutputMode, Row
-from weir.tables.query import Query, read
-from weir.tables.store import MemoryStore, RocksDBStore, Store
+from weir.tables.ops.functions import count, count_distinct
+from weir.tables.ops.functions import max as agg_max
+from weir.tables.ops.functions import min as agg_min
+from weir.tables.ops.functions import sum as agg_sum
+from weir.tables.query import Query
+from weir.tables.state.memory import MemoryStore
+from weir.tables.state.rocksdb import RocksDBStore
+from weir.tables.state.store import Store
+from weir.tables.stream import read
 from weir.tables.window import WindowSpec, session_window, window
 
 Event = tuple[int, str, int]  # (ts, user, amount)

@@ -17,7 +17,8 @@ from tests.events import ev, win
 from weir.agents import event_summary, sliding_window, tumbling_window, watermarked_append
 from weir.tables.operator import Row
 from weir.tables.query import Query
-from weir.tables.store import MemoryStore, Store
+from weir.tables.state.memory import MemoryStore
+from weir.tables.state.store import Store
 
 MIN = 60_000
 

@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from weir.service.app import App, Topic, Trigger
     from weir.service.sinks import postgres_upsert
-    from weir.tables.aggregate import (
+    from weir.service.sources.static import static_table
+    from weir.tables.operator import Row
+    from weir.tables.ops.arbitrary import GroupState
+    from weir.tables.ops.functions import (
         Aggregator,
         approx_count_distinct,
         avg,
@@ -32,16 +35,17 @@ if TYPE_CHECKING:
         sum,
         udaf,
     )
-    from weir.tables.arbitrary import GroupState, flat_map_groups_with_state, map_groups_with_state
-    from weir.tables.operator import Row
-    from weir.tables.query import Query, Stream, read
-    from weir.tables.static import static_table
+    from weir.tables.query import Query
+    from weir.tables.stream import Stream, flat_map_groups_with_state, map_groups_with_state, read
     from weir.tables.window import session_window, window
 
 _HOMES = {
     "weir.service.app": ["App", "Topic", "Trigger"],
     "weir.service.sinks": ["postgres_upsert"],
-    "weir.tables.aggregate": [
+    "weir.service.sources.static": ["static_table"],
+    "weir.tables.operator": ["Row"],
+    "weir.tables.ops.arbitrary": ["GroupState"],
+    "weir.tables.ops.functions": [
         "Aggregator",
         "approx_count_distinct",
         "avg",
@@ -55,10 +59,8 @@ _HOMES = {
         "sum",
         "udaf",
     ],
-    "weir.tables.arbitrary": ["GroupState", "flat_map_groups_with_state", "map_groups_with_state"],
-    "weir.tables.operator": ["Row"],
-    "weir.tables.query": ["Query", "Stream", "read"],
-    "weir.tables.static": ["static_table"],
+    "weir.tables.query": ["Query"],
+    "weir.tables.stream": ["Stream", "flat_map_groups_with_state", "map_groups_with_state", "read"],
     "weir.tables.window": ["session_window", "window"],
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}

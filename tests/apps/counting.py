@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 
 from weir.service.app import App, Trigger
-from weir.tables.query import Query, Stream
+from weir.tables.query import Query
+from weir.tables.stream import Stream
 
 app = App(os.environ.get("WEIR_TEST_APP", "counting"))
 _in = app.topic(os.environ.get("WEIR_TEST_INPUT", "counting-in"))
@@ -22,6 +23,6 @@ _trigger = (
 @app.agent(_in, sink=_out, key="k", trigger=_trigger)
 def running_count(events: Stream) -> Query:
     """Count and sum per key, emitted in update mode."""
-    from weir.tables.aggregate import count, sum
+    from weir.tables.ops.functions import count, sum
 
     return events.group_by("k").agg(count().alias("n"), sum("v").alias("total")).query("update")

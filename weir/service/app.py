@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from weir.service.settings import Settings
-from weir.tables.query import Query, Stream, read
+from weir.tables.query import Query
+from weir.tables.stream import Stream, read
 
 
 def load_attribute(spec: str, default_attr: str, package: str | None = None) -> tuple[str, Any]:

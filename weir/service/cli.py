@@ -46,11 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `weir` command; return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from weir.service.endpoints import NotConfiguredError
     from weir.service.local.proc import LocalStartError
 
     try:
         return int(args.func(args) or 0)
-    except LocalStartError as exc:
+    except (LocalStartError, NotConfiguredError) as exc:
         print(f"weir: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -11,6 +11,11 @@ from typing import Any
 
 from weir.service.app import App, load_attribute
 
+PIPELINES = "weir.agents"
+"""Where `weir replay <name>` finds a pipeline given by its bare name."""
+DEMO = "weir.agents.demo:run_demo"
+"""What `weir demo` runs: the word count over generated text."""
+
 
 def load_app(spec: str) -> App:
     """Import `module:attribute` (attribute defaults to `app`) and return the App. Raises
@@ -56,7 +61,7 @@ def _dump_tasks() -> None:
 
 async def run_worker(app: App) -> None:
     """Run a worker for `app` until SIGTERM or SIGINT; then finish the checkpoint and leave."""
-    from weir.service.local import configured_bootstrap
+    from weir.service.endpoints import configured_bootstrap
     from weir.service.runtime.worker import Worker
 
     worker = Worker(app, app.settings.bootstrap_servers or configured_bootstrap())
@@ -86,9 +91,9 @@ def _demo(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     # Retries while fresh topics elect leaders are routine; show only real errors.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    from weir.service.demo import run_demo
-
-    return asyncio.run(run_demo(args.seconds))
+    # The demo is a pipeline of the course's package, named here as the worker's app would be.
+    _module, run_demo = load_attribute(DEMO, "run_demo")
+    return int(asyncio.run(run_demo(args.seconds)))
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -109,6 +114,7 @@ def _replay(args: argparse.Namespace) -> int:
             state_dir=Path(args.state_dir) if args.state_dir else None,
             on_batch_failure=args.on_batch_failure,
             max_event_time_skew_ms=_skew(args.max_event_time_skew),
+            package=PIPELINES,
         )
     except (ValueError, OSError) as exc:
         print(f"weir replay: {exc}", file=sys.stderr)

@@ -10,8 +10,9 @@ only, one request per connection (`Connection: close`):
     GET /readyz    200 "ready" once every agent has started, holds an assignment and has opened
                    (restored) a task for each assigned partition; 503 with the reasons otherwise
 
-It binds 127.0.0.1 unless another host is passed explicitly: `WebServer(worker, port,
-host="0.0.0.0")`. `start_for_worker` is what `Worker.run` calls; it reads the host from the
+What it serves comes from a `weir.service.status.Status` (the worker implements it). It
+binds 127.0.0.1 unless another host is passed explicitly: `WebServer(status, port,
+host="0.0.0.0")`. `serve` is what `Worker.run` calls; it reads the host from the
 `WEIR_WEB_HOST` environment variable (default 127.0.0.1), so exposing the endpoints beyond the
 loopback interface (as in a Kubernetes pod, where probes and Prometheus use the pod IP) is an
 explicit operator choice.
@@ -24,28 +25,26 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from weir.service import metrics
+from weir.service.status import MAX_PROGRESS_RECORDS
 
 if TYPE_CHECKING:
-    from weir.service.runtime.runner import AgentRunner
-    from weir.service.runtime.worker import Worker
+    from weir.service.status import Status
 
 log = logging.getLogger("weir.http")
 
 DEFAULT_HOST = "127.0.0.1"
 """Loopback: the endpoints are local unless a host is given explicitly."""
 HOST_ENV = "WEIR_WEB_HOST"
-"""Environment variable read by `start_for_worker` for the bind host."""
+"""Environment variable read by `serve` for the bind host."""
 DEFAULT_PROGRESS_RECORDS = 10
 """Recent progress records per agent in /progress when `?n=` is not given."""
-MAX_PROGRESS_RECORDS = 100
-"""Upper bound of `?n=` (AgentRunner keeps at most 100 records)."""
 
 _REQUEST_TIMEOUT_S = 10.0
 _MAX_HEADERS = 100
@@ -65,67 +64,18 @@ Response = tuple[int, str, bytes]
 """(status, content type, body)."""
 
 
-def progress_snapshot(worker: Worker, n: int = DEFAULT_PROGRESS_RECORDS) -> dict[str, Any]:
-    """Per agent: `last_progress` (None before the first committed batch), the last `n`
-    `recent_progress` records (oldest first) and the partitions it holds tasks for. Keys that
-    start with "_" are internal (e.g. `_wall`) and are left out."""
-    n = max(0, min(n, MAX_PROGRESS_RECORDS))
-    agents: dict[str, Any] = {}
-    for name, runner in worker.runners.items():
-        recent = list(runner.recent_progress)[-n:] if n else []
-        last = runner.last_progress
-        agents[name] = {
-            "last_progress": _public(last) if last is not None else None,
-            "recent_progress": [_public(p) for p in recent],
-            "partitions": sorted(runner.tasks),
-        }
-    return {"agents": agents}
-
-
-def readiness(worker: Worker) -> tuple[bool, dict[str, str]]:
-    """(ready, state per agent). An agent is ready when its consumer has started, its group
-    assignment is not empty and every assigned partition has an open task (its state is
-    restored). The worker is ready when every agent is and it is not stopping.
-
-    A replica with no partitions (more replicas than input partitions) is not ready: it is an
-    idle standby, which Kubernetes shows as such."""
-    states = {name: _agent_state(runner) for name, runner in worker.runners.items()}
-    if worker.waiting_for_kafka is not None:
-        return False, {name: worker.waiting_for_kafka for name in states}
-    if worker.stop_event.is_set():
-        return False, {name: "stopping" for name in states}
-    return all(s == "ready" for s in states.values()), states
-
-
-def _agent_state(runner: AgentRunner) -> str:
-    consumer = runner.consumer
-    if consumer is None:
-        return "not started"
-    assigned = {tp.partition for tp in consumer.assignment()}
-    if not assigned:
-        return "no assignment"
-    missing = assigned - set(runner.tasks)
-    if missing:
-        return f"restoring partitions {sorted(missing)}"
-    return "ready"
-
-
-def _public(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if not k.startswith("_")}
-
-
 class WebServer:
     """The HTTP endpoints of one worker.
 
     Contract: `start` binds `host:port` (port 0: any free port, then `port` tells which) and
-    serves until `stop`; handlers only read the worker's public state, so serving never
+    serves until `stop`; handlers only read the status, so serving never
     changes what the worker does. `stop` closes the listener and any open connection.
     """
 
-    def __init__(self, worker: Worker, port: int = 0, host: str = DEFAULT_HOST) -> None:
+    def __init__(self, status: Status, port: int = 0, host: str = DEFAULT_HOST) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"web port must be in 0..65535, got {port}")
-        self.worker = worker
+        self.status = status
         self.host = host
         self.requested_port = port
         self._server: asyncio.Server | None = None
@@ -244,26 +194,25 @@ class WebServer:
             n = int(raw)
         except ValueError:
             return 400, _TEXT, f"n must be an integer, got {raw!r}\n".encode()
-        body = orjson.dumps(progress_snapshot(self.worker, n), default=str)
+        body = orjson.dumps(self.status.progress(max(0, min(n, MAX_PROGRESS_RECORDS))), default=str)
         return 200, _JSON, body
 
     def _healthz(self, query: dict[str, list[str]]) -> Response:
         return 200, _TEXT, b"ok\n"
 
     def _readyz(self, query: dict[str, list[str]]) -> Response:
-        ready, states = readiness(self.worker)
+        ready, states = self.status.readiness()
         lines = ["ready" if ready else "not ready"]
         lines += [f"{name}: {state}" for name, state in sorted(states.items())]
         return (200 if ready else 503), _TEXT, ("\n".join(lines) + "\n").encode()
 
 
-async def start_for_worker(worker: Worker) -> WebServer | None:
-    """Start the endpoints of `worker` on `settings.web_port` (None: no server, returns None),
-    bound to `WEIR_WEB_HOST` or 127.0.0.1. The caller stops the returned server."""
-    port = worker.app.settings.web_port
+async def serve(status: Status, port: int | None) -> WebServer | None:
+    """Start the endpoints of `status` on `port` (None: no server, returns None), bound to
+    `WEIR_WEB_HOST` or 127.0.0.1. The caller stops the returned server."""
     if port is None:
         return None
-    server = WebServer(worker, port, host=os.environ.get(HOST_ENV) or DEFAULT_HOST)
+    server = WebServer(status, port, host=os.environ.get(HOST_ENV) or DEFAULT_HOST)
     await server.start()
     return server
 
@@ -272,7 +221,5 @@ __all__ = [
     "DEFAULT_HOST",
     "HOST_ENV",
     "WebServer",
-    "progress_snapshot",
-    "readiness",
-    "start_for_worker",
+    "serve",
 ]

@@ -31,7 +31,9 @@ from weir.service.app import load_attribute
 from weir.service.codec import decode_values, render_row
 from weir.tables.operator import Row
 from weir.tables.query import Query
-from weir.tables.store import MemoryStore, RocksDBStore, Store
+from weir.tables.state.memory import MemoryStore
+from weir.tables.state.rocksdb import RocksDBStore
+from weir.tables.state.store import Store
 from weir.tables.timeutil import parse_duration
 
 
@@ -46,11 +48,11 @@ class ReplayStats:
     late_rows: int = 0
 
 
-def load_query(name: str) -> Query:
-    """Return the query of pipeline `name`: a module of `agents/` (its `query`), or
+def load_query(name: str, package: str | None = None) -> Query:
+    """Return the query of pipeline `name`: a module of `package` (its `query`), or
     `module:attribute`. Raises ValueError with one readable line when there is none."""
     try:
-        module_name, query = load_attribute(name, "query", package="weir.agents")
+        module_name, query = load_attribute(name, "query", package=package)
     except ValueError as exc:
         raise ValueError(f"no pipeline {name!r}: {exc}") from None
     if not isinstance(query, Query):
@@ -198,14 +200,16 @@ def replay_files(
     state_dir: Path | None = None,
     on_batch_failure: Literal["fail", "dead_letter"] = "fail",
     max_event_time_skew_ms: int | None = None,
+    package: str | None = None,
 ) -> ReplayStats:
     """Replay a file into a file; dead letters go to `<output>.dead-letters.jsonl` if any.
+    A bare pipeline name is a module of `package`.
     Without `max_event_time_skew_ms` the pipeline module's `max_event_time_skew` applies (the
     course pipelines set one); `max_event_time_skew_ms=-1` turns the guard off."""
-    query = load_query(pipeline)
+    query = load_query(pipeline, package)
     if max_event_time_skew_ms is None:
         module = pipeline.partition(":")[0]
-        _name, own = load_attribute(module, "max_event_time_skew", package="weir.agents")
+        _name, own = load_attribute(module, "max_event_time_skew", package=package)
         if isinstance(own, str | int | timedelta):
             max_event_time_skew_ms = parse_duration(own)
     elif max_event_time_skew_ms < 0:

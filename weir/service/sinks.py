@@ -66,7 +66,7 @@ def postgres_upsert(
 
         conn = state.get("conn")
         if conn is None or conn.closed:
-            from weir.service.local import configured_postgres_dsn
+            from weir.service.endpoints import configured_postgres_dsn
 
             conn = await psycopg.AsyncConnection.connect(dsn or configured_postgres_dsn())
             async with conn.transaction():

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from weir.tables.store import StateView
+from weir.tables.state.store import StateView
 
 Row = dict[str, Any]
 RowIndex = Callable[[list[Row]], dict[int, int]]
@@ -45,8 +45,6 @@ class BatchContext:
     errors: list[tuple[Row, str, ErrorStage]] = field(default_factory=list)
     """Rows that could not be processed, with a one-line reason and the kind of failure; they
     go to the dead letters."""
-    state_rows_updated: int = 0
-    """State rows written in this batch (operators add to it), for progress reports."""
     observed: dict[str, int] = field(default_factory=dict)
     """Largest event time seen in this batch per input (filled by `with_watermark`)."""
 
@@ -71,6 +69,8 @@ class Operator(ABC):
     stateful: bool = False
     state_name: str | None = None
     """Stateful operators: the name the user gave their state (`Stream.name`), if any."""
+    declares_watermark: bool = False
+    """True for `with_watermark`: the planner repeats it after a repartition."""
 
     @abstractmethod
     def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
@@ -94,6 +94,16 @@ class Operator(ABC):
         on; a restart with another one for the same state name is refused."""
         return {"kind": self.name}
 
+    def partition_columns(self, parent: int) -> tuple[str, ...] | None:
+        """The columns whose values must co-locate the rows arriving from parent number
+        `parent` in one task (the planner repartitions by them): () for none (stateless
+        operators), None for the whole row (dedup of entire rows)."""
+        return ()
+
+    def check_output_mode(self, mode: OutputMode, has_watermark: bool) -> None:  # noqa: B027
+        """Raise ValueError, saying why, when the query's output mode is one Spark refuses
+        for this operator (`has_watermark`: the query declares a watermark)."""
+
     def wants_batch(self, state: StateView, processing_time: int) -> bool:
         """True when the operator needs a batch now even without input (a due timer)."""
         return False
@@ -116,53 +126,15 @@ class Operator(ABC):
         return None
 
 
-class MapOperator(Operator):
-    """Stateless map, filter or flat-map over rows."""
+class MultiInputOperator(Operator):
+    """An operator with several parents (union, join): rows arrive per parent, in order."""
 
-    def __init__(self, fn: Callable[[Row], Any], kind: Literal["map", "filter", "flat_map"]):
-        self.fn = fn
-        self.kind = kind
-        self.name = kind
+    @abstractmethod
+    def process_multi(
+        self, inputs: list[list[Row]], state: StateView, ctx: BatchContext
+    ) -> list[Row]:
+        """Process one batch of each parent's rows; return the emitted rows."""
+        raise NotImplementedError
 
     def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
-        try:
-            return self._apply(rows)
-        except Exception:
-            # Slow path only when a row fails: find the bad ones, dead-letter them, keep the rest.
-            out: list[Row] = []
-            for r in rows:
-                try:
-                    out.extend(self._apply([r]))
-                except Exception as exc:
-                    ctx.errors.append(
-                        (r, f"{self.kind} failed: {type(exc).__name__}: {exc}", "user_function")
-                    )
-            return out
-
-    def origin(
-        self, pos: int, output: list[Row], inputs: list[list[Row]], index: RowIndex
-    ) -> tuple[int, int] | None:
-        """A map's output is parallel to its input unless a row failed; otherwise (and for
-        flat-map) the source is found by applying the function again."""
-        rows = inputs[0]
-        if self.kind == "filter" or (self.kind == "map" and len(output) == len(rows)):
-            return (0, pos) if self.kind == "map" else super().origin(pos, output, inputs, index)
-        target = output[pos]
-        for j, r in enumerate(rows):
-            try:
-                if any(o == target for o in self._apply([dict(r)])):
-                    return 0, j
-            except Exception:
-                continue
-        return None
-
-    def _apply(self, rows: list[Row]) -> list[Row]:
-        fn = self.fn
-        if self.kind == "filter":
-            return [r for r in rows if fn(r)]
-        if self.kind == "map":
-            return [fn(r) for r in rows]
-        out: list[Row] = []
-        for r in rows:
-            out.extend(fn(r))
-        return out
+        return self.process_multi([rows], state, ctx)

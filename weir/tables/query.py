@@ -1,5 +1,5 @@
-"""Streaming queries: a Spark-like builder (`read(...).with_watermark(...).group_by(...)`) and
-the per-task runner that executes one micro-batch at a time over a state store.
+"""Queries: a built plan checked against Spark's rules (`Query`), and the per-task executor
+that runs it one micro-batch at a time over a state store (`QueryTask`).
 
 The same `QueryTask` runs under the Kafka worker (one per input partition) and in replay mode,
 so both share every line of operator code.
@@ -7,258 +7,18 @@ so both share every line of operator code.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-from abc import abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
-from weir.tables.operator import BatchContext, ErrorStage, MapOperator, Operator, OutputMode, Row
+from weir.tables.operator import BatchContext, ErrorStage, MultiInputOperator, OutputMode, Row
+from weir.tables.plan import Node, input_names, topo
+from weir.tables.state.store import StateTxn, Store
 from weir.tables.state_names import check_compatible, prefix_for, state_names
-from weir.tables.store import StateTxn, StateView, Store
-from weir.tables.timeutil import (
-    MAX_MS,
-    MIN_MS,
-    Duration,
-    iso_utc,
-    many_to_millis,
-    parse_duration,
-    to_millis,
-)
 from weir.tables.watermark import WatermarkTracker
 
 _QUERY_PREFIX = b"\x01query/"
 _POSITIONS = _QUERY_PREFIX + b"positions"
-
-
-class MultiInputOperator(Operator):
-    """An operator with several parents (union, join): rows arrive per parent, in order."""
-
-    @abstractmethod
-    def process_multi(
-        self, inputs: list[list[Row]], state: StateView, ctx: BatchContext
-    ) -> list[Row]:
-        """Process one batch of each parent's rows; return the emitted rows."""
-        raise NotImplementedError
-
-    def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
-        return self.process_multi([rows], state, ctx)
-
-
-@dataclass(frozen=True)
-class Node:
-    """A node of a query plan: an input (op is None) or an operator over its parents."""
-
-    parents: tuple[Node, ...] = ()
-    op: Operator | None = None
-    input_name: str | None = None
-    timestamp_columns: frozenset[str] = frozenset()
-    watermarks: tuple[tuple[str, str, int], ...] = ()
-    """(input name, column, delay ms) of every watermark declared upstream of this node."""
-
-
-class WatermarkOperator(Operator):
-    """`with_watermark(column, delay)`: parses the column to epoch ms and observes its maximum.
-
-    Rows whose column is missing or unparsable go to the dead letters with the reason.
-    """
-
-    def __init__(self, input_name: str, column: str, delay_ms: int) -> None:
-        self.input_name = input_name
-        self.column = column
-        self.delay_ms = delay_ms
-        self.name = f"watermark({column})"
-
-    def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
-        col = self.column
-        limit = ctx.event_time_limit
-        parsed = many_to_millis(list(map(dict.get, rows, repeat(col))))
-        latest = max(parsed) if parsed else None  # many_to_millis gives None or a full list
-        if parsed is not None and latest is not None and (limit is None or latest <= limit):
-            for row, ms in zip(rows, parsed, strict=True):
-                row[col] = ms
-            ctx.observe(self.input_name, latest)
-            return list(rows)
-        out: list[Row] = []
-        append = out.append
-        best = None
-        for row in rows:
-            value = row.get(col)
-            if type(value) is not int or not MIN_MS <= value <= MAX_MS:
-                try:
-                    value = to_millis(value)
-                except ValueError as exc:
-                    ctx.errors.append((row, f"{col}: {exc}", "event_time"))
-                    continue
-            if limit is not None and value > limit:
-                ctx.errors.append((row, self._too_far_ahead(value, ctx), "event_time"))
-                continue
-            row[col] = value
-            if best is None or value > best:
-                best = value
-            append(row)
-        if best is not None:
-            ctx.observe(self.input_name, best)
-        return out
-
-    def _too_far_ahead(self, value: int, ctx: BatchContext) -> str:
-        assert ctx.event_time_limit is not None
-        skew_s = (ctx.event_time_limit - ctx.processing_time) / 1000
-        return (
-            f"{self.column}: event time {iso_utc(value)} is more than {skew_s:g} s ahead of "
-            f"processing time {iso_utc(ctx.processing_time)} (max_event_time_skew)"
-        )
-
-    def timestamp_columns(self) -> set[str]:
-        return {self.column}
-
-
-class Stream:
-    """A streaming DataFrame: what the course's `spark.readStream ... ` chains build.
-
-    Immutable: every method returns a new Stream. Nothing runs until a `Query` is built and a
-    `QueryTask` fed with batches.
-    """
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-
-    # -- stateless -----------------------------------------------------------------------
-    def then(self, op: Operator) -> Stream:
-        """Append an operator to the chain."""
-        n = self.node
-        ts = n.timestamp_columns | frozenset(op.timestamp_columns())
-        return Stream(Node((n,), op, None, ts, n.watermarks))
-
-    def map(self, fn: Callable[[Row], Row]) -> Stream:
-        """Transform each row (a function that raises dead-letters that row)."""
-        return self.then(MapOperator(fn, "map"))
-
-    def filter(self, fn: Callable[[Row], Any]) -> Stream:
-        """Keep rows for which `fn` is truthy."""
-        return self.then(MapOperator(fn, "filter"))
-
-    def flat_map(self, fn: Callable[[Row], Iterable[Row]]) -> Stream:
-        """Replace each row by zero or more rows (Spark's `explode`)."""
-        return self.then(MapOperator(fn, "flat_map"))
-
-    def select(self, *columns: str) -> Stream:
-        """Keep only `columns`."""
-        cols = tuple(columns)
-        return self.map(lambda r: {c: r.get(c) for c in cols})
-
-    def with_watermark(self, column: str, delay: Duration) -> Stream:
-        """Declare `column` as event time with a watermark `delay` ("10 minutes", timedelta)."""
-        name = self._single_input("with_watermark")
-        delay_ms = parse_duration(delay)
-        s = self.then(WatermarkOperator(name, column, delay_ms))
-        wms = (*self.node.watermarks, (name, column, delay_ms))
-        return Stream(Node(s.node.parents, s.node.op, None, s.node.timestamp_columns, wms))
-
-    def union(self, *others: Stream) -> Stream:
-        """Rows of this stream and of `others`, in input order (Spark's `union`)."""
-        nodes = (self.node, *(o.node for o in others))
-        ts = frozenset().union(*(n.timestamp_columns for n in nodes))
-        wms = tuple(w for n in nodes for w in n.watermarks)
-        return Stream(Node(nodes, UnionOperator(), None, ts, wms))
-
-    # -- stateful (implemented in their own modules) -------------------------------------
-    def group_by(self, *keys: Any) -> Any:
-        """Group by columns and/or a `window(...)`; follow with `.agg(...)` (tables.aggregate)."""
-        from weir.tables.aggregate import GroupedStream
-
-        return GroupedStream(self, keys)
-
-    def drop_duplicates(self, columns: Iterable[str] | None = None) -> Stream:
-        """Spark's `dropDuplicates`: see weir.tables.dedup for the watermark semantics."""
-        from weir.tables.dedup import DedupOperator
-
-        return self.then(DedupOperator(self, list(columns) if columns else None, within=False))
-
-    def drop_duplicates_within_watermark(self, columns: Iterable[str] | None = None) -> Stream:
-        """Spark's `dropDuplicatesWithinWatermark` (weir.tables.dedup)."""
-        from weir.tables.dedup import DedupOperator
-
-        return self.then(DedupOperator(self, list(columns) if columns else None, within=True))
-
-    def join(self, other: Any, **kwargs: Any) -> Stream:
-        """Stream-stream join with another Stream, or stream-static join with a
-        `weir.tables.static.static_table(...)`; see weir.tables.join for the arguments."""
-        from weir.tables.join import make_join
-
-        return make_join(self, other, **kwargs)
-
-    def name(self, state_name: str) -> Stream:
-        """Name the state of the stateful operator just before (an aggregation, dedup, join
-        or arbitrary state), e.g. `.agg(...).name("orders_by_user")`. Without a name it is
-        derived from the operator's kind and columns; either way it never depends on the
-        operator's place in the plan (see weir.tables.state_names)."""
-        op = self.node.op
-        if op is None or not op.stateful:
-            raise ValueError("name(...) must follow a stateful operator (agg, dedup, join...)")
-        if not state_name.strip():
-            raise ValueError(f"a state name must not be blank, got {state_name!r}")
-        named = copy.copy(op)
-        named.state_name = state_name
-        return Stream(dataclasses.replace(self.node, op=named))
-
-    # -- terminal ------------------------------------------------------------------------
-    def query(self, output_mode: OutputMode = "append") -> Query:
-        """Build the query; refuses, with the reason, the combinations Spark refuses."""
-        return Query(self.node, output_mode)
-
-    def _single_input(self, what: str) -> str:
-        names = input_names(self.node)
-        if len(names) != 1:
-            raise ValueError(f"{what} applies to a single input stream, not to {sorted(names)}")
-        return next(iter(names))
-
-
-class UnionOperator(MultiInputOperator):
-    """Concatenation of its parents' rows."""
-
-    name = "union"
-
-    def process_multi(
-        self, inputs: list[list[Row]], state: StateView, ctx: BatchContext
-    ) -> list[Row]:
-        out: list[Row] = []
-        for rows in inputs:
-            out.extend(rows)
-        return out
-
-
-def read(name: str) -> Stream:
-    """A stream of the rows of input `name` (a Kafka topic, or a replay file's "topic" value)."""
-    return Stream(Node(input_name=name))
-
-
-def input_names(node: Node) -> set[str]:
-    """Return the input names a plan reads."""
-    if node.input_name is not None:
-        return {node.input_name}
-    out: set[str] = set()
-    for p in node.parents:
-        out |= input_names(p)
-    return out
-
-
-def _topo(node: Node) -> list[Node]:
-    seen: dict[int, Node] = {}
-    order: list[Node] = []
-
-    def visit(n: Node) -> None:
-        if id(n) in seen:
-            return
-        seen[id(n)] = n
-        for p in n.parents:
-            visit(p)
-        order.append(n)
-
-    visit(node)
-    return order
 
 
 class Query:
@@ -269,16 +29,15 @@ class Query:
             raise ValueError(f"unknown output mode {output_mode!r}: append, update or complete")
         self.node = node
         self.output_mode: OutputMode = output_mode
-        self.nodes = _topo(node)
+        self.nodes = topo(node)
         self.inputs = sorted(input_names(node))
         self.delays = {name: delay for name, _col, delay in node.watermarks}
         self.timestamp_columns = node.timestamp_columns
         self.stateful = [n.op for n in self.nodes if n.op is not None and n.op.stateful]
         has_wm = bool(node.watermarks)
         for n in self.nodes:
-            check = getattr(n.op, "check_output_mode", None)
-            if check is not None:
-                check(output_mode, has_wm)
+            if n.op is not None:
+                n.op.check_output_mode(output_mode, has_wm)
         if output_mode == "complete" and not self.stateful:
             raise ValueError(
                 "complete output mode is not supported when there are no streaming "

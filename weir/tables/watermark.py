@@ -8,8 +8,11 @@ The tracker's state is stored with the operator state, so a restart resumes it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from weir.tables.timeutil import to_millis
 
 
 @dataclass
@@ -89,3 +92,22 @@ class WatermarkTracker:
         self.last_data_at = dict(snap["seen"])
         self.watermark = snap["wm"]
         self.previous = snap["prev"]
+
+
+def event_time_columns(watermarks: Iterable[tuple[str, str, int]]) -> dict[str, int]:
+    """The watermarked columns of a plan node's `watermarks` (input, column, delay), each
+    with its largest delay in ms."""
+    out: dict[str, int] = {}
+    for _name, col, delay in watermarks:
+        out[col] = max(delay, out.get(col, delay))
+    return out
+
+
+def event_time(row: dict[str, Any], col: str) -> int:
+    """Return `row[col]` as epoch ms (parsing it in place if needed); raise ValueError."""
+    value = row.get(col)
+    if type(value) is int:
+        return value
+    ms = to_millis(value)
+    row[col] = ms
+    return ms

@@ -13,7 +13,7 @@ from aiokafka.structs import TopicPartition
 
 from weir.service import metrics
 from weir.service.runtime.failures import MAX_BACKOFF_S, stop_client, transient
-from weir.tables.store import Store
+from weir.tables.state.store import Store
 
 log = logging.getLogger("weir.worker")
 

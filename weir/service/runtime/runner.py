@@ -38,8 +38,11 @@ from weir.service.runtime.failures import (
 from weir.service.runtime.progress import BatchTimes, iso_or_none
 from weir.service.runtime.restore import restore
 from weir.service.settings import Settings
+from weir.service.status import MAX_PROGRESS_RECORDS
 from weir.tables.query import BatchResult, QueryTask
-from weir.tables.store import MemoryStore, RocksDBStore, Store
+from weir.tables.state.memory import MemoryStore
+from weir.tables.state.rocksdb import RocksDBStore
+from weir.tables.state.store import Store
 
 log = logging.getLogger("weir.worker")
 
@@ -90,7 +93,7 @@ class AgentRunner:
         self.shared_producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._committer = Committer(agent.group_id, agent.changelog_topic)
-        self.recent_progress: deque[dict[str, Any]] = deque(maxlen=100)
+        self.recent_progress: deque[dict[str, Any]] = deque(maxlen=MAX_PROGRESS_RECORDS)
         self._available_now_targets: dict[TopicPartition, int] | None = None
         self.finished = asyncio.Event()
         self._eos = settings.processing_guarantee == "exactly_once"
@@ -107,6 +110,12 @@ class AgentRunner:
         """Open while the agent reads repartition topics (to delete what it consumed)."""
         self._to_delete: dict[TopicPartition, int] = {}
         self._next_delete = 0.0
+
+    def assigned(self) -> set[int] | None:
+        """The input partitions the group assigned this agent (None before it started)."""
+        if self.consumer is None:
+            return None
+        return {tp.partition for tp in self.consumer.assignment()}
 
     @property
     def last_progress(self) -> dict[str, Any] | None:

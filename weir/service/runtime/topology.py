@@ -1,5 +1,5 @@
 """The topology of an app's stages: an agent whose keyed state needs its input repartitioned
-runs as two stages joined by a repartition topic (see weir.service.plan)."""
+runs as two stages joined by a repartition topic (see weir.tables.plan)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from weir.service.app import Agent, App, Topic
 from weir.service.codec import WHOLE_ROW
-from weir.service.plan import Cut, split
 from weir.service.runtime import topics
+from weir.tables.plan import Cut, split
 from weir.tables.query import Query
 
 log = logging.getLogger("weir.worker")
@@ -48,10 +48,12 @@ async def stages(app: App, bootstrap: str) -> list[Stage]:
             n = max(len(d["partitions"]) for d in desc)
             if agent.repartition is None and n == 1:
                 continue
-            plan = split(agent.query)
+            plan = split(agent.query.node)
             if plan is None:
                 continue
-            out.extend(await _split(admin, app, agent, n, *plan))
+            stage2, cuts = plan
+            stage2_query = Query(stage2, agent.query.output_mode)
+            out.extend(await _split(admin, app, agent, n, stage2_query, cuts))
     finally:
         await admin.close()
     return out

@@ -7,11 +7,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from weir.service import http
 from weir.service.app import App
 from weir.service.runtime import topology
 from weir.service.runtime.failures import MAX_BACKOFF_S, transient
 from weir.service.runtime.runner import AgentRunner
+from weir.service.status import agent_state, public
 
 log = logging.getLogger("weir.worker")
 
@@ -46,12 +49,36 @@ class Worker:
             runner.upstream = [self.runners[u] for u in stage.upstream]
             self.runners[stage.agent.name] = runner
 
+    def progress(self, n: int) -> dict[str, Any]:
+        """See `weir.service.status.Status.progress`."""
+        agents: dict[str, Any] = {}
+        for name, runner in self.runners.items():
+            recent = list(runner.recent_progress)[-n:] if n > 0 else []
+            last = runner.last_progress
+            agents[name] = {
+                "last_progress": public(last) if last is not None else None,
+                "recent_progress": [public(p) for p in recent],
+                "partitions": sorted(runner.tasks),
+            }
+        return {"agents": agents}
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        """See `weir.service.status.Status.readiness`: ready when every agent is (every
+        assigned partition has its restored task) and the worker is not stopping."""
+        states = {
+            name: agent_state(runner.assigned(), runner.tasks)
+            for name, runner in self.runners.items()
+        }
+        if self.waiting_for_kafka is not None:
+            return False, {name: self.waiting_for_kafka for name in states}
+        if self.stop_event.is_set():
+            return False, {name: "stopping" for name in states}
+        return all(s == "ready" for s in states.values()), states
+
     async def run(self) -> None:
         """Start all agents and run them until stopped."""
-        from weir.service.http import start_for_worker
-
         started: list[AgentRunner] = []
-        web = await start_for_worker(self)  # None unless settings.web_port is set
+        web = await http.serve(self, self.app.settings.web_port)
         try:
             if not await self._until_connected(self._expand, "starting"):
                 return

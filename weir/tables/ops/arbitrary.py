@@ -30,11 +30,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
-from weir.tables.layout import TimeIndex, encode_key, event_time, event_time_columns
 from weir.tables.operator import BatchContext, Operator, Row
-from weir.tables.query import Stream
-from weir.tables.store import StateView
+from weir.tables.state.layout import TimeIndex, encode_key
+from weir.tables.state.store import StateView
 from weir.tables.timeutil import Duration, parse_duration, to_millis
+from weir.tables.watermark import event_time, event_time_columns
 
 TimeoutKind = Literal["none", "processing", "event"]
 
@@ -180,6 +180,9 @@ class FlatMapGroupsWithStateOperator(Operator):
         self.name = f"flat_map_groups_with_state({getattr(func, '__name__', 'func')})"
         self.width = 60_000
 
+    def partition_columns(self, parent: int) -> tuple[str, ...] | None:
+        return tuple(self.keys)
+
     def default_state_name(self) -> str:
         func = getattr(self.func, "__qualname__", "func")
         return f"flat_map_groups_with_state({func}, {', '.join(self.keys)})"
@@ -254,12 +257,10 @@ class FlatMapGroupsWithStateOperator(Operator):
         if not gs._exists and new_timeout is None:
             if entry is not None:
                 state.delete(skey)
-                ctx.state_rows_updated += 1
             return
         changed = gs._updated or gs._removed or entry is None or new_timeout != entry[2]
         if changed:
             state.put(skey, [list(key), gs._value if gs._exists else None, new_timeout])
-            ctx.state_rows_updated += 1
 
     def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
         """Call the function for keys with data, then for timed-out keys; see the module doc."""
@@ -314,26 +315,23 @@ class FlatMapGroupsWithStateOperator(Operator):
         return sum(1 for _ in state.items(b"s"))
 
 
-def flat_map_groups_with_state(
-    stream: Stream,
+def group_state_operator(
+    watermarks: Iterable[tuple[str, str, int]],
     keys: str | Sequence[str],
     func: GroupFunc,
-    timeout: TimeoutKind = "none",
-    *,
-    output_mode: Literal["append", "update"] = "append",
-    timestamp_columns: Iterable[str] = (),
-) -> Stream:
-    """Spark's `groupByKey(...).flatMapGroupsWithState(outputMode, timeoutConf)(func)`.
-
-    `timestamp_columns` names the output columns that hold epoch-ms times. Raises ValueError
-    for an event-time timeout on a stream without a watermark (as Spark does).
-    """
+    timeout: TimeoutKind,
+    output_mode: Literal["append", "update"],
+    timestamp_columns: Iterable[str],
+) -> FlatMapGroupsWithStateOperator:
+    """The operator behind `flat_map_groups_with_state` over a stream with the given
+    `watermarks` (input, column, delay). Raises ValueError for an event-time timeout on a
+    stream without a watermark (as Spark does)."""
     key_list = [keys] if isinstance(keys, str) else list(keys)
     if not key_list:
         raise ValueError("flat_map_groups_with_state needs at least one key column")
     if timeout not in ("none", "processing", "event"):
         raise ValueError(f"unknown timeout {timeout!r}: 'none', 'processing' or 'event'")
-    wms = event_time_columns(stream.node.watermarks)
+    wms = event_time_columns(watermarks)
     if timeout == "event" and not wms:
         raise ValueError(
             "Watermark must be specified in the query using with_watermark() for using "
@@ -341,34 +339,6 @@ def flat_map_groups_with_state(
             "supported without watermark."
         )
     late_col = next(iter(wms)) if len(wms) == 1 else None
-    op = FlatMapGroupsWithStateOperator(
+    return FlatMapGroupsWithStateOperator(
         key_list, func, timeout, late_col, output_mode, timestamp_columns
-    )
-    return stream.then(op)
-
-
-def map_groups_with_state(
-    stream: Stream,
-    keys: str | Sequence[str],
-    func: Callable[[tuple[Any, ...], list[Row], GroupState], Row],
-    timeout: TimeoutKind = "none",
-    *,
-    timestamp_columns: Iterable[str] = (),
-) -> Stream:
-    """Spark's `mapGroupsWithState`: like `flat_map_groups_with_state`, one row per call.
-
-    Spark allows it only in update output mode, so queries using it must use "update".
-    """
-
-    def wrapped(key: tuple[Any, ...], values: list[Row], state: GroupState) -> list[Row]:
-        return [func(key, values, state)]
-
-    wrapped.__name__ = getattr(func, "__name__", "func")
-    return flat_map_groups_with_state(
-        stream,
-        keys,
-        wrapped,
-        timeout,
-        output_mode="update",
-        timestamp_columns=timestamp_columns,
     )

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from weir.service.local import configured_bootstrap
+from weir.service.endpoints import configured_bootstrap
 from weir.service.runtime.worker import Worker
 
 _VOCAB = [

@@ -9,9 +9,7 @@ from typing import Any
 
 import orjson
 
-from weir.tables.operator import Row
-from weir.tables.store import StateView
-from weir.tables.timeutil import to_millis
+from weir.tables.state.store import StateView
 
 _BIAS = 1 << 63
 
@@ -161,22 +159,3 @@ class TimeIndex:
     def count(self) -> int:
         """Number of entries (scans)."""
         return sum(1 for _ in self._state.items(self._entry))
-
-
-def event_time_columns(watermarks: Iterable[tuple[str, str, int]]) -> dict[str, int]:
-    """The watermarked columns of a plan node's `watermarks` (input, column, delay), each
-    with its largest delay in ms."""
-    out: dict[str, int] = {}
-    for _name, col, delay in watermarks:
-        out[col] = max(delay, out.get(col, delay))
-    return out
-
-
-def event_time(row: Row, col: str) -> int:
-    """Return `row[col]` as epoch ms (parsing it in place if needed); raise ValueError."""
-    value = row.get(col)
-    if type(value) is int:
-        return value
-    ms = to_millis(value)
-    row[col] = ms
-    return ms

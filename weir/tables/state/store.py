@@ -1,4 +1,6 @@
-"""Key-value state stores: one store per task (input partition), a memory and a RocksDB one.
+"""The state store interface, and the transaction and views operators work through.
+
+The stores themselves are `memory.MemoryStore` and `rocksdb.RocksDBStore`.
 
 A store holds the state of every stateful operator of one task, each under its own key
 prefix, plus metadata (the changelog/input offsets the state reflects) written atomically
@@ -10,8 +12,6 @@ from __future__ import annotations
 import bisect
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from itertools import islice
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -62,167 +62,6 @@ class Store(ABC):
     def meta_change(name: str, value: Any) -> tuple[bytes, bytes]:
         """Return the (key, value) pair that stores metadata `name`, for use in `write`."""
         return META_PREFIX + name.encode(), orjson.dumps(value)
-
-
-_BLOCK = 1000
-"""Target keys per `MemoryStore` index block; a block is split when it exceeds twice that."""
-
-
-def _merge_block(
-    block: list[bytes], changed: list[bytes], data: Mapping[bytes, bytes]
-) -> list[bytes]:
-    """Return a new sorted block: `block` with each key of sorted `changed` present iff it is
-    in `data` (`block` itself is left unchanged)."""
-    if len(changed) * 16 < len(block):  # a few keys: edit a copy, one bisect each
-        out = block.copy()
-        for key in changed:
-            i = bisect.bisect_left(out, key)
-            here = i < len(out) and out[i] == key
-            if key in data:
-                if not here:
-                    out.insert(i, key)
-            elif here:
-                del out[i]
-        return out
-    drop = set(changed)
-    out = [k for k in block if k not in drop]
-    out += [k for k in changed if k in data]
-    out.sort()  # two sorted runs: a linear merge
-    return out
-
-
-class MemoryStore(Store):
-    """A store in a dict with a sorted key index kept in blocks; lost when the process ends.
-
-    Writes cost a dict update and note the keys that appeared or disappeared. `items` first
-    brings the index up to date: only the blocks (about `_BLOCK` sorted keys each) that hold a
-    noted key are rebuilt, so the cost follows the keys written since, not the keys held.
-    Blocks are never changed once published, so a running `items` iterates a snapshot of keys.
-    """
-
-    def __init__(self) -> None:
-        self._data: dict[bytes, bytes] = {}
-        self._blocks: list[list[bytes]] = []
-        self._maxes: list[bytes] = []  # the last key of each block
-        self._changed: set[bytes] = set()
-
-    def get(self, key: bytes) -> bytes | None:
-        return self._data.get(key)
-
-    def write(self, changes: Changes) -> None:
-        data = self._data
-        changed = self._changed
-        for key, value in changes.items():
-            if value is None:
-                if data.pop(key, None) is not None:
-                    changed.add(key)
-            else:
-                if key not in data:
-                    changed.add(key)
-                data[key] = value
-
-    def _index(self) -> tuple[list[list[bytes]], list[bytes]]:
-        if self._changed:
-            keys = sorted(self._changed)
-            self._changed = set()
-            blocks = self._blocks or [[]]
-            maxes = self._maxes
-            last = len(blocks) - 1
-            rebuilt: list[tuple[int, list[bytes]]] = []
-            pos, n = 0, len(keys)
-            while pos < n:  # the changed keys of one block are a slice of `keys`
-                j = bisect.bisect_left(maxes, keys[pos])
-                end = n if j >= last else bisect.bisect_right(keys, maxes[j], pos)
-                j = min(j, last)
-                rebuilt.append((j, _merge_block(blocks[j], keys[pos:end], self._data)))
-                pos = end
-            out: list[list[bytes]] = []
-            prev = 0
-            for j, block in rebuilt:
-                out += blocks[prev:j]
-                if len(block) > 2 * _BLOCK:
-                    out += [block[i : i + _BLOCK] for i in range(0, len(block), _BLOCK)]
-                elif out and len(out[-1]) + len(block) <= _BLOCK:  # no trail of tiny blocks
-                    out[-1] = out[-1] + block
-                elif block:
-                    out.append(block)
-                prev = j + 1
-            out += blocks[prev:]
-            self._blocks = out
-            self._maxes = [b[-1] for b in out]
-        return self._blocks, self._maxes
-
-    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        blocks, maxes = self._index()
-        data = self._data
-        j = bisect.bisect_left(maxes, prefix)
-        start = bisect.bisect_left(blocks[j], prefix) if j < len(blocks) else 0
-        for block in islice(blocks, j, None):
-            for key in islice(block, start, None):
-                if not key.startswith(prefix):
-                    return
-                value = data.get(key)
-                if value is not None:
-                    yield key, value
-            start = 0
-
-    def clear(self) -> None:
-        self._data.clear()
-        self._blocks = []
-        self._maxes = []
-        self._changed = set()
-
-    def approximate_rows(self) -> int:
-        return len(self._data)
-
-
-class RocksDBStore(Store):
-    """A store in a RocksDB directory (rocksdict); writes go through one atomic WriteBatch."""
-
-    def __init__(self, path: Path | str) -> None:
-        from rocksdict import AccessType, Options, Rdict, WriteBatch  # noqa: F401
-
-        self._path = Path(path)
-        self._path.mkdir(parents=True, exist_ok=True)
-        opts = Options(raw_mode=True)
-        opts.create_if_missing(True)
-        self._db = Rdict(str(self._path), options=opts)
-        self._wb_cls = WriteBatch
-
-    def get(self, key: bytes) -> bytes | None:
-        value = self._db.get(key)
-        return None if value is None else bytes(value)
-
-    def write(self, changes: Changes) -> None:
-        if not changes:
-            return
-        wb = self._wb_cls(raw_mode=True)
-        for key, value in changes.items():
-            if value is None:
-                wb.delete(key)
-            else:
-                wb.put(key, value)
-        self._db.write(wb)
-
-    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        it = self._db.iter()
-        it.seek(prefix)
-        while it.valid():
-            key = it.key()
-            if not key.startswith(prefix):
-                break
-            yield key, it.value()
-            it.next()
-
-    def clear(self) -> None:
-        keys = [k for k, _ in self.items()]
-        self.write(dict.fromkeys(keys))
-
-    def approximate_rows(self) -> int:
-        return int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)
-
-    def close(self) -> None:
-        self._db.close()
 
 
 def _prefix_end(prefix: bytes) -> bytes | None:

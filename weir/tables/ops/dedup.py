@@ -22,23 +22,15 @@ Dedup supports only the append output mode (`check_output_mode`).
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
-from weir.tables.layout import (
-    TimeIndex,
-    bucket_width_for,
-    encode_key,
-    encode_time,
-    event_time,
-    event_time_columns,
-)
 from weir.tables.operator import BatchContext, Operator, Row
-from weir.tables.store import StateView
-
-if TYPE_CHECKING:
-    from weir.tables.query import Stream
+from weir.tables.state.layout import TimeIndex, bucket_width_for, encode_key, encode_time
+from weir.tables.state.store import StateView
+from weir.tables.watermark import event_time, event_time_columns
 
 
 class DedupOperator(Operator):
@@ -56,11 +48,14 @@ class DedupOperator(Operator):
 
     stateful = True
 
-    def __init__(self, stream: Stream, columns: list[str] | None, within: bool) -> None:
+    def __init__(
+        self, watermarks: Iterable[tuple[str, str, int]], columns: list[str] | None, within: bool
+    ) -> None:
+        """`watermarks`: (input, column, delay) of every watermark upstream."""
         self.columns = list(columns) if columns else None
         self.within = within
         self.name = "dedup_within_watermark" if within else "dedup"
-        wms = event_time_columns(stream.node.watermarks)
+        wms = event_time_columns(watermarks)
         ts_col: str | None = None
         if self.columns is not None:
             ts_col = next((c for c in self.columns if c in wms), None)
@@ -92,6 +87,9 @@ class DedupOperator(Operator):
                     stacklevel=3,
                 )
         self.width = bucket_width_for(max(self.delay, 60_000))
+
+    def partition_columns(self, parent: int) -> tuple[str, ...] | None:
+        return None if self.key_cols is None else tuple(self.key_cols)
 
     def default_state_name(self) -> str:
         return f"{self.name}({', '.join(self.columns) if self.columns else '*'})"
@@ -132,7 +130,6 @@ class DedupOperator(Operator):
         width = self.width
         get, put = state.get, state.put
         out: list[Row] = []
-        written = 0
         seen: set[bytes] = set()
         dumps = orjson.dumps
         key_cols = self.key_cols
@@ -158,12 +155,10 @@ class DedupOperator(Operator):
             seen.add(key)
             put(key, 1)
             idx.note(ts)
-            written += 1
             out.append(row)
         if ctx.watermark is not None:
             idx.pop_through(ctx.watermark)
         idx.flush()
-        ctx.state_rows_updated += written
         return out
 
     def _late(self, row: Row, ctx: BatchContext) -> bool | None:
@@ -190,7 +185,6 @@ class DedupOperator(Operator):
             if state.get(key) is not None:
                 continue
             state.put(key, 1)
-            ctx.state_rows_updated += 1
             out.append(row)
         return out
 
@@ -214,7 +208,6 @@ class DedupOperator(Operator):
             expiry = ts + self.delay
             state.put(key, expiry)
             idx.put(expiry, suffix, 1)
-            ctx.state_rows_updated += 2
             out.append(row)
         if ctx.watermark is not None:
             for _t, suffix, _v in idx.pop_through(ctx.watermark):

@@ -1,9 +1,7 @@
-"""Stream-stream joins (Spark's symmetric hash join, micro-batch) and the `join` entry point.
+"""Stream-stream joins (Spark's symmetric hash join, micro-batch).
 
-`left.join(right, on=..., how=..., between=...)` calls `make_join`:
-
-* `right` a `Stream`: a stream-stream join (`StreamJoinOperator`), described here;
-* `right` a `weir.tables.static.StaticTable`: a stream-static join (see `weir.tables.static`).
+`left.join(right, on=..., how=..., between=...)` with `right` a stream builds `join_node`;
+with a static table, see `weir.tables.ops.static`.
 
 Arguments of a stream-stream join:
 
@@ -50,145 +48,18 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 
-from weir.tables.layout import (
-    TimeIndex,
-    bucket_width_for,
-    encode_time,
-    event_time,
-    event_time_columns,
-)
-from weir.tables.operator import BatchContext, Row
-from weir.tables.query import MultiInputOperator, Node, Stream, input_names
-from weir.tables.store import StateView
+from weir.tables.operator import BatchContext, MultiInputOperator, Row
+from weir.tables.ops.combine import JoinType, RowCombiner, normalize_how, normalize_on
+from weir.tables.plan import Node, input_names
+from weir.tables.state.layout import TimeIndex, bucket_width_for, encode_time
+from weir.tables.state.store import StateView
 from weir.tables.timeutil import Duration, parse_duration
-
-if TYPE_CHECKING:
-    from weir.tables.static import StaticTable
-
-JoinType = Literal["inner", "left_outer", "right_outer"]
-
-_HOW: dict[str, JoinType] = {
-    "inner": "inner",
-    "left": "left_outer",
-    "leftouter": "left_outer",
-    "left_outer": "left_outer",
-    "right": "right_outer",
-    "rightouter": "right_outer",
-    "right_outer": "right_outer",
-}
-
-
-def normalize_how(how: str, allowed: Iterable[str]) -> JoinType:
-    """Return the canonical join type for `how`; ValueError if unknown or not in `allowed`."""
-    canon = _HOW.get(how.lower().replace(" ", "").replace("-", "_"))
-    if canon is None or canon not in allowed:
-        raise ValueError(f"unsupported join type {how!r}: use one of {sorted(allowed)}")
-    return canon
-
-
-def normalize_on(on: str | Sequence[str | tuple[str, str]] | None) -> list[tuple[str, str]]:
-    """Return the join keys as (left column, right column) pairs."""
-    if on is None:
-        raise ValueError("a streaming join needs equality keys: pass on=['key', ...]")
-    items: Sequence[str | tuple[str, str]] = [on] if isinstance(on, str) else on
-    out: list[tuple[str, str]] = []
-    for item in items:
-        if isinstance(item, str):
-            out.append((item, item))
-        else:
-            left_col, right_col = item
-            out.append((str(left_col), str(right_col)))
-    if not out:
-        raise ValueError("a streaming join needs at least one equality key in `on`")
-    return out
-
-
-class RowCombiner:
-    """Builds output rows from a left and a right row (either may be missing).
-
-    Contract: shared keys (same name on both sides) appear once, taken from the left row when
-    present; any other name present on both sides becomes `left_<name>` / `right_<name>`;
-    a missing side contributes its declared columns and its `fallback` columns (key and
-    time columns) as None (a shared key takes the present side's value).
-    """
-
-    def __init__(
-        self,
-        keys: list[tuple[str, str]],
-        left_columns: Sequence[str] | None,
-        right_columns: Sequence[str] | None,
-        left_fallback: Sequence[str] = (),
-        right_fallback: Sequence[str] = (),
-    ) -> None:
-        self.shared = frozenset(left for left, right in keys if left == right)
-        self.left_columns = list(left_columns) if left_columns is not None else None
-        self.right_columns = list(right_columns) if right_columns is not None else None
-        self.static_clash: frozenset[str] = frozenset()
-        if left_columns is not None and right_columns is not None:
-            self.static_clash = frozenset(set(left_columns) & set(right_columns)) - self.shared
-        self.left_pad = list(dict.fromkeys([*(left_columns or ()), *left_fallback]))
-        self.right_pad = list(dict.fromkeys([*(right_columns or ()), *right_fallback]))
-
-    def pair(self, left: Row, right: Row) -> Row:
-        """Combine two matching rows."""
-        clash = (left.keys() & right.keys()) - self.shared
-        if self.static_clash:
-            clash |= self.static_clash
-        if not clash:
-            out = dict(left)
-            for c, v in right.items():
-                if c not in self.shared:
-                    out[c] = v
-            return out
-        out = {}
-        for c, v in left.items():
-            out[f"left_{c}" if c in clash else c] = v
-        for c, v in right.items():
-            if c in clash:
-                out[f"right_{c}"] = v
-            elif c not in self.shared:
-                out[c] = v
-        for c in self.static_clash:
-            out.setdefault(f"left_{c}", None)
-            out.setdefault(f"right_{c}", None)
-        return out
-
-    def left_only(self, left: Row) -> Row:
-        """An unmatched left row with nulls for the right side's columns."""
-        clash = self.static_clash | ({c for c in self.right_pad if c in left} - self.shared)
-        out: Row = {}
-        for c, v in left.items():
-            out[f"left_{c}" if c in clash else c] = v
-        for c in self.right_pad:
-            if c in clash:
-                out[f"right_{c}"] = None
-            elif c not in self.shared:
-                out[c] = None
-        return out
-
-    def right_only(self, right: Row) -> Row:
-        """An unmatched right row with nulls for the left side's columns."""
-        clash = self.static_clash | ({c for c in self.left_pad if c in right} - self.shared)
-        out: Row = {}
-        for c in self.left_pad:
-            if c in clash:
-                out[f"left_{c}"] = None
-            elif c in self.shared:
-                out[c] = right.get(c)
-            else:
-                out[c] = None
-        for c, v in right.items():
-            if c in clash:
-                out[f"right_{c}"] = v
-            elif c not in out or c not in self.shared:
-                out[c] = v
-        return out
-
+from weir.tables.watermark import event_time, event_time_columns
 
 _EXPR = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:([+-])\s*(.+?))?\s*$")
 
@@ -213,8 +84,8 @@ def _offset(value: Duration) -> int:
     return parse_duration(value)
 
 
-def _side_wm_column(stream: Stream, side: str) -> tuple[str | None, int]:
-    cols = event_time_columns(stream.node.watermarks)
+def _side_wm_column(node: Node, side: str) -> tuple[str | None, int]:
+    cols = event_time_columns(node.watermarks)
     if len(cols) > 1:
         raise ValueError(
             f"the {side} side of a stream-stream join has several watermarked columns "
@@ -269,6 +140,9 @@ class StreamJoinOperator(MultiInputOperator):
         self.name = f"join({how})"
         self.extra_ts: set[str] = set()
 
+    def partition_columns(self, parent: int) -> tuple[str, ...] | None:
+        return tuple(pair[parent] for pair in self.keys)
+
     def default_state_name(self) -> str:
         on = ", ".join(left if left == right else f"{left}={right}" for left, right in self.keys)
         return f"join({self.how}, {on})"
@@ -319,7 +193,6 @@ class StreamJoinOperator(MultiInputOperator):
                 state.put(key, entries)
             else:
                 state.delete(key)
-        ctx.state_rows_updated += len(dirty)
         return out
 
     def _side(
@@ -458,9 +331,9 @@ def _swap(fn: Callable[[Row, Row], Row]) -> Callable[[Row, Row], Row]:
     return swapped
 
 
-def make_join(
-    left: Stream,
-    right: Stream | StaticTable,
+def join_node(
+    left: Node,
+    right: Node,
     *,
     on: str | Sequence[str | tuple[str, str]] | None = None,
     how: str = "inner",
@@ -468,24 +341,16 @@ def make_join(
     time_range: tuple[str, str, Duration, Duration] | None = None,
     left_columns: Sequence[str] | None = None,
     right_columns: Sequence[str] | None = None,
-) -> Stream:
-    """Join `left` with a stream or a static table; see the module docstring.
+) -> Node:
+    """The plan node joining two streams; see the module docstring.
 
     Raises ValueError at definition, with the reason, for what Spark refuses: an outer
     stream-stream join without watermarks on both sides and a time range on the
     watermarked columns, a join of an input with itself, an unknown join type.
     """
-    from weir.tables.static import StaticTable, make_static_join
-
-    if isinstance(right, StaticTable):
-        if between is not None or time_range is not None:
-            raise ValueError("a stream-static join takes no time range: the table has no time")
-        return make_static_join(left, right, on=on, how=how, left_columns=left_columns)
-    if not isinstance(right, Stream):
-        raise TypeError(f"cannot join a stream with {type(right).__name__}")
     keys = normalize_on(on)
     kind = normalize_how(how, ("inner", "left_outer", "right_outer"))
-    common = input_names(left.node) & input_names(right.node)
+    common = input_names(left) & input_names(right)
     if common:
         raise ValueError(
             f"both sides of a stream-stream join read input(s) {sorted(common)}: the two "
@@ -559,12 +424,12 @@ def make_join(
         combiner,
         bucket_width_for(span),
     )
-    lts, rts = left.node.timestamp_columns, right.node.timestamp_columns
+    lts, rts = left.timestamp_columns, right.timestamp_columns
     clash_ts = (lts & rts) - combiner.shared
     if combiner.static_clash:
         clash_ts |= (lts | rts) & combiner.static_clash
     op.extra_ts = {f"left_{c}" for c in clash_ts} | {f"right_{c}" for c in clash_ts}
-    nodes = (left.node, right.node)
+    nodes = (left, right)
     ts = lts | rts | frozenset(op.extra_ts)
     wms = tuple(w for n in nodes for w in n.watermarks)
-    return Stream(Node(nodes, op, None, ts, wms))
+    return Node(nodes, op, None, ts, wms)

@@ -1,28 +1,17 @@
-"""Stream-static joins: enrich a stream with a table read from Parquet, Delta Lake, CSV or
-PostgreSQL (Spark's `stream.join(spark.read.parquet(...), ...)`).
-
-Usage::
-
-    products = static_table("/data/products/")  # Parquet file or directory
-    enriched = purchases.join(products, on="product_id", how="left")
-
-`static_table(source, format=None, query=None, reload_every=None)`:
-
-* `format` is inferred when omitted: a `postgresql://` / `postgres://` DSN or a libpq
-  "host=..." string is PostgreSQL (then `query` is required, e.g. "SELECT * FROM products");
-  a directory with `_delta_log` is Delta Lake; a `.csv` path is CSV; anything else is
-  Parquet (a file or a directory of files). A list of dicts is used as is (`format="rows"`).
-* `reload_every` (a duration, processing time): re-read the table in the first batch that
-  starts at least that long after the last load. Without it the table is read once, when
-  the join is defined (as Spark resolves a static DataFrame's schema at definition).
+"""Stream-static joins: enrich a stream with a table read from outside it (Spark's
+`stream.join(spark.read.parquet(...), ...)`). The table is read by a loader the caller
+supplies (`weir.service.sources.static.static_table` reads Parquet, Delta Lake, CSV and
+PostgreSQL); this module only joins.
 
 Semantics: stateless; each stream row is joined with every table row whose key values are
 equal (a null key never matches). `how="inner"` drops stream rows without a match;
 `how="left"` emits them once with None for the table's columns. Output columns follow
-`weir.tables.join.RowCombiner` (a non-key name on both sides becomes `left_<n>` / `right_<n>`).
-Table values are normalised to JSON-able ones: timestamps become epoch ms (and the column is
-rendered as a timestamp), dates and times ISO text, decimals floats, bytes UTF-8 text.
-No watermark is needed and any output mode is allowed.
+`weir.tables.ops.combine.RowCombiner` (a non-key name on both sides becomes `left_<n>` /
+`right_<n>`). Table values are normalised to JSON-able ones (`normalize_rows`): timestamps
+become epoch ms (and the column is rendered as a timestamp), dates and times ISO text,
+decimals floats, bytes UTF-8 text. No watermark is needed and any output mode is allowed.
+With `reload_every_ms` the table is re-read in the first batch that starts at least that
+long (processing time) after the last load.
 """
 
 from __future__ import annotations
@@ -31,16 +20,12 @@ import base64
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal
 
-from weir.tables.join import RowCombiner, normalize_how, normalize_on
 from weir.tables.operator import BatchContext, Operator, Row
-from weir.tables.query import Stream
-from weir.tables.store import StateView
-from weir.tables.timeutil import Duration, parse_duration, to_millis
-
-StaticFormat = Literal["parquet", "delta", "csv", "postgres", "rows"]
+from weir.tables.ops.combine import RowCombiner, normalize_how, normalize_on
+from weir.tables.state.store import StateView
+from weir.tables.timeutil import to_millis
 
 
 def _normalize(value: Any) -> Any:
@@ -61,7 +46,7 @@ def _normalize(value: Any) -> Any:
     return value
 
 
-def _normalize_rows(rows: list[dict[str, Any]]) -> tuple[list[Row], set[str]]:
+def normalize_rows(rows: list[dict[str, Any]]) -> tuple[list[Row], set[str]]:
     ts_cols: set[str] = set()
     out: list[Row] = []
     for r in rows:
@@ -72,63 +57,6 @@ def _normalize_rows(rows: list[dict[str, Any]]) -> tuple[list[Row], set[str]]:
             row[c] = _normalize(v)
         out.append(row)
     return out, ts_cols
-
-
-def _arrow_rows(table: Any) -> tuple[list[Row], list[str], set[str]]:
-    import pyarrow as pa
-
-    ts = {f.name for f in table.schema if pa.types.is_timestamp(f.type)}
-    rows, seen_ts = _normalize_rows(table.to_pylist())
-    return rows, list(table.schema.names), ts | seen_ts
-
-
-def _load_parquet(path: str) -> tuple[list[Row], list[str], set[str]]:
-    import pyarrow.parquet as pq
-
-    return _arrow_rows(pq.read_table(path))
-
-
-def _load_delta(path: str) -> tuple[list[Row], list[str], set[str]]:
-    from deltalake import DeltaTable
-
-    return _arrow_rows(DeltaTable(path).to_pyarrow_table())
-
-
-def _load_csv(path: str) -> tuple[list[Row], list[str], set[str]]:
-    import pyarrow.csv as pcsv
-
-    return _arrow_rows(pcsv.read_csv(path))
-
-
-def _load_postgres(dsn: str, query: str) -> tuple[list[Row], list[str], set[str]]:
-    import psycopg
-    from psycopg.rows import dict_row
-
-    with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query.encode())
-        columns = [d.name for d in cur.description or ()]
-        raw = cur.fetchall()
-    rows, ts = _normalize_rows(raw)
-    return rows, columns, ts
-
-
-def _is_dsn(source: str) -> bool:
-    s = source.strip()
-    return s.startswith(("postgresql://", "postgres://")) or (
-        "host=" in s and "=" in s.split()[0] and not Path(s).exists()
-    )
-
-
-def _infer_format(source: str | Path) -> StaticFormat:
-    text = str(source)
-    if isinstance(source, str) and _is_dsn(source):
-        return "postgres"
-    p = Path(text)
-    if p.is_dir() and (p / "_delta_log").is_dir():
-        return "delta"
-    if p.suffix.lower() == ".csv":
-        return "csv"
-    return "parquet"
 
 
 class StaticTable:
@@ -162,50 +90,6 @@ class StaticTable:
 
     def __repr__(self) -> str:
         return f"StaticTable({self.description})"
-
-
-def static_table(
-    source: str | Path | Sequence[Row],
-    *,
-    format: StaticFormat | None = None,
-    query: str | None = None,
-    reload_every: Duration | None = None,
-) -> StaticTable:
-    """Describe a static table to join a stream with; see the module docstring."""
-    reload_ms = parse_duration(reload_every) if reload_every is not None else None
-    if not isinstance(source, str | Path):
-        data = [dict(r) for r in source]
-
-        def load_rows() -> tuple[list[Row], list[str], set[str]]:
-            rows, ts = _normalize_rows([dict(r) for r in data])
-            cols: dict[str, None] = {}
-            for r in rows:
-                cols.update(dict.fromkeys(r))
-            return rows, list(cols), ts
-
-        return StaticTable(load_rows, f"{len(data)} rows", reload_ms)
-    fmt = format or _infer_format(source)
-    text = str(source)
-    loader: Callable[[], tuple[list[Row], list[str], set[str]]]
-    if fmt == "postgres":
-        if not query:
-            raise ValueError("a PostgreSQL static table needs query='SELECT ...'")
-        sql = query
-
-        def load_pg() -> tuple[list[Row], list[str], set[str]]:
-            return _load_postgres(text, sql)
-
-        loader = load_pg
-        desc = f"postgres: {sql}"
-    elif fmt == "parquet":
-        loader, desc = (lambda: _load_parquet(text)), f"parquet: {text}"
-    elif fmt == "delta":
-        loader, desc = (lambda: _load_delta(text)), f"delta: {text}"
-    elif fmt == "csv":
-        loader, desc = (lambda: _load_csv(text)), f"csv: {text}"
-    else:
-        raise ValueError(f"unknown static table format {fmt!r}")
-    return StaticTable(loader, desc, reload_ms)
 
 
 class StaticJoinOperator(Operator):
@@ -272,15 +156,16 @@ class StaticJoinOperator(Operator):
         return out
 
 
-def make_static_join(
-    stream: Stream,
+def static_join(
+    stream_timestamp_columns: frozenset[str],
     table: StaticTable,
     *,
     on: str | Sequence[str | tuple[str, str]] | None,
     how: str = "inner",
     left_columns: Sequence[str] | None = None,
-) -> Stream:
-    """Return `stream` joined with `table` (inner or left); see the module docstring."""
+) -> StaticJoinOperator:
+    """The operator joining a stream (whose timestamp columns are given) with `table`,
+    inner or left; see the module docstring."""
     keys = normalize_on(on)
     kind = normalize_how(how, ("inner", "left_outer"))
     assert kind in ("inner", "left_outer")
@@ -288,8 +173,7 @@ def make_static_join(
     combiner = RowCombiner(keys, left_columns, columns)
     # A table timestamp column keeps its name unless a stream column clashes (then right_<c>);
     # a clashing stream timestamp column becomes left_<c>.
-    lts = stream.node.timestamp_columns
+    lts = stream_timestamp_columns
     out_ts = {c for c in ts_cols if c not in combiner.shared}
     out_ts |= {f"right_{c}" for c in out_ts} | {f"left_{c}" for c in lts if c in columns}
-    op = StaticJoinOperator(table, keys, kind, combiner, out_ts)
-    return stream.then(op)
+    return StaticJoinOperator(table, keys, kind, combiner, out_ts)

@@ -1,4 +1,6 @@
-"""Repartitioning: splitting a query at its first keyed stateful operator, as Kafka Streams does
+"""Query plans: nodes, their order, and the repartition split.
+
+Repartitioning: splitting a query at its first keyed stateful operator, as Kafka Streams does
 with a repartition topic.
 
 A stateful operator (aggregation, dedup, stream-stream join, arbitrary state) must see every row
@@ -15,8 +17,45 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from weir.tables.operator import Operator
-from weir.tables.query import MultiInputOperator, Node, Query, WatermarkOperator
+from weir.tables.operator import MultiInputOperator, Operator
+
+
+@dataclass(frozen=True)
+class Node:
+    """A node of a query plan: an input (op is None) or an operator over its parents."""
+
+    parents: tuple[Node, ...] = ()
+    op: Operator | None = None
+    input_name: str | None = None
+    timestamp_columns: frozenset[str] = frozenset()
+    watermarks: tuple[tuple[str, str, int], ...] = ()
+    """(input name, column, delay ms) of every watermark declared upstream of this node."""
+
+
+def input_names(node: Node) -> set[str]:
+    """Return the input names a plan reads."""
+    if node.input_name is not None:
+        return {node.input_name}
+    out: set[str] = set()
+    for p in node.parents:
+        out |= input_names(p)
+    return out
+
+
+def topo(node: Node) -> list[Node]:
+    seen: dict[int, Node] = {}
+    order: list[Node] = []
+
+    def visit(n: Node) -> None:
+        if id(n) in seen:
+            return
+        seen[id(n)] = n
+        for p in n.parents:
+            visit(p)
+        order.append(n)
+
+    visit(node)
+    return order
 
 
 @dataclass(frozen=True)
@@ -31,24 +70,6 @@ class Cut:
     """Columns whose values decide the partition; None: the whole row; (): one partition."""
 
 
-def partition_columns(op: Operator, parent_index: int) -> tuple[str, ...] | None:
-    """The columns that must co-locate rows arriving at `op` from parent `parent_index`."""
-    from weir.tables.aggregate import AggregateOperator
-    from weir.tables.arbitrary import FlatMapGroupsWithStateOperator
-    from weir.tables.dedup import DedupOperator
-    from weir.tables.join import StreamJoinOperator
-
-    if isinstance(op, AggregateOperator):
-        return tuple(op.key_columns)
-    if isinstance(op, DedupOperator):
-        return None if op.key_cols is None else tuple(op.key_cols)
-    if isinstance(op, StreamJoinOperator):
-        return tuple(pair[parent_index] for pair in op.keys)
-    if isinstance(op, FlatMapGroupsWithStateOperator):
-        return tuple(op.keys)
-    return ()
-
-
 def _is_stateless_chain(node: Node) -> bool:
     while node.input_name is None:
         if node.op is None or node.op.stateful or len(node.parents) != 1:
@@ -57,14 +78,24 @@ def _is_stateless_chain(node: Node) -> bool:
     return True
 
 
+def _watermark_nodes(node: Node) -> list[Node]:
+    """The nodes of a single-input chain that declare a watermark, from the input on."""
+    found: list[Node] = []
+    while node.input_name is None:
+        if node.op is not None and node.op.declares_watermark:
+            found.append(node)
+        node = node.parents[0]
+    return found[::-1]
+
+
 def _input_of(node: Node) -> str:
     while node.input_name is None:
         node = node.parents[0]
     return node.input_name
 
 
-def split(query: Query) -> tuple[Query, list[Cut]] | None:
-    """Return (stage-2 query, cuts), or None when the query has no keyed stateful operator.
+def split(root: Node) -> tuple[Node, list[Cut]] | None:
+    """Return (stage-2 plan, cuts), or None when the plan has no keyed stateful operator.
 
     Stage 2 reads each cut input under its original input name, re-declares that input's
     watermarks (values are already epoch ms), and keeps the output mode.
@@ -81,9 +112,9 @@ def split(query: Query) -> tuple[Query, list[Cut]] | None:
                 timestamp_columns=node.timestamp_columns,
                 watermarks=node.watermarks,
             )
-            for wm_input, column, delay in node.watermarks:
-                wm_op = WatermarkOperator(wm_input, column, delay)
-                out = Node((out,), wm_op, None, out.timestamp_columns, node.watermarks)
+            # the chain's own watermark operators, again: the values are epoch ms by now
+            for declaring in _watermark_nodes(node):
+                out = Node((out,), declaring.op, None, out.timestamp_columns, node.watermarks)
             return out
         if node.input_name is not None:
             return node
@@ -91,7 +122,7 @@ def split(query: Query) -> tuple[Query, list[Cut]] | None:
         assert op is not None
         if op.stateful:
             parents = tuple(
-                rebuild(p, True, partition_columns(op, i)) for i, p in enumerate(node.parents)
+                rebuild(p, True, op.partition_columns(i)) for i, p in enumerate(node.parents)
             )
         elif isinstance(op, MultiInputOperator):
             parents = tuple(rebuild(p, cut, key) for p in node.parents)
@@ -99,7 +130,7 @@ def split(query: Query) -> tuple[Query, list[Cut]] | None:
             parents = tuple(rebuild(p, False, None) for p in node.parents)
         return dataclasses.replace(node, parents=parents)
 
-    stage2 = rebuild(query.node, False, None)
+    stage2 = rebuild(root, False, None)
     if not cuts:
         return None
-    return Query(stage2, query.output_mode), cuts
+    return stage2, cuts

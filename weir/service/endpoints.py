@@ -1,0 +1,53 @@
+"""Where Kafka and PostgreSQL are: named by `WEIR_BOOTSTRAP_SERVERS` / `WEIR_POSTGRES_DSN`,
+else the servers that `weir local up` started and recorded in the state folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENDPOINTS_FILE = "endpoints.json"
+"""In the state folder: the endpoints of the servers `weir local up` started."""
+
+
+class NotConfiguredError(RuntimeError):
+    """No server is named and none was started locally (one readable line)."""
+
+
+def state_dir() -> Path:
+    """The local state folder: `WEIR_HOME`, else `.weir` under the current directory."""
+    return Path(os.environ.get("WEIR_HOME", ".weir")).resolve()
+
+
+@dataclass
+class Endpoints:
+    """Where the local (or configured) servers are."""
+
+    bootstrap_servers: str
+    postgres_dsn: str
+
+
+def configured_bootstrap() -> str:
+    """Bootstrap servers for workers and tools: `WEIR_BOOTSTRAP_SERVERS`, else the local broker
+    recorded by `weir local up`. Raises NotConfiguredError when neither exists."""
+    env = os.environ.get("WEIR_BOOTSTRAP_SERVERS")
+    if env:
+        return env
+    path = state_dir() / ENDPOINTS_FILE
+    if path.exists():
+        return str(json.loads(path.read_text())["bootstrap_servers"])
+    raise NotConfiguredError("no Kafka: set WEIR_BOOTSTRAP_SERVERS or run `weir local up` first")
+
+
+def configured_postgres_dsn() -> str:
+    """PostgreSQL DSN: `WEIR_POSTGRES_DSN`, else the local server recorded by `weir local up`.
+    Raises NotConfiguredError when neither exists."""
+    env = os.environ.get("WEIR_POSTGRES_DSN")
+    if env:
+        return env
+    path = state_dir() / ENDPOINTS_FILE
+    if path.exists():
+        return str(json.loads(path.read_text())["postgres_dsn"])
+    raise NotConfiguredError("no PostgreSQL: set WEIR_POSTGRES_DSN or run `weir local up` first")

@@ -1,0 +1,261 @@
+"""The builder: a Spark-like streaming DataFrame (`read(...).with_watermark(...).group_by(...)`)
+that builds a query plan. The only module that imports the operators (`weir.tables.ops`)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+from weir.tables.operator import Operator, OutputMode, Row
+from weir.tables.ops.aggregate import WINDOW_END, WINDOW_START, AggregateOperator
+from weir.tables.ops.arbitrary import GroupFunc, GroupState, TimeoutKind, group_state_operator
+from weir.tables.ops.basic import MapOperator, UnionOperator, WatermarkOperator
+from weir.tables.ops.dedup import DedupOperator
+from weir.tables.ops.functions import as_aggregate, count
+from weir.tables.ops.join import join_node
+from weir.tables.ops.sessions import SessionAggregateOperator
+from weir.tables.ops.static import StaticTable, static_join
+from weir.tables.plan import Node, input_names
+from weir.tables.query import Query
+from weir.tables.timeutil import Duration, parse_duration
+from weir.tables.window import AnyWindow, SessionWindowSpec, WindowSpec
+
+
+class Stream:
+    """A streaming DataFrame: what the course's `spark.readStream ... ` chains build.
+
+    Immutable: every method returns a new Stream. Nothing runs until a `Query` is built and a
+    `QueryTask` fed with batches.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    # -- stateless -----------------------------------------------------------------------
+    def then(self, op: Operator) -> Stream:
+        """Append an operator to the chain."""
+        n = self.node
+        ts = n.timestamp_columns | frozenset(op.timestamp_columns())
+        return Stream(Node((n,), op, None, ts, n.watermarks))
+
+    def map(self, fn: Callable[[Row], Row]) -> Stream:
+        """Transform each row (a function that raises dead-letters that row)."""
+        return self.then(MapOperator(fn, "map"))
+
+    def filter(self, fn: Callable[[Row], Any]) -> Stream:
+        """Keep rows for which `fn` is truthy."""
+        return self.then(MapOperator(fn, "filter"))
+
+    def flat_map(self, fn: Callable[[Row], Iterable[Row]]) -> Stream:
+        """Replace each row by zero or more rows (Spark's `explode`)."""
+        return self.then(MapOperator(fn, "flat_map"))
+
+    def select(self, *columns: str) -> Stream:
+        """Keep only `columns`."""
+        cols = tuple(columns)
+        return self.map(lambda r: {c: r.get(c) for c in cols})
+
+    def with_watermark(self, column: str, delay: Duration) -> Stream:
+        """Declare `column` as event time with a watermark `delay` ("10 minutes", timedelta)."""
+        name = self._single_input("with_watermark")
+        delay_ms = parse_duration(delay)
+        s = self.then(WatermarkOperator(name, column, delay_ms))
+        wms = (*self.node.watermarks, (name, column, delay_ms))
+        return Stream(Node(s.node.parents, s.node.op, None, s.node.timestamp_columns, wms))
+
+    def union(self, *others: Stream) -> Stream:
+        """Rows of this stream and of `others`, in input order (Spark's `union`)."""
+        nodes = (self.node, *(o.node for o in others))
+        ts = frozenset().union(*(n.timestamp_columns for n in nodes))
+        wms = tuple(w for n in nodes for w in n.watermarks)
+        return Stream(Node(nodes, UnionOperator(), None, ts, wms))
+
+    # -- stateful (implemented in their own modules) -------------------------------------
+    def group_by(self, *keys: Any) -> Any:
+        """Group by columns and/or a `window(...)`; follow with `.agg(...)` (ops.aggregate)."""
+        return GroupedStream(self, keys)
+
+    def drop_duplicates(self, columns: Iterable[str] | None = None) -> Stream:
+        """Spark's `dropDuplicates`: see weir.tables.ops.dedup for the watermark semantics."""
+        cols = list(columns) if columns else None
+        return self.then(DedupOperator(self.node.watermarks, cols, within=False))
+
+    def drop_duplicates_within_watermark(self, columns: Iterable[str] | None = None) -> Stream:
+        """Spark's `dropDuplicatesWithinWatermark` (weir.tables.ops.dedup)."""
+        cols = list(columns) if columns else None
+        return self.then(DedupOperator(self.node.watermarks, cols, within=True))
+
+    def join(
+        self,
+        other: Stream | StaticTable,
+        *,
+        on: str | Sequence[str | tuple[str, str]] | None = None,
+        how: str = "inner",
+        between: tuple[str, str, str] | None = None,
+        time_range: tuple[str, str, Duration, Duration] | None = None,
+        left_columns: Sequence[str] | None = None,
+        right_columns: Sequence[str] | None = None,
+    ) -> Stream:
+        """Stream-stream join with another Stream (weir.tables.ops.join), or stream-static
+        join with a static table (weir.tables.ops.static)."""
+        if isinstance(other, StaticTable):
+            if between is not None or time_range is not None:
+                raise ValueError("a stream-static join takes no time range: the table has no time")
+            op = static_join(
+                self.node.timestamp_columns, other, on=on, how=how, left_columns=left_columns
+            )
+            return self.then(op)
+        if not isinstance(other, Stream):
+            raise TypeError(f"cannot join a stream with {type(other).__name__}")
+        node = join_node(
+            self.node,
+            other.node,
+            on=on,
+            how=how,
+            between=between,
+            time_range=time_range,
+            left_columns=left_columns,
+            right_columns=right_columns,
+        )
+        return Stream(node)
+
+    def name(self, state_name: str) -> Stream:
+        """Name the state of the stateful operator just before (an aggregation, dedup, join
+        or arbitrary state), e.g. `.agg(...).name("orders_by_user")`. Without a name it is
+        derived from the operator's kind and columns; either way it never depends on the
+        operator's place in the plan (see weir.tables.state_names)."""
+        op = self.node.op
+        if op is None or not op.stateful:
+            raise ValueError("name(...) must follow a stateful operator (agg, dedup, join...)")
+        if not state_name.strip():
+            raise ValueError(f"a state name must not be blank, got {state_name!r}")
+        named = copy.copy(op)
+        named.state_name = state_name
+        return Stream(dataclasses.replace(self.node, op=named))
+
+    # -- terminal ------------------------------------------------------------------------
+    def query(self, output_mode: OutputMode = "append") -> Query:
+        """Build the query; refuses, with the reason, the combinations Spark refuses."""
+        return Query(self.node, output_mode)
+
+    def _single_input(self, what: str) -> str:
+        names = input_names(self.node)
+        if len(names) != 1:
+            raise ValueError(f"{what} applies to a single input stream, not to {sorted(names)}")
+        return next(iter(names))
+
+
+class GroupedStream:
+    """`stream.group_by(*keys)`: keys are column names and at most one window spec.
+
+    Finish with `.agg(*aggregates)` or `.count()`; both return a Stream whose rows are the
+    key columns, then `window_start`/`window_end` (epoch ms; rendered as ISO-8601) when
+    grouped by a window, then the aggregate columns in declaration order.
+    """
+
+    def __init__(self, stream: Stream, keys: tuple[Any, ...]) -> None:
+        self.stream = stream
+        cols: list[str] = []
+        win: AnyWindow | None = None
+        flat: list[Any] = []
+        for k in keys:  # group_by(["a", "b"]) works like group_by("a", "b"), as in Spark
+            if isinstance(k, list | tuple):
+                flat.extend(k)
+            else:
+                flat.append(k)
+        for k in flat:
+            if isinstance(k, WindowSpec | SessionWindowSpec):
+                if win is not None:
+                    raise ValueError("group_by accepts at most one window or session_window")
+                win = k
+            elif isinstance(k, str) and k:
+                if k in cols:
+                    raise ValueError(f"group_by key {k!r} is listed twice")
+                cols.append(k)
+            else:
+                raise ValueError(f"group_by keys are column names or a window(...), not {k!r}")
+        if win is not None and (WINDOW_START in cols or WINDOW_END in cols):
+            raise ValueError(f"a key column may not be named {WINDOW_START} or {WINDOW_END}")
+        self.key_columns = tuple(cols)
+        self.window = win
+
+    def flat_map_groups_with_state(self, func: Any, timeout: Any = "none", **kwargs: Any) -> Stream:
+        """Spark's `groupByKey(...).flatMapGroupsWithState`: see weir.tables.ops.arbitrary."""
+        if self.window is not None:
+            raise ValueError("flat_map_groups_with_state groups by columns, not by a window")
+        return flat_map_groups_with_state(
+            self.stream, list(self.key_columns), func, timeout, **kwargs
+        )
+
+    def map_groups_with_state(self, func: Any, timeout: Any = "none", **kwargs: Any) -> Stream:
+        """Spark's `groupByKey(...).mapGroupsWithState`: see weir.tables.ops.arbitrary."""
+        if self.window is not None:
+            raise ValueError("map_groups_with_state groups by columns, not by a window")
+        return map_groups_with_state(self.stream, list(self.key_columns), func, timeout, **kwargs)
+
+    def agg(self, *aggregates: Any) -> Stream:
+        """Aggregate each group; see `AggregateOperator` for the streaming semantics."""
+        if not aggregates:
+            raise ValueError("agg() needs at least one aggregate function")
+        aggs = [as_aggregate(a) for a in aggregates]
+        kind = SessionAggregateOperator if isinstance(self.window, SessionWindowSpec) else None
+        op = (kind or AggregateOperator)(self.stream.node, self.key_columns, self.window, aggs)
+        return self.stream.then(op)
+
+    def count(self) -> Stream:
+        """Spark's `groupBy(...).count()`: one "count" column of rows per group."""
+        return self.agg(count().alias("count"))
+
+
+def read(name: str) -> Stream:
+    """A stream of the rows of input `name` (a Kafka topic, or a replay file's "topic" value)."""
+    return Stream(Node(input_name=name))
+
+
+def flat_map_groups_with_state(
+    stream: Stream,
+    keys: str | Sequence[str],
+    func: GroupFunc,
+    timeout: TimeoutKind = "none",
+    *,
+    output_mode: Literal["append", "update"] = "append",
+    timestamp_columns: Iterable[str] = (),
+) -> Stream:
+    """Spark's `groupByKey(...).flatMapGroupsWithState(outputMode, timeoutConf)(func)`.
+
+    `timestamp_columns` names the output columns that hold epoch-ms times. Raises ValueError
+    for an event-time timeout on a stream without a watermark (as Spark does).
+    """
+    op = group_state_operator(
+        stream.node.watermarks, keys, func, timeout, output_mode, timestamp_columns
+    )
+    return stream.then(op)
+
+
+def map_groups_with_state(
+    stream: Stream,
+    keys: str | Sequence[str],
+    func: Callable[[tuple[Any, ...], list[Row], GroupState], Row],
+    timeout: TimeoutKind = "none",
+    *,
+    timestamp_columns: Iterable[str] = (),
+) -> Stream:
+    """Spark's `mapGroupsWithState`: like `flat_map_groups_with_state`, one row per call.
+
+    Spark allows it only in update output mode, so queries using it must use "update".
+    """
+
+    def wrapped(key: tuple[Any, ...], values: list[Row], state: GroupState) -> list[Row]:
+        return [func(key, values, state)]
+
+    wrapped.__name__ = getattr(func, "__name__", "func")
+    return flat_map_groups_with_state(
+        stream,
+        keys,
+        wrapped,
+        timeout,
+        output_mode="update",
+        timestamp_columns=timestamp_columns,
+    )
