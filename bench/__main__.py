@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import shutil
 import sys
 import time
@@ -15,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from bench import data, peers, pipelines
+from bench.checks import check_count, check_windows
 from bench.common import BENCH_DIR, Config, Kafka, figure, machine_info, median
 from bench.replay_runs import REPLAY_BATCH, replay_seconds
+from bench.report import COMMIT_INTERVAL_MS, ratios_and_targets, table
 from bench.weir_runs import (
     latency_at_rate,
     raw_consume,
@@ -29,44 +28,17 @@ from bench.weir_runs import (
     steady,
     tempdir,
 )
-from service.commands import tune_gc
-from service.local import LocalStack
-from tables.query import read
+from weir.service.commands import tune_gc
+from weir.service.local import LocalStack
+from weir.tables.stream import read
 
 GUARANTEES = ("at_least_once", "exactly_once")
 LATENCY_RATES = (20_000, 10_000, 5_000, 2_000, 1_000)
-COMMIT_INTERVAL_MS = 200
-FAUST_TUNED = "table_tumbling_linger_5ms_at_least_once"
-"""faust with a 5 ms producer linger, as Weir's producers use: the faster faust run is the one
-compared against."""
 
 
 def say(msg: str) -> None:
     """One progress line on stderr."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# -- output checks --------------------------------------------------------------------------
-def check_windows(values: list[bytes], expect_count: int, expect_sum: float | None) -> str:
-    """The last update per (key, window) must add up to the expected count (and sum)."""
-    final: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for v in values:
-        row = orjson.loads(v)
-        key = (row.get("action"), row.get("user_id"), row["window_start"])
-        final[key] = row
-    total = sum(r["event_count"] for r in final.values())
-    if total != expect_count:
-        return f"FAIL: final window counts add up to {total}, expected {expect_count}"
-    if expect_sum is not None:
-        s = sum(r["total_amount"] for r in final.values())
-        if not math.isclose(s, expect_sum, rel_tol=1e-9, abs_tol=1e-3):
-            return f"FAIL: final window sums add up to {s}, expected {expect_sum}"
-    return f"ok ({len(final)} windows, {len(values)} updates)"
-
-
-def check_count(values: list[bytes], expect: int) -> str:
-    """The output must hold exactly `expect` records."""
-    return "ok" if len(values) == expect else f"FAIL: {len(values)} records, expected {expect}"
 
 
 # -- sections -------------------------------------------------------------------------------
@@ -198,71 +170,17 @@ class Bench:
         self.results["weir"] = out
 
     async def peers(self) -> None:
-        """quixstreams tumbling (both guarantees) and faust-streaming (count, tumbling table)."""
-        versions = peers.peer_versions()
-        res: dict[str, Any] = {"versions": versions}
-        topic = self.topics["events"]
-        n = self.cfg.peer_records
-        res["records"] = n
-        cases: list[tuple[str, str, Callable[[], Any]]] = []
-        for g in ("at-least-once", "exactly-once"):
-            cases.append(
-                (
-                    "quixstreams",
-                    f"tumbling_{g.replace('-', '_')}",
-                    lambda g=g: peers.quix_run(
-                        self.kafka, topic, n, g, self.workdir, self.cfg.peer_timeout
-                    ),
-                )
-            )
-        for mode, linger in (("count", None), ("tumbling", None), ("tumbling", 0.005)):
-            cases.append(
-                (
-                    "faust",
-                    f"table_{mode}_at_least_once" if linger is None else FAUST_TUNED,
-                    lambda mode=mode, linger=linger: peers.faust_run(
-                        self.kafka, topic, n, mode, self.workdir, self.cfg.peer_timeout, linger
-                    ),
-                )
-            )
-        for peer, label, fn in cases:
-            key = "faust-streaming" if peer == "faust" else peer
-            if versions[key].startswith("unavailable"):
-                res.setdefault(peer, {})[label] = {"error": versions[key]}
-                continue
-            runs: list[dict[str, Any]] = []
-            try:
-                for _ in range(self.cfg.runs):
-                    runs.append(await fn())
-            except Exception as exc:
-                res.setdefault(peer, {})[label] = {
-                    "error": f"{type(exc).__name__}: {exc}"[:2000],
-                    "completed_runs": runs,
-                }
-                say(f"{peer} {label}: FAILED {exc}"[:300])
-                continue
-            fig = figure(
-                [n] * len(runs),
-                [r["seconds"] for r in runs],
-                records_per_s_to_committed=round(
-                    n / median([r["seconds_to_committed"] for r in runs]), 1
-                ),
-                records_per_s_with_startup=round(
-                    n / median([r["seconds_with_startup"] for r in runs]), 1
-                ),
-            )
-            res.setdefault(peer, {})[label] = fig
-            say(f"{peer} {label}: {fig['records_per_s']:,.0f}/s")
-        res["how"] = (
-            "peer rate = input records / (wall time of its n-th processed record - wall time "
-            "of its first), as the peer reports them; *_to_committed: until its consumer "
-            "group's committed offsets reached the end of the input (includes its commit "
-            "interval: quixstreams 5 s, faust 2.8 s by default); each peer at its defaults, "
-            "faust with its in-memory store (rocksdb needs python-rocksdb, not installable "
-            f"here), and once more with a 5 ms producer linger ({FAUST_TUNED}); ratios use the "
-            "faster faust run"
+        """quixstreams tumbling (.current() and .final(), both guarantees) and faust-streaming
+        (count, tumbling table), over the same input records as Weir's runs."""
+        self.results["peers"] = await peers.peer_figures(
+            self.kafka,
+            self.topics["events"],
+            self.sets["events"],
+            self.cfg.runs,
+            self.cfg.peer_timeout,
+            self.workdir,
+            say,
         )
-        self.results["peers"] = res
 
     def replay(self) -> None:
         """Replay mode over in-memory JSON lines, no broker."""
@@ -373,133 +291,6 @@ def _interleave(a: list[bytes], b: list[bytes]) -> list[bytes]:
         out.append(x)
         out.append(y)
     return out
-
-
-# -- ratios, targets, table -----------------------------------------------------------------
-def _get(d: dict[str, Any], *path: str) -> float | None:
-    cur: Any = d
-    for p in path:
-        if not isinstance(cur, dict) or p not in cur:
-            return None
-        cur = cur[p]
-    return float(cur) if isinstance(cur, int | float) else None
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a is not None and b else None
-
-
-def ratios_and_targets(res: dict[str, Any]) -> None:
-    """Same-run ratios and the issue's targets (met / not met / not measured)."""
-    raw = _get(res, "raw", "consume", "records_per_s")
-    eos = _get(res, "weir", "tumbling", "exactly_once", "records_per_s")
-    quix_eos = _get(res, "peers", "quixstreams", "tumbling_exactly_once", "records_per_s")
-    quix_alo = _get(res, "peers", "quixstreams", "tumbling_at_least_once", "records_per_s")
-    faust_runs = [
-        _get(res, "peers", "faust", label, "records_per_s")
-        for label in ("table_tumbling_at_least_once", FAUST_TUNED)
-    ]
-    faust_w = max((f for f in faust_runs if f is not None), default=None)  # the faster faust
-    faust_c = _get(res, "peers", "faust", "table_count_at_least_once", "records_per_s")
-    ratios: dict[str, float | None] = {}
-    for name, gs in res.get("weir", {}).items():
-        for g, fig in gs.items():
-            ratios[f"weir_{g}_{name} / raw_consume"] = _ratio(fig["records_per_s"], raw)
-    alo = _get(res, "weir", "tumbling", "at_least_once", "records_per_s")
-    ratios["weir_exactly_once_tumbling / quixstreams_exactly_once"] = _ratio(eos, quix_eos)
-    ratios["weir_at_least_once_tumbling / quixstreams_at_least_once"] = _ratio(alo, quix_alo)
-    ratios["weir_exactly_once_tumbling / faust_tumbling_table (faster faust)"] = _ratio(
-        eos, faust_w
-    )
-    ratios["weir_at_least_once_tumbling / faust_tumbling_table (faster faust)"] = _ratio(
-        alo, faust_w
-    )
-    ratios["weir_at_least_once_tumbling / faust_count_table"] = _ratio(alo, faust_c)
-    ratios["weir_exactly_once / at_least_once (tumbling)"] = _ratio(eos, alo)
-    res["ratios"] = ratios
-    replay_t = _get(res, "replay", "tumbling", "records_per_s")
-    p99 = _get(res, "latency", "p99_ms")
-    lat_rate = _get(res, "latency", "rate")
-
-    def verdict(value: float | None, ok: bool | None, note: str = "") -> dict[str, Any]:
-        status = "not measured" if value is None else ("met" if ok else "not met")
-        return {"value": value, "status": status, **({"note": note} if note else {})}
-
-    r1 = ratios["weir_exactly_once_tumbling / quixstreams_exactly_once"]
-    r2 = ratios["weir_exactly_once_tumbling / faust_tumbling_table (faster faust)"]
-    r3 = _ratio(eos, raw)
-    res["targets"] = {
-        "weir_eos_tumbling >= 3x quixstreams exactly-once": verdict(r1, r1 is not None and r1 >= 3),
-        "weir_eos_tumbling >= 5x faust": verdict(r2, r2 is not None and r2 >= 5),
-        "weir_eos_tumbling >= 40% of raw consume": verdict(r3, r3 is not None and r3 >= 0.4),
-        "replay tumbling >= 300,000 events/s": verdict(
-            replay_t, replay_t is not None and replay_t >= 300_000
-        ),
-        "p99 latency <= 2x commit interval at 20k rec/s": verdict(
-            p99,
-            p99 is not None and p99 <= 2 * COMMIT_INTERVAL_MS and lat_rate == 20_000,
-            "" if lat_rate in (None, 20_000) else f"measured at the fallback rate {lat_rate:.0f}/s",
-        ),
-    }
-
-
-def table(res: dict[str, Any]) -> str:
-    """The human-readable summary."""
-    lines: list[str] = []
-    m = res["machine"]
-    lines.append(
-        f"Weir bench: {res['config']['records']:,} records x {res['config']['runs']} runs "
-        f"(median; peers: the first {res['config']['peer_records']:,}), "
-        f"{m['nproc']} CPUs {m['cpu_model']}, Python {m['python']}"
-    )
-    lines.append(f"{'figure':<58} {'value':>14}  note")
-    lines.append("-" * 100)
-
-    def row(name: str, value: float | None, unit: str = "rec/s", note: str = "") -> None:
-        v = "-" if value is None else f"{value:,.0f} {unit}" if unit else f"{value:,.3f}"
-        lines.append(f"{name:<58} {v:>20}  {note}")
-
-    row(
-        "raw aiokafka consume (getmany + orjson.loads)",
-        _get(res, "raw", "consume", "records_per_s"),
-    )
-    row("raw aiokafka produce (send_batch)", _get(res, "raw", "produce", "records_per_s"))
-    for name, gs in res.get("weir", {}).items():
-        for g, fig in gs.items():
-            row(f"weir {name} {g}", fig["records_per_s"], note=" ".join(fig["check"])[:60])
-    for peer in ("quixstreams", "faust"):
-        for label, fig in res.get("peers", {}).get(peer, {}).items():
-            if "error" in fig:
-                lines.append(f"{peer + ' ' + label:<58} {'n/a':>20}  {fig['error'][:80]}")
-            else:
-                row(f"{peer} {label}", fig["records_per_s"])
-    for name, fig in res.get("replay", {}).items():
-        if isinstance(fig, dict):
-            row(f"replay {name}", fig["records_per_s"], "ev/s")
-    lat = res.get("latency", {})
-    if "p99_ms" in lat:
-        note = "fallback rate" if lat["fallback"] else ""
-        row(f"latency p50 @ {lat['rate']:,}/s (EOS, 200 ms commit)", lat["p50_ms"], "ms", note)
-        row(f"latency p99 @ {lat['rate']:,}/s (EOS, 200 ms commit)", lat["p99_ms"], "ms", note)
-    rs = res.get("restore", {})
-    if rs:
-        row(f"restore {rs['keys']:,} keys from changelog", rs["restore_seconds"], "s")
-        row("restore rate", rs["restore_records_per_s"], "rec/s")
-        row("RocksDB on disk per 1M keys", rs["rocksdb_disk_bytes_per_1m_keys"] / 2**20, "MiB")
-        row(
-            "memory-store RSS delta per 1M keys",
-            rs["memory_store_rss_delta_bytes_per_1m_keys"] / 2**20,
-            "MiB",
-        )
-    lines.append("-" * 100)
-    for name, value in res.get("ratios", {}).items():
-        row(name, value, unit="")
-    lines.append("-" * 100)
-    for name, t in res.get("targets", {}).items():
-        v = t["value"]
-        shown = "-" if v is None else f"{v:,.3f}"
-        lines.append(f"{name:<58} {shown:>20}  {t['status'].upper()} {t.get('note', '')}")
-    return "\n".join(lines)
 
 
 async def main_async(cfg: Config, bootstrap: str, root: Path) -> dict[str, Any]:

@@ -4,8 +4,8 @@ or a 10-minute tumbling windowed table (count, sum) per action on the Kafka time
 
 Environment: BENCH_BOOTSTRAP, BENCH_TOPIC, BENCH_APP_ID, BENCH_MODE (count | tumbling),
 BENCH_N, BENCH_GUARANTEE, BENCH_DATADIR, BENCH_MARKS, BENCH_FAUST_LINGER (producer linger in
-seconds; faust's default is 0). Writes the wall time of the first and
-of the n-th processed record to BENCH_MARKS."""
+seconds; faust's default is 0). Writes the wall time of the first, of every PROGRESS_EVERY-th
+and of the n-th processed record to BENCH_MARKS."""
 
 import json
 import os
@@ -19,6 +19,12 @@ BOOTSTRAP = os.environ["BENCH_BOOTSTRAP"]
 TOTAL = int(os.environ["BENCH_N"])
 MARKS = os.environ["BENCH_MARKS"]
 MODE = os.environ["BENCH_MODE"]
+PROGRESS_EVERY = 10_000
+LINGER: dict[str, Any] = (
+    {"producer_linger": float(os.environ["BENCH_FAUST_LINGER"])}
+    if "BENCH_FAUST_LINGER" in os.environ
+    else {}
+)
 
 app = faust.App(
     os.environ["BENCH_APP_ID"],
@@ -31,11 +37,7 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     web_enabled=False,
     web_host="127.0.0.1",
-    **(
-        {"producer_linger": float(os.environ["BENCH_FAUST_LINGER"])}
-        if "BENCH_FAUST_LINGER" in os.environ
-        else {}
-    ),
+    **LINGER,
 )
 topic = app.topic(os.environ["BENCH_TOPIC"], key_serializer="raw", value_serializer="json")
 counts = app.Table("counts", default=int, partitions=1)
@@ -49,7 +51,7 @@ seen = [0]
 
 def _mark() -> None:
     seen[0] += 1
-    if seen[0] == 1 or seen[0] == TOTAL:
+    if seen[0] == 1 or seen[0] == TOTAL or seen[0] % PROGRESS_EVERY == 0:
         with open(MARKS, "a") as f:
             f.write(json.dumps({"n": seen[0], "wall": time.time()}) + "\n")
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from bench.data import FILTER_MIN_AMOUNT
-from weir.tables.aggregate import count
-from weir.tables.aggregate import sum as spark_sum
-from weir.tables.query import Query, Stream
+from weir.tables.ops.functions import count
+from weir.tables.ops.functions import sum as spark_sum
+from weir.tables.query import Query
+from weir.tables.stream import Stream
 from weir.tables.window import window
 
 

@@ -1,0 +1,149 @@
+"""The bench's same-run ratios, the issue's targets and the printed summary table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.peers import FAUST_TUNED, QUIX_EMITS, quix_label
+
+NAME = 72
+"""Width of the name column of the table."""
+RULE = "-" * 120
+
+COMMIT_INTERVAL_MS = 200
+"""Weir's default commit interval, under which the latency section runs."""
+
+
+def _get(d: dict[str, Any], *path: str) -> float | None:
+    cur: Any = d
+    for p in path:
+        if not isinstance(cur, dict) or p not in cur:
+            return None
+        cur = cur[p]
+    return float(cur) if isinstance(cur, int | float) else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def ratios_and_targets(res: dict[str, Any]) -> None:
+    """Same-run ratios and the issue's targets (met / not met / not measured)."""
+    raw = _get(res, "raw", "consume", "records_per_s")
+    eos = _get(res, "weir", "tumbling", "exactly_once", "records_per_s")
+    faust_runs = [
+        _get(res, "peers", "faust", label, "records_per_s")
+        for label in ("table_tumbling_at_least_once", FAUST_TUNED)
+    ]
+    faust_w = max((f for f in faust_runs if f is not None), default=None)  # the faster faust
+    faust_c = _get(res, "peers", "faust", "table_count_at_least_once", "records_per_s")
+    ratios: dict[str, float | None] = {}
+    for name, gs in res.get("weir", {}).items():
+        for g, fig in gs.items():
+            ratios[f"weir_{g}_{name} / raw_consume"] = _ratio(fig["records_per_s"], raw)
+    alo = _get(res, "weir", "tumbling", "at_least_once", "records_per_s")
+    for emit in QUIX_EMITS:  # .current(): every update, as Weir's; .final(): closed windows
+        for g, weir_g in (("exactly-once", eos), ("at-least-once", alo)):
+            label = quix_label(emit, g)
+            quix = _get(res, "peers", "quixstreams", label, "records_per_s")
+            ratios[f"weir_{g.replace('-', '_')}_tumbling / quixstreams_{label}"] = _ratio(
+                weir_g, quix
+            )
+    ratios["weir_exactly_once_tumbling / faust_tumbling_table (faster faust)"] = _ratio(
+        eos, faust_w
+    )
+    ratios["weir_at_least_once_tumbling / faust_tumbling_table (faster faust)"] = _ratio(
+        alo, faust_w
+    )
+    ratios["weir_at_least_once_tumbling / faust_count_table"] = _ratio(alo, faust_c)
+    ratios["weir_exactly_once / at_least_once (tumbling)"] = _ratio(eos, alo)
+    res["ratios"] = ratios
+    replay_t = _get(res, "replay", "tumbling", "records_per_s")
+    p99 = _get(res, "latency", "p99_ms")
+    lat_rate = _get(res, "latency", "rate")
+
+    def verdict(value: float | None, ok: bool | None, note: str = "") -> dict[str, Any]:
+        status = "not measured" if value is None else ("met" if ok else "not met")
+        return {"value": value, "status": status, **({"note": note} if note else {})}
+
+    r1 = ratios["weir_exactly_once_tumbling / quixstreams_tumbling_current_exactly_once"]
+    r1f = ratios["weir_exactly_once_tumbling / quixstreams_tumbling_final_exactly_once"]
+    r2 = ratios["weir_exactly_once_tumbling / faust_tumbling_table (faster faust)"]
+    r3 = _ratio(eos, raw)
+    res["targets"] = {
+        "weir_eos_tumbling >= 3x quixstreams exactly-once .current()": verdict(
+            r1, r1 is not None and r1 >= 3, "every update, as Weir's update-mode query"
+        ),
+        "weir_eos_tumbling >= 3x quixstreams exactly-once .final()": verdict(
+            r1f, r1f is not None and r1f >= 3, "closed windows only (append mode)"
+        ),
+        "weir_eos_tumbling >= 5x faust": verdict(r2, r2 is not None and r2 >= 5),
+        "weir_eos_tumbling >= 40% of raw consume": verdict(r3, r3 is not None and r3 >= 0.4),
+        "replay tumbling >= 300,000 events/s": verdict(
+            replay_t, replay_t is not None and replay_t >= 300_000
+        ),
+        "p99 latency <= 2x commit interval at 20k rec/s": verdict(
+            p99,
+            p99 is not None and p99 <= 2 * COMMIT_INTERVAL_MS and lat_rate == 20_000,
+            "" if lat_rate in (None, 20_000) else f"measured at the fallback rate {lat_rate:.0f}/s",
+        ),
+    }
+
+
+def table(res: dict[str, Any]) -> str:
+    """The human-readable summary."""
+    lines: list[str] = []
+    m = res["machine"]
+    lines.append(
+        f"Weir bench: {res['config']['records']:,} records x {res['config']['runs']} runs "
+        f"(median; the peers process the same {res['config']['records']:,} records), "
+        f"{m['nproc']} CPUs {m['cpu_model']}, Python {m['python']}"
+    )
+    lines.append(f"{'figure':<{NAME}} {'value':>16}  note")
+    lines.append(RULE)
+
+    def row(name: str, value: float | None, unit: str = "rec/s", note: str = "") -> None:
+        v = "-" if value is None else f"{value:,.0f} {unit}" if unit else f"{value:,.3f}"
+        lines.append(f"{name:<{NAME}} {v:>16}  {note}")
+
+    row(
+        "raw aiokafka consume (getmany + orjson.loads)",
+        _get(res, "raw", "consume", "records_per_s"),
+    )
+    row("raw aiokafka produce (send_batch)", _get(res, "raw", "produce", "records_per_s"))
+    for name, gs in res.get("weir", {}).items():
+        for g, fig in gs.items():
+            row(f"weir {name} {g}", fig["records_per_s"], note=" ".join(fig["check"])[:60])
+    for peer in ("quixstreams", "faust"):
+        for label, fig in res.get("peers", {}).get(peer, {}).items():
+            if "error" in fig:
+                lines.append(f"{peer + ' ' + label:<{NAME}} {'n/a':>16}  {fig['error'][:100]}")
+            else:
+                row(f"{peer} {label}", fig["records_per_s"], note=" ".join(fig.get("check", [])))
+    for name, fig in res.get("replay", {}).items():
+        if isinstance(fig, dict):
+            row(f"replay {name}", fig["records_per_s"], "ev/s")
+    lat = res.get("latency", {})
+    if "p99_ms" in lat:
+        note = "fallback rate" if lat["fallback"] else ""
+        row(f"latency p50 @ {lat['rate']:,}/s (EOS, 200 ms commit)", lat["p50_ms"], "ms", note)
+        row(f"latency p99 @ {lat['rate']:,}/s (EOS, 200 ms commit)", lat["p99_ms"], "ms", note)
+    rs = res.get("restore", {})
+    if rs:
+        row(f"restore {rs['keys']:,} keys from changelog", rs["restore_seconds"], "s")
+        row("restore rate", rs["restore_records_per_s"], "rec/s")
+        row("RocksDB on disk per 1M keys", rs["rocksdb_disk_bytes_per_1m_keys"] / 2**20, "MiB")
+        row(
+            "memory-store RSS delta per 1M keys",
+            rs["memory_store_rss_delta_bytes_per_1m_keys"] / 2**20,
+            "MiB",
+        )
+    lines.append(RULE)
+    for name, value in res.get("ratios", {}).items():
+        row(name, value, unit="")
+    lines.append(RULE)
+    for name, t in res.get("targets", {}).items():
+        v = t["value"]
+        shown = "-" if v is None else f"{v:,.3f}"
+        lines.append(f"{name:<{NAME}} {shown:>16}  {t['status'].upper()} {t.get('note', '')}")
+    return "\n".join(lines)
