@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from weir.service.app import App, Topic, Trigger
-    from weir.service.sinks import postgres_upsert
+    from weir.service.sinks.base import Sink, SinkBatch
+    from weir.service.sinks.postgres import postgres_upsert
     from weir.service.sources.static import static_table
     from weir.tables.operator import Row
     from weir.tables.ops.arbitrary import GroupState
@@ -41,7 +42,8 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "weir.service.app": ["App", "Topic", "Trigger"],
-    "weir.service.sinks": ["postgres_upsert"],
+    "weir.service.sinks.base": ["Sink", "SinkBatch"],
+    "weir.service.sinks.postgres": ["postgres_upsert"],
     "weir.service.sources.static": ["static_table"],
     "weir.tables.operator": ["Row"],
     "weir.tables.ops.arbitrary": ["GroupState"],
@@ -70,6 +72,8 @@ __all__ = [
     "GroupState",
     "Query",
     "Row",
+    "Sink",
+    "SinkBatch",
     "Stream",
     "Topic",
     "Trigger",

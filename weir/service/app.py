@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from weir.service.settings import Settings
+from weir.service.sinks.base import Sink
+from weir.service.sinks.foreach_batch import BatchFn, ForeachBatchSink
+from weir.service.sinks.kafka import KafkaTopicSink
 from weir.tables.query import Query
 from weir.tables.stream import Stream, read
 
@@ -74,9 +77,6 @@ class Trigger:
 
 StartingOffsets = Literal["earliest", "latest"] | dict[str, dict[int, int]]
 
-BatchFn = Callable[[list[dict[str, Any]], int], Any]
-"""A foreach-batch function: (rows, batch_id) -> None (may be a coroutine function)."""
-
 
 @dataclass
 class Agent:
@@ -89,8 +89,9 @@ class Agent:
     sink: Topic | None = None
     key: tuple[str, ...] = ()
     """Columns whose values form the output record key (JSON of one value, or a list)."""
-    foreach_batch: BatchFn | None = None
-    """Called with each batch's output rows and batch id before the checkpoint commits."""
+    foreach_batch: BatchFn | Sink | None = None
+    """Called with each batch's output rows and batch id before the checkpoint commits (or a
+    sink, such as `postgres_upsert(...)`, written at that point)."""
     late_topic: Topic | None = None
     """Where rows dropped as late go (they are always counted in a metric)."""
     trigger: Trigger = field(default_factory=Trigger)
@@ -119,6 +120,17 @@ class Agent:
     def changelog_topic(self) -> str:
         """Compacted changelog of the agent's state, co-partitioned with its inputs."""
         return f"{self.group_id}-changelog"
+
+    def build_sinks(self) -> list[Sink]:
+        """The agent's sinks, in the order they are written: the foreach-batch one (written
+        before the checkpoint's transaction), then the sink topic (inside it)."""
+        out: list[Sink] = []
+        fb = self.foreach_batch
+        if fb is not None:
+            out.append(fb if isinstance(fb, Sink) else ForeachBatchSink(fb))
+        if self.sink is not None:
+            out.append(KafkaTopicSink(self.sink.name, self.key, raw=self.raw_output))
+        return out
 
     @property
     def dead_letter_topic(self) -> str:
@@ -153,7 +165,7 @@ class App:
         *inputs: Topic,
         sink: Topic | None = None,
         key: str | Sequence[str] = (),
-        foreach_batch: BatchFn | None = None,
+        foreach_batch: BatchFn | Sink | None = None,
         late_topic: Topic | None = None,
         trigger: Trigger | None = None,
         name: str | None = None,

@@ -29,25 +29,23 @@ class Endpoints:
     postgres_dsn: str
 
 
+def _configured(env: str, field: str, what: str) -> str:
+    value = os.environ.get(env)
+    if value:
+        return value
+    path = state_dir() / ENDPOINTS_FILE
+    if path.exists():
+        return str(json.loads(path.read_text())[field])
+    raise NotConfiguredError(f"no {what}: set {env} or run `weir local up` first")
+
+
 def configured_bootstrap() -> str:
     """Bootstrap servers for workers and tools: `WEIR_BOOTSTRAP_SERVERS`, else the local broker
     recorded by `weir local up`. Raises NotConfiguredError when neither exists."""
-    env = os.environ.get("WEIR_BOOTSTRAP_SERVERS")
-    if env:
-        return env
-    path = state_dir() / ENDPOINTS_FILE
-    if path.exists():
-        return str(json.loads(path.read_text())["bootstrap_servers"])
-    raise NotConfiguredError("no Kafka: set WEIR_BOOTSTRAP_SERVERS or run `weir local up` first")
+    return _configured("WEIR_BOOTSTRAP_SERVERS", "bootstrap_servers", "Kafka")
 
 
 def configured_postgres_dsn() -> str:
     """PostgreSQL DSN: `WEIR_POSTGRES_DSN`, else the local server recorded by `weir local up`.
     Raises NotConfiguredError when neither exists."""
-    env = os.environ.get("WEIR_POSTGRES_DSN")
-    if env:
-        return env
-    path = state_dir() / ENDPOINTS_FILE
-    if path.exists():
-        return str(json.loads(path.read_text())["postgres_dsn"])
-    raise NotConfiguredError("no PostgreSQL: set WEIR_POSTGRES_DSN or run `weir local up` first")
+    return _configured("WEIR_POSTGRES_DSN", "postgres_dsn", "PostgreSQL")

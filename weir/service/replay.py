@@ -17,19 +17,22 @@ the dead-letter file whole.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from itertools import islice
 from pathlib import Path
 from typing import IO, Literal
 
 import orjson
 
+from weir.service import driver
 from weir.service.app import load_attribute
-from weir.service.codec import decode_values, render_row
-from weir.tables.operator import Row
+from weir.service.sinks.base import BatchIdentity
+from weir.service.sinks.jsonlines import JsonLinesSink
+from weir.service.sources.base import SourceRecord
+from weir.service.sources.files import JsonLinesSource
+from weir.tables.operator import ErrorStage, Row
 from weir.tables.query import Query
 from weir.tables.state.memory import MemoryStore
 from weir.tables.state.rocksdb import RocksDBStore
@@ -60,20 +63,42 @@ def load_query(name: str, package: str | None = None) -> Query:
     return query
 
 
-def _batches(lines: IO[bytes], size: int) -> Iterator[tuple[int, list[bytes]]]:
-    """Batches of up to `size` lines read from `lines`, each with the line number of its
-    first line."""
-    lineno = 1
-    while True:
-        chunk = list(islice(lines, size))
-        if not chunk:
-            return
-        yield lineno, chunk
-        lineno += len(chunk)
-
-
 class ReplayBatchError(ValueError):
     """A batch failed in the query (not in a row it could isolate) and the policy is "fail"."""
+
+
+class _FileRejects:
+    """Failures as JSON lines: line number, reason, stage and the record."""
+
+    def __init__(self, dead: IO[bytes] | None, stats: ReplayStats) -> None:
+        self.dead = dead
+        self.stats = stats
+        self.rejected: set[int] = set()
+        """Lines of the current batch already written as dead letters."""
+
+    def write(self, lineno: int | None, raw: object, reason: str, stage: str) -> None:
+        self.stats.dead_letters += 1
+        if self.dead is not None:
+            letter = {"line": lineno, "error": reason, "stage": stage, "record": raw}
+            self.dead.write(orjson.dumps(letter, default=str))
+            self.dead.write(b"\n")
+
+    def record(self, rec: SourceRecord, reason: str, stage: ErrorStage) -> None:
+        self.rejected.add(rec.offset)
+        raw: object
+        try:  # a JSON object as itself, anything else as its text
+            raw = orjson.loads(rec.value or b"")
+        except orjson.JSONDecodeError:
+            raw = None
+        if not isinstance(raw, dict):
+            raw = (rec.value or b"").decode(errors="replace").rstrip("\n")
+        self.write(rec.offset, raw, reason, stage)
+
+    def row(self, row: Row, reason: str, stage: ErrorStage) -> None:
+        self.write(None, row, reason, stage)
+
+    def late(self, rows: list[tuple[str, Row]]) -> None:
+        self.stats.late_rows += len(rows)
 
 
 def replay(
@@ -88,7 +113,8 @@ def replay(
     on_batch_failure: Literal["fail", "dead_letter"] = "fail",
     max_event_time_skew_ms: int | None = None,
 ) -> ReplayStats:
-    """Replay `src` (JSON lines) through `query`, writing emitted rows to `out`.
+    """Replay `src` (JSON lines) through `query`, writing emitted rows to `out`: the worker's
+    driver over a file source and a JSON-lines sink.
 
     Bad lines and rows the pipeline rejects go to `dead` with their line number, reason and
     stage. A batch the query cannot run raises ReplayBatchError (one readable line) or, with
@@ -97,95 +123,84 @@ def replay(
     replay are dead-lettered."""
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
-    task = query.task(store or MemoryStore(), no_data_batches=no_data_batches)
+    return asyncio.run(
+        _replay(
+            query,
+            src,
+            out,
+            batch_size,
+            no_data_batches,
+            dead,
+            store or MemoryStore(),
+            on_batch_failure,
+            max_event_time_skew_ms,
+        )
+    )
+
+
+async def _replay(
+    query: Query,
+    src: IO[bytes],
+    out: IO[bytes],
+    batch_size: int,
+    no_data_batches: bool,
+    dead: IO[bytes] | None,
+    store: Store,
+    on_batch_failure: Literal["fail", "dead_letter"],
+    max_event_time_skew_ms: int | None,
+) -> ReplayStats:
+    task = query.task(store, no_data_batches=no_data_batches)
     inputs = query.inputs
     single = inputs[0] if len(inputs) == 1 else None
-    ts_cols = query.timestamp_columns
+    source = JsonLinesSource(src, single or "")
+    sink = JsonLinesSink(out)
     stats = ReplayStats()
-    dumps = orjson.dumps
+    rejects = _FileRejects(dead, stats)
     limit = None
     if max_event_time_skew_ms is not None:
         limit = int(time.time() * 1000) + max_event_time_skew_ms
 
-    def dead_letter(lineno: int | None, raw: object, reason: str, stage: str) -> None:
-        stats.dead_letters += 1
-        if dead is not None:
-            record = {"line": lineno, "error": reason, "stage": stage, "record": raw}
-            dead.write(dumps(record, default=str))
-            dead.write(b"\n")
-
-    def run(rows_by_input: dict[str, list[Row]], linenos: dict[str, list[int]]) -> None:
-        result = task.run_batch(rows_by_input, task.next_batch_id * 1000, limit)
-        prefix = {"batch_id": result.batch_id}
-        for row in result.rows:
-            out.write(dumps(prefix | render_row(row, ts_cols) if ts_cols else prefix | row))
-            out.write(b"\n")
-        for (row, reason, stage), origin in zip(
-            result.ctx.errors, result.error_origins, strict=True
-        ):
-            lineno = None if origin is None else linenos[origin[0]][origin[1]]
-            dead_letter(lineno, row, reason, stage)
-        stats.output_rows += len(result.rows)
-        stats.late_rows += len(result.late_rows)
-        stats.batches += 1
-        task.commit(result)
-
-    def run_or_apply_policy(
-        rows_by_input: dict[str, list[Row]],
-        linenos: dict[str, list[int]],
-        lines: dict[int, bytes],
-    ) -> bool:
-        """Run a batch; False when it failed and its `lines` went to the dead letters."""
+    async def run(records: dict[str, list[SourceRecord]]) -> bool:
+        """Run a batch; False when it failed and its lines went to the dead letters."""
+        rejects.rejected.clear()
         try:
-            run(rows_by_input, linenos)
-            return True
+            driven = await driver.run_batch(
+                task,
+                records,
+                now=task.next_batch_id * 1000,
+                rejects=rejects,
+                sinks=[sink],
+                identity=BatchIdentity("replay", 0, task.next_batch_id),
+                event_time_limit=limit,
+                route=None if single else "topic",
+            )
         except Exception as exc:
             task.abort()
-            reason = f"batch failed: {type(exc).__name__}: {exc}"
+            lines = [r for rs in records.values() for r in rs]
             if on_batch_failure == "fail":
-                where = f"the batch from line {min(lines)}" if lines else "a batch without input"
+                where = (
+                    f"the batch from line {lines[0].offset}" if lines else "a batch without input"
+                )
                 raise ReplayBatchError(
                     f"{where} failed: {type(exc).__name__}: {exc} (--on-batch-failure "
                     "dead_letter sends such batches to the dead letters)"
                 ) from None
-            for lineno in sorted(n for ns in linenos.values() for n in ns):
-                dead_letter(
-                    lineno, lines[lineno].decode(errors="replace").rstrip(), reason, "batch"
-                )
+            for r in lines:
+                if r.offset not in rejects.rejected:  # not already a dead letter (decode)
+                    rejects.record(r, f"batch failed: {type(exc).__name__}: {exc}", "batch")
             return False
+        stats.output_rows += len(driven.result.rows)
+        stats.batches += 1
+        task.commit(driven.result)
+        return True
 
-    for first, chunk in _batches(src, batch_size):
-        rows_by_input: dict[str, list[Row]] = {name: [] for name in inputs}
-        rows, errors = decode_values(chunk)
-        kept: list[int] = list(range(first, first + len(chunk)))
-        blank = 0
-        if errors:
-            failed = {i for i, _reason in errors}
-            kept = [first + i for i in range(len(chunk)) if i not in failed]
-            for i, reason in errors:
-                if chunk[i].isspace():  # blank lines are not input
-                    blank += 1
-                else:
-                    text = chunk[i].decode(errors="replace").rstrip("\n")
-                    dead_letter(first + i, text, reason, "decode")
-        stats.input_lines += len(chunk) - blank
-        if blank == len(chunk):
+    while not source.exhausted:
+        batch = source.read(batch_size).get(0)
+        if not batch:  # the end, or only blank lines
             continue
-        linenos: dict[str, list[int]] = {name: [] for name in inputs}
-        if single is not None:
-            rows_by_input[single] = rows
-            linenos[single] = kept
-        else:
-            for lineno, row in zip(kept, rows, strict=True):
-                name = row.pop("topic", None)
-                if name not in rows_by_input:
-                    reason = f"topic must be one of {inputs}, got {name!r}"
-                    dead_letter(lineno, row, reason, "schema")
-                    continue
-                rows_by_input[name].append(row)
-                linenos[name].append(lineno)
-        run_or_apply_policy(rows_by_input, linenos, dict(enumerate(chunk, first)))
-        while task.wants_no_data_batch() and run_or_apply_policy({}, {}, {}):
+        stats.input_lines += sum(len(rs) for rs in batch.values())
+        await run(batch)
+        while task.wants_no_data_batch() and await run({}):
             pass
     return stats
 

@@ -1,4 +1,7 @@
-"""State and time: stores, watermarks, windows, aggregations, dedup, joins, arbitrary state.
+"""State and event time: the builder (`stream`), plans (`plan`), queries and their executor
+(`query`), the operators (`ops/`), state stores and their byte layout (`state/`), watermarks,
+windows and time.
 
-Pure logic over a state transaction; nothing in this package talks to Kafka.
+Pure logic over a state transaction: nothing in this package does I/O or talks to Kafka
+(`tests/test_layers.py` keeps it so).
 """

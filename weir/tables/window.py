@@ -3,8 +3,8 @@
 `window(column, size, slide=None)` and `session_window(column, gap)` mirror Spark's
 `window` and `session_window` functions. They build small immutable specs; the grouping itself
 (assigning rows to windows, merging sessions, evicting by watermark) happens in
-`weir.tables.aggregate`. Times are epoch milliseconds (ints) inside the engine; a window covers the
-half-open interval ``[start, end)``.
+`weir.tables.ops.aggregate` and `weir.tables.ops.sessions`. Times are epoch milliseconds (ints)
+inside the engine; a window covers the half-open interval ``[start, end)``.
 """
 
 from __future__ import annotations

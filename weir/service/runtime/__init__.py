@@ -2,7 +2,9 @@
 
 - `worker`: every agent of an app until stopped (the composition of the rest);
 - `topology`: the stages of an agent that repartitions;
-- `runner`: one agent's group membership, tasks, micro-batch loop and triggers;
+- `runner`: one agent's group membership (through its `KafkaSource`), tasks, micro-batch loop
+  and triggers;
+- `batch`: a task's micro-batch through the driver, into what its checkpoint writes;
 - `checkpoint`: one micro-batch made durable, all or nothing (the exactly-once protocol);
 - `restore`: a task's state from its changelog;
 - `failures`: what goes wrong and how it is retried;

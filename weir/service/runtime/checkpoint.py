@@ -22,17 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import TopicPartition
 
 from weir.service import dead_letters
 from weir.service.dead_letters import SourcePosition
 from weir.service.runtime import topics
+from weir.service.sinks.kafka import SOURCE_HEADER
+from weir.service.sources.base import SourceRecord
 from weir.tables.operator import ErrorStage
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
@@ -203,12 +206,7 @@ async def _acknowledged(
     return [(t, md, n) for (t, _f, n), md in zip(futures, done, strict=True)]
 
 
-SOURCE_HEADER = "weir.source"
-"""Header of a repartition record: "partition:offset:timestamp" of the input record stage 1
-made it from, so stage 2's dead letters name the input record."""
-
-
-def source_of(r: ConsumerRecord, aliases: dict[str, str]) -> SourcePosition:
+def source_of(r: SourceRecord, aliases: Mapping[str, str]) -> SourcePosition:
     """Where record `r` came from: its own position, or for a repartition record the input
     record that stage 1 read (its `weir.source` header)."""
     original = aliases.get(r.topic)
@@ -220,12 +218,8 @@ def source_of(r: ConsumerRecord, aliases: dict[str, str]) -> SourcePosition:
     return SourcePosition(r.topic, r.partition, r.offset, r.timestamp)
 
 
-def source_value(r: ConsumerRecord) -> bytes:
-    return b"%d:%d:%d" % (r.partition, r.offset, r.timestamp)
-
-
 def batch_position(
-    recs: dict[str, list[ConsumerRecord]], partition: int, default_topic: str
+    recs: Mapping[str, Sequence[SourceRecord]], partition: int, default_topic: str
 ) -> SourcePosition:
     """The source of a failure that belongs to no single record: the batch's range."""
     for topic, rs in recs.items():

@@ -14,8 +14,8 @@ import logging
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
-from aiokafka.structs import ConsumerRecord
 
+from weir.service.sources.base import SourceRecord
 from weir.tables.operator import ErrorStage
 
 log = logging.getLogger("weir.worker")
@@ -33,16 +33,10 @@ class BatchFailedError(RuntimeError):
     "fail": the worker stops with this one-line message."""
 
 
-class SinkFailure(RuntimeError):
-    """A sink (or a foreach-batch function) raised: the batch is retried, then the policy."""
-
-    stage: ErrorStage = "sink"
-
-
 class Failure:
     """A task's batch that failed: its input range (the retry runs exactly it) and attempts."""
 
-    def __init__(self, recs: dict[str, list[ConsumerRecord]]) -> None:
+    def __init__(self, recs: dict[str, list[SourceRecord]]) -> None:
         self.last_offsets = {topic: rs[-1].offset for topic, rs in recs.items()}
         self.attempts = 0
         """Failures that count against `max_batch_retries`."""
@@ -63,7 +57,7 @@ class Failure:
         n = self.attempts + self.transient
         return float(min(MAX_BACKOFF_S, 0.25 * 2**n))
 
-    def same_batch(self, recs: dict[str, list[ConsumerRecord]]) -> dict[str, list[ConsumerRecord]]:
+    def same_batch(self, recs: dict[str, list[SourceRecord]]) -> dict[str, list[SourceRecord]]:
         """The records of `recs` within the failed batch's range."""
         out = {}
         for topic, rs in recs.items():

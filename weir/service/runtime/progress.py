@@ -3,6 +3,7 @@ Prometheus metrics they feed."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,8 @@ from weir.service import metrics
 from weir.service.app import Agent
 from weir.tables.query import BatchResult
 from weir.tables.timeutil import iso_utc
+
+log = logging.getLogger("weir.worker")
 
 
 @dataclass(frozen=True)
@@ -93,3 +96,23 @@ def count_batch(
     metrics.STATE_ROWS.labels(name, str(partition)).set(state_rows)
     if watermark is not None:
         metrics.WATERMARK.labels(name, str(partition)).set(watermark / 1000)
+
+
+def check_watermark(
+    name: str, partition: int, result: BatchResult, wm: int | None, now: int, jump: int | None
+) -> None:
+    """Log and count a watermark that jumped more than `jump` ms in one batch, or to more than
+    `jump` ahead of processing time `now` (an event time far ahead, most likely)."""
+    if jump is None or wm is None or not result.watermark_moved:
+        return
+    if result.watermark_advance > jump or wm > now + jump:
+        log.warning(
+            "%s[%d]: batch %d moved the watermark %.0f s ahead, to %s (an event time far "
+            "ahead? max_event_time_skew dead-letters those)",
+            name,
+            partition,
+            result.batch_id,
+            result.watermark_advance / 1000,
+            iso_or_none(wm),
+        )
+        metrics.WATERMARK_JUMPS.labels(name).inc()

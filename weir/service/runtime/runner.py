@@ -9,14 +9,13 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import TopicPartition
 
 from weir.service import metrics
 from weir.service.app import Agent
@@ -35,32 +34,17 @@ from weir.service.runtime.failures import (
     stop_client,
     transient,
 )
-from weir.service.runtime.progress import BatchTimes, iso_or_none
-from weir.service.runtime.restore import restore
+from weir.service.runtime.progress import BatchTimes
+from weir.service.runtime.tasks import MAX_BATCH_BYTES, PartitionTask, close_task, open_task
 from weir.service.settings import Settings
+from weir.service.sources.base import Records, SourceRecord
+from weir.service.sources.kafka import KafkaSource
 from weir.service.status import MAX_PROGRESS_RECORDS
-from weir.tables.query import BatchResult, QueryTask
-from weir.tables.state.memory import MemoryStore
-from weir.tables.state.rocksdb import RocksDBStore
-from weir.tables.state.store import Store
+from weir.tables.query import BatchResult
 
 log = logging.getLogger("weir.worker")
 
-_TXN_RETRY_BACKOFF_MS = 20
-_MAX_BATCH_BYTES = 512 * 1024
 _DELETE_INTERVAL_S = 5.0
-
-
-@dataclass
-class PartitionTask:
-    """The state and the producer of one input partition of one agent."""
-
-    partition: int
-    store: Store
-    query: QueryTask
-    producer: AIOKafkaProducer | None
-    changelog_offset: int = 0
-    """Offset after the last changelog record that the local store reflects."""
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -89,7 +73,15 @@ class AgentRunner:
         self.bootstrap = bootstrap
         self.name = agent.name
         self.tasks: dict[int, PartitionTask] = {}
-        self.consumer: AIOKafkaConsumer | None = None
+        self.source = KafkaSource(
+            bootstrap,
+            agent.group_id,
+            [t.name for t in agent.inputs],
+            agent.name,
+            self._reset_policy(),
+            settings.fail_on_data_loss,
+        )
+        self.sinks = agent.build_sinks()
         self.shared_producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._committer = Committer(agent.group_id, agent.changelog_topic)
@@ -113,9 +105,7 @@ class AgentRunner:
 
     def assigned(self) -> set[int] | None:
         """The input partitions the group assigned this agent (None before it started)."""
-        if self.consumer is None:
-            return None
-        return {tp.partition for tp in self.consumer.assignment()}
+        return self.source.partitions()
 
     @property
     def last_progress(self) -> dict[str, Any] | None:
@@ -126,36 +116,32 @@ class AgentRunner:
     async def start(self) -> None:
         """Create missing topics, join the consumer group."""
         self._limits = await topics.ensure_agent_topics(self.bootstrap, self.agent)
-        await self._init_starting_offsets()
+        if isinstance(self.agent.starting_offsets, dict):
+            await self.source.commit_starting_offsets(self.agent.starting_offsets)
+        for sink in self.sinks:
+            await sink.open()
         if not self._eos:
             self.shared_producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap,
                 enable_idempotence=True,
-                max_batch_size=_MAX_BATCH_BYTES,
+                max_batch_size=MAX_BATCH_BYTES,
                 linger_ms=5,
             )
             await self.shared_producer.start()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=self.agent.group_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset=self._reset_policy(),
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
-        await self.consumer.start()
-        self.consumer.subscribe([t.name for t in self.agent.inputs], listener=_Listener(self))
+        await self.source.start(_Listener(self))
         if self.agent.aliases:
             self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
             await self._admin.start()
 
     async def stop(self) -> None:
         """Leave the group (closing every task after its last checkpoint) and stop producers."""
-        if self.consumer is not None:
+        if self.source.consumer is not None:
             async with self._lock:
                 pass
-            await stop_client(self.consumer)  # revokes: tasks close in on_revoked
-            self.consumer = None
+            await self.source.stop()  # revokes: tasks close in on_revoked
+        for sink in self.sinks:
+            with contextlib.suppress(Exception):
+                await sink.close()
         for p in list(self.tasks):
             await self._close_task(p)
         if self.shared_producer is not None:
@@ -169,9 +155,16 @@ class AgentRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process micro-batches until `stop` is set (or, for available-now, the input ends)."""
-        assert self.consumer is not None
+        trig = self.agent.trigger
+        interval = trig.interval_ms if trig.kind == "processing_time" else None
         while not stop.is_set():
-            records = await self._gather(stop)
+            # What is available now (continuous), or what arrives within the trigger interval.
+            records = await self.source.next_batch(
+                self.settings.max_records_per_trigger,
+                interval or self.settings.commit_interval_ms,
+                fill=interval is not None,
+                stop=stop,
+            )
             if self._fatal is not None:
                 raise self._fatal
             async with self._lock:
@@ -180,44 +173,6 @@ class AgentRunner:
                 log.info("%s: available-now input processed; stopping", self.name)
                 break
         self.finished.set()
-
-    async def _init_starting_offsets(self) -> None:
-        """Per-partition starting offsets on the first start: commit them for the group where it
-        has no committed offset yet, so they take effect exactly once and committed offsets win
-        afterwards (seeking in the rebalance listener would race the consumer's own reset)."""
-        wanted = self.agent.starting_offsets
-        if not isinstance(wanted, dict):
-            return
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=self.agent.group_id,
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        try:
-            tps = {
-                TopicPartition(topic, int(p)): int(offset)
-                for topic, parts in wanted.items()
-                for p, offset in parts.items()
-            }
-            consumer.assign(list(tps))
-            begin = await consumer.beginning_offsets(list(tps))
-            end = await consumer.end_offsets(list(tps))
-            to_commit = {}
-            for tp, offset in tps.items():
-                if await consumer.committed(tp) is not None:
-                    continue
-                if offset == -2:
-                    to_commit[tp] = begin[tp]
-                elif offset == -1:
-                    to_commit[tp] = end[tp]
-                else:
-                    to_commit[tp] = min(max(offset, begin[tp]), end[tp])
-            if to_commit:
-                await consumer.commit(to_commit)
-                log.info("%s: starting offsets %s", self.name, to_commit)
-        finally:
-            await consumer.stop()
 
     def _reset_policy(self) -> str:
         so = self.agent.starting_offsets
@@ -238,8 +193,7 @@ class AgentRunner:
         are checked, so no record of them is processed before that.
         """
         log.info("%s: assigned partitions %s", self.name, sorted({tp.partition for tp in assigned}))
-        assert self.consumer is not None
-        self.consumer.pause(*assigned)
+        self.source.pause(assigned)
         try:
             async with self._lock:
                 await self._open_assigned(assigned)
@@ -248,7 +202,7 @@ class AgentRunner:
             # rather than leaving the partitions paused forever.
             self._fatal = exc
             return
-        self.consumer.resume(*assigned)
+        self.source.resume(assigned)
 
     async def _open_assigned(self, assigned: list[TopicPartition]) -> None:
         """Open the tasks of `assigned` and position them; while the broker is unreachable,
@@ -271,58 +225,20 @@ class AgentRunner:
                 delay = min(MAX_BACKOFF_S, delay * 2)
 
     async def _position(self, tps: list[TopicPartition]) -> None:
-        """Position each partition at its committed offset, read now: after the tasks'
-        producers fenced the previous owners (an offset fetched earlier could predate the
-        previous owner's last transaction). The position stored with the task's state wins
-        when it is ahead: it commits in the same transaction as the offsets, and the group
-        coordinator may still answer with the offset from before a transaction that has
-        just completed (aiokafka cannot ask for stable offsets), which would process that
-        batch twice. Without either the reset policy applies. An offset before the log start
-        (records lost to retention) raises DataLossError, or with `fail_on_data_loss` off
-        resets to the log start and counts it."""
-        assert self.consumer is not None
-        if not tps:
-            return
-        begin = await self.consumer.beginning_offsets(tps)
-        for tp in tps:
-            committed = await self.consumer.committed(tp)
+        """Position `tps` where their last checkpoint ended (see
+        `KafkaSource.resume_at_committed`): the committed offset, or the position stored
+        with the task's state when that is ahead."""
+
+        def stored(tp: TopicPartition) -> int | None:
             task = self.tasks.get(tp.partition)
-            stored = task.query.positions().get(tp.topic) if task is not None else None
-            if stored is not None and (committed is None or stored > committed):
-                if committed is not None:
-                    log.info(
-                        "%s: %s[%d] resumes at %d, where its state is, not at the committed "
-                        "offset %d (a transaction still completing)",
-                        self.name,
-                        tp.topic,
-                        tp.partition,
-                        stored,
-                        committed,
-                    )
-                committed = stored
-            if committed is None:
-                if self._reset_policy() == "earliest":
-                    await self.consumer.seek_to_beginning(tp)
-                else:
-                    await self.consumer.seek_to_end(tp)
-                continue
-            if committed < begin[tp]:
-                msg = (
-                    f"{self.name}: committed offset {committed} of {tp.topic}[{tp.partition}] "
-                    f"is before the log start {begin[tp]}: records were lost to retention"
-                )
-                if self.settings.fail_on_data_loss:
-                    raise DataLossError(msg + " (set fail_on_data_loss=False to reset and go on)")
-                log.warning("%s; resetting to %d", msg, begin[tp])
-                metrics.OFFSET_RESETS.labels(self.name).inc()
-                committed = begin[tp]
-            self.consumer.seek(tp, committed)
+            return task.query.positions().get(tp.topic) if task is not None else None
+
+        await self.source.resume_at_committed(tps, stored)
 
     async def _set_available_now_targets(self, assigned: list[TopicPartition]) -> None:
-        assert self.consumer is not None
         if self._available_now_targets is None:
             self._available_now_targets = {}
-        ends = await self.consumer.end_offsets(assigned)
+        ends = await self.source.end_offsets(assigned)
         for tp, end in ends.items():
             self._available_now_targets.setdefault(tp, end)
 
@@ -330,7 +246,7 @@ class AgentRunner:
         """True once every partition assigned to this worker is processed up to its
         available-now target (stage 2: the end of the repartition topic once stage 1 is done).
         Never during a rebalance or a restore, when the assignment is not all in hand."""
-        if self.consumer is None or self._available_now_targets is None:
+        if self.source.consumer is None or self._available_now_targets is None:
             return False
         if self.upstream:
             if not all(u.finished.is_set() for u in self.upstream):
@@ -339,110 +255,30 @@ class AgentRunner:
                 # Upstream is done: its output is now complete; take the end offsets again.
                 self._upstream_targets_taken = True
                 self._available_now_targets = {}
-        assigned = list(self.consumer.assignment())
+        assigned = self.source.assignment()
         if not assigned or any(tp.partition not in self.tasks for tp in assigned):
             return False
         targets = self._available_now_targets
         missing = [tp for tp in assigned if tp not in targets]
         if missing:
-            targets.update(await self.consumer.end_offsets(missing))
+            targets.update(await self.source.end_offsets(missing))
         for tp in assigned:
-            if await self.consumer.position(tp) < targets[tp]:
+            if await self.source.position(tp) < targets[tp]:
                 return False
         return not any(t.query.wants_no_data_batch() for t in self.tasks.values())
 
     # -- tasks ---------------------------------------------------------------------------
     async def _open_task(self, p: int) -> PartitionTask:
-        """Open partition `p`'s task: fence the previous owner, then restore its state.
-
-        Under exactly_once the task's transactional producer starts first: its InitProducerId
-        fences any previous owner of the partition and makes the broker finish (commit or
-        abort) that owner's open transaction. Only then are the changelog and the committed
-        offsets read, so neither can miss, nor later gain, the previous owner's last batch.
-        """
-        producer = None
-        if self._eos:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
-                transactional_id=f"{self.agent.group_id}-{p}",
-                enable_idempotence=True,
-                transaction_timeout_ms=self.settings.transaction_timeout_ms,
-                max_batch_size=_MAX_BATCH_BYTES,
-                linger_ms=5,
-                # A checkpoint that starts while the broker still writes the previous one's
-                # commit markers is refused with CONCURRENT_TRANSACTIONS and retried after
-                # this backoff; aiokafka's 100 ms default was most of the p99 latency.
-                retry_backoff_ms=_TXN_RETRY_BACKOFF_MS,
-            )
-            try:
-                await producer.start()
-            except BaseException:
-                await stop_client(producer)
-                raise
-        store: Store
-        if self.settings.store == "memory":
-            store = MemoryStore()
-        else:
-            store = RocksDBStore(self.state_root / str(p))
-        offset = int(store.get_meta("changelog_offset") or 0)
-        try:
-            offset = await restore(
-                self.bootstrap, self.name, self.agent.changelog_topic, store, p, offset
-            )
-        except BaseException:
-            store.close()
-            if producer is not None:
-                await producer.stop()
-            raise
-        qtask = self.agent.query.task(
-            store,
-            idle_timeout_ms=self.settings.idle_timeout_ms,
-            no_data_batches=self.settings.no_data_batches,
-        )
-        metrics.STATE_ROWS.labels(self.name, str(p)).set(store.approximate_rows())
-        return PartitionTask(p, store, qtask, producer, offset)
+        """Open partition `p`'s task (see `tasks.open_task`)."""
+        return await open_task(self.agent, self.settings, self.bootstrap, self.state_root, p)
 
     async def _close_task(self, p: int) -> None:
         task = self.tasks.pop(p, None)
-        if task is None:
-            return
-        if task.producer is not None:
-            await stop_client(task.producer)
-        task.store.close()
+        if task is not None:
+            await close_task(task)
 
     # -- micro-batches -------------------------------------------------------------------
-    async def _gather(self, stop: asyncio.Event) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Take the next micro-batch's records: what is available now (continuous) or what
-        arrives within the trigger interval, bounded by max_records_per_trigger."""
-        assert self.consumer is not None
-        trig = self.agent.trigger
-        interval = trig.interval_ms if trig.kind == "processing_time" else None
-        wait_ms = interval or self.settings.commit_interval_ms
-        limit = self.settings.max_records_per_trigger
-        deadline = time.monotonic() + wait_ms / 1000
-        out: dict[TopicPartition, list[ConsumerRecord]] = {}
-        n = 0
-        while n < limit and not stop.is_set():
-            remaining = max(0, int((deadline - time.monotonic()) * 1000))
-            got = await self.consumer.getmany(
-                timeout_ms=0 if (n and interval is None) else remaining, max_records=limit - n
-            )
-            for tp, recs in got.items():
-                out.setdefault(tp, []).extend(recs)
-                n += len(recs)
-            if not got and (n or remaining == 0):
-                break
-            if interval is None and n and not got:
-                break
-            if time.monotonic() >= deadline and (n or interval is not None):
-                break
-        return out
-
-    async def _run_tasks(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        by_partition: dict[int, dict[str, list[ConsumerRecord]]] = {}
-        for tp, recs in records.items():
-            if recs:
-                by_partition.setdefault(tp.partition, {})[tp.topic] = recs
+    async def _run_tasks(self, by_partition: Records) -> None:
         for p in sorted(self.tasks):
             task = self.tasks[p]
             task_recs = by_partition.get(p, {})
@@ -471,11 +307,10 @@ class AgentRunner:
                 await self._position(self._assigned(p))  # records after the retried batch
 
     def _assigned(self, p: int) -> list[TopicPartition]:
-        assert self.consumer is not None
-        return [tp for tp in self.consumer.assignment() if tp.partition == p]
+        return self.source.assignment(p)
 
     async def _recover(
-        self, task: PartitionTask, recs: dict[str, list[ConsumerRecord]], exc: BaseException
+        self, task: PartitionTask, recs: dict[str, list[SourceRecord]], exc: BaseException
     ) -> None:
         """Abort a failed checkpoint: rebuild the task from its store and the changelog, and
         rewind the consumer to the committed offsets of the partition, after a backoff.
@@ -523,7 +358,7 @@ class AgentRunner:
                 await self._close_task(p)
 
     async def _dead_letter_batch(
-        self, task: PartitionTask, recs: dict[str, list[ConsumerRecord]], failure: Failure
+        self, task: PartitionTask, recs: dict[str, list[SourceRecord]], failure: Failure
     ) -> None:
         """Commit a batch that kept failing as dead letters (state untouched)."""
         out = self._outgoing()
@@ -545,13 +380,14 @@ class AgentRunner:
         limits = self._limits.get(self.agent.dead_letter_topic, topics.TopicLimits())
         return Outgoing(self.agent.dead_letter_topic, limits.max_message_bytes)
 
-    async def _checkpoint(self, task: PartitionTask, recs: dict[str, list[ConsumerRecord]]) -> None:
+    async def _checkpoint(self, task: PartitionTask, recs: dict[str, list[SourceRecord]]) -> None:
         """One micro-batch of `task` through the checkpoint (weir.service.runtime.checkpoint)."""
         started = time.monotonic()
         now = int(time.time() * 1000)
         skew = self.settings.max_event_time_skew_ms
         batch = await run_batch(
             self.agent,
+            self.sinks,
             task.query,
             task.partition,
             recs,
@@ -562,7 +398,8 @@ class AgentRunner:
         )
         t_processed = time.monotonic()
         result = batch.result
-        self._check_watermark(task, result, now)
+        jump = self.settings.watermark_jump_warn_ms
+        progress.check_watermark(self.name, task.partition, result, task.query.watermark, now, jump)
         changelog_end = await self._produce_and_commit(task, batch.out, batch.offsets)
         t_committed = time.monotonic()
         meta = {"changelog_offset": changelog_end} if changelog_end is not None else None
@@ -582,32 +419,15 @@ class AgentRunner:
         if self.agent.aliases:
             await self._delete_consumed(batch.offsets)
 
-    def _check_watermark(self, task: PartitionTask, result: BatchResult, now: int) -> None:
-        """Log and count a watermark that jumped (an event time far ahead, most likely)."""
-        jump, wm = self.settings.watermark_jump_warn_ms, task.query.watermark
-        if jump is None or wm is None or not result.watermark_moved:
-            return
-        if result.watermark_advance > jump or wm > now + jump:
-            log.warning(
-                "%s[%d]: batch %d moved the watermark %.0f s ahead, to %s (an event time far "
-                "ahead? max_event_time_skew dead-letters those)",
-                self.name,
-                task.partition,
-                result.batch_id,
-                result.watermark_advance / 1000,
-                iso_or_none(wm),
-            )
-            metrics.WATERMARK_JUMPS.labels(self.name).inc()
-
     async def _produce_and_commit(
         self, task: PartitionTask, out: Outgoing, offsets: dict[TopicPartition, int]
     ) -> int | None:
         """Step 2 of the checkpoint (weir.service.runtime.checkpoint) with this task's producer."""
         if task.producer is not None:
             return await self._committer.commit(task.producer, task.partition, out, offsets)
-        assert self.shared_producer is not None and self.consumer is not None
+        assert self.shared_producer is not None and self.source.consumer is not None
         return await self._committer.commit(
-            self.shared_producer, task.partition, out, offsets, self.consumer
+            self.shared_producer, task.partition, out, offsets, self.source.consumer
         )
 
     async def _delete_consumed(self, offsets: dict[TopicPartition, int]) -> None:

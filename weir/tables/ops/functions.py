@@ -221,7 +221,7 @@ class _CountDistinct(AggregateFunction):
 
 
 class _ApproxCountDistinct(AggregateFunction):
-    """HyperLogLog distinct count (weir.tables.hll); the state is the sketch's JSON form."""
+    """HyperLogLog distinct count (weir.tables.ops.hll); the state is the sketch's JSON form."""
 
     def __init__(self, column: str, rsd: float) -> None:
         self.column = column
@@ -406,7 +406,7 @@ countDistinct = count_distinct
 def approx_count_distinct(column: str, rsd: float = 0.05) -> AggregateFunction:
     """Approximate distinct count by HyperLogLog ("approx_count_distinct(col)").
 
-    `rsd` bounds the relative error (see `weir.tables.hll.precision_for`); nulls are ignored.
+    `rsd` bounds the relative error (see `weir.tables.ops.hll.precision_for`); nulls are ignored.
     """
     return _ApproxCountDistinct(column, rsd)
 

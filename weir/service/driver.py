@@ -1,0 +1,156 @@
+"""The micro-batch driver, the one path a batch takes in the worker and in `weir replay`:
+
+decode the records (bad values are rejected with their record) -> run the query -> the rows
+it rejects, traced back to their input records -> late rows -> the sinks.
+
+What is environment-specific stays outside: the source that read the records, the
+`Rejects` that keeps failures (dead-letter topic or file) and the sinks. Nothing here commits:
+the caller makes the batch durable (the worker's checkpoint) or moves on (replay).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from weir.service.codec import decode_values
+from weir.service.sinks.base import BatchIdentity, KafkaRecords, Sink, SinkBatch
+from weir.service.sources.base import SourceRecord
+from weir.tables.operator import ErrorStage, Row
+from weir.tables.query import BatchResult, QueryTask
+
+
+class Rejects(Protocol):
+    """Where a batch's failures go (dead letters) and its late rows."""
+
+    def record(self, rec: SourceRecord, reason: str, stage: ErrorStage) -> None:
+        """Input record `rec` failed (or a row made from it), for `reason`."""
+        ...
+
+    def row(self, row: Row, reason: str, stage: ErrorStage) -> None:
+        """A row that comes from no single input record (an aggregate) failed."""
+        ...
+
+    def late(self, rows: list[tuple[str, Row]]) -> None:
+        """Rows dropped as late, with the operator that dropped them."""
+        ...
+
+
+@dataclass
+class Driven:
+    """A batch through the driver, not yet durable."""
+
+    result: BatchResult
+    n_input: int
+    """Input records of the batch (decoded or not)."""
+    decoded_at: float
+    """Monotonic time when decoding ended."""
+
+
+class _Kept:
+    """The records behind each input's decoded rows, to trace a row back to its record."""
+
+    def __init__(self) -> None:
+        self.by_input: dict[str, tuple[Sequence[SourceRecord], list[int] | None]] = {}
+
+    def record_of(self, origin: tuple[str, int] | None) -> SourceRecord | None:
+        """The record behind row `origin` = (input, position among its decoded rows)."""
+        if origin is None:
+            return None
+        recs, positions = self.by_input[origin[0]]
+        return recs[origin[1] if positions is None else positions[origin[1]]]
+
+
+def _decode(
+    records: Mapping[str, Sequence[SourceRecord]],
+    inputs: Sequence[str],
+    aliases: Mapping[str, str],
+    route: str | None,
+    rejects: Rejects,
+    kept: _Kept,
+) -> dict[str, list[Row]]:
+    rows_by_input: dict[str, list[Row]] = {}
+    for topic, recs in records.items():
+        rows, errors = decode_values([r.value for r in recs])
+        positions: list[int] | None = None
+        if errors:
+            for i, reason in errors:
+                rejects.record(recs[i], reason, "decode")
+            failed = {i for i, _ in errors}
+            positions = [i for i in range(len(recs)) if i not in failed]
+        if route is None:
+            name = aliases.get(topic, topic)
+            rows_by_input[name] = rows
+            kept.by_input[name] = (recs, positions)
+            continue
+        # One stream carrying several inputs: each row names its input in column `route`.
+        order = positions if positions is not None else range(len(recs))
+        routed: dict[str, tuple[list[Row], list[SourceRecord]]] = {n: ([], []) for n in inputs}
+        for i, row in zip(order, rows, strict=True):
+            name = row.pop(route, None)
+            target = routed.get(name) if isinstance(name, str) else None
+            if target is None:
+                rejects.record(
+                    recs[i], f"{route} must be one of {list(inputs)}, got {name!r}", "schema"
+                )
+                continue
+            target[0].append(row)
+            target[1].append(recs[i])
+        for name, (rs, source) in routed.items():
+            rows_by_input[name] = rs
+            kept.by_input[name] = (source, None)
+    return rows_by_input
+
+
+async def run_batch(
+    task: QueryTask,
+    records: Mapping[str, Sequence[SourceRecord]],
+    *,
+    now: int,
+    rejects: Rejects,
+    sinks: Sequence[Sink] = (),
+    identity: BatchIdentity,
+    event_time_limit: int | None = None,
+    aliases: Mapping[str, str] | None = None,
+    route: str | None = None,
+    positions: Mapping[str, int] | None = None,
+    transaction: KafkaRecords | None = None,
+) -> Driven:
+    """Run one micro-batch of `task`: `records` per source topic (an empty mapping is a
+    no-data batch) at processing time `now` (epoch ms).
+
+    `aliases` maps a source topic to the query input it feeds (repartition topics); `route`
+    names the column that says which input a row feeds when one source carries several
+    (replay). Rows with an event time after `event_time_limit` are rejected. `positions`
+    (per source topic, the position after the batch) are committed with the state. The sinks
+    get the batch's rows with its identity (`identity.batch_id` is set from the task) and, for
+    transactional ones, `transaction`. Raises what the query raises (the batch could not run
+    at all) and `SinkFailure`; the task's state is untouched until the caller commits."""
+    kept = _Kept()
+    inputs = task.query.inputs
+    rows_by_input = _decode(records, inputs, aliases or {}, route, rejects, kept)
+    n_input = sum(len(recs) for recs in records.values())
+    decoded_at = time.monotonic()
+    result = task.run_batch(rows_by_input, now, event_time_limit, positions)
+    ctx = result.ctx
+    for (row, reason, stage), origin in zip(ctx.errors, result.error_origins, strict=True):
+        rec = kept.record_of(origin)
+        if rec is not None:
+            rejects.record(rec, reason, stage)
+        else:
+            rejects.row(row, reason, stage)
+    if ctx.late_rows:
+        rejects.late(ctx.late_rows)
+    if sinks and result.rows:
+        batch = SinkBatch(
+            BatchIdentity(identity.query, identity.task, result.batch_id, identity.inputs),
+            result.rows,
+            task.query.timestamp_columns,
+            lambda: [kept.record_of(o) for o in result.row_origins()],
+            transaction,
+        )
+        for sink in sinks:
+            await sink.write(batch)
+    return Driven(result, n_input, decoded_at)

@@ -1,0 +1,96 @@
+"""The Source contract: where a query's input records come from and how to find them again.
+
+A source is read in micro-batches. Each record has a position (`offset`) in its partition of
+its topic; the position after a batch is what a checkpoint stores, and seeking to a stored
+position and reading again gives the same records, so a retried batch is the same batch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Protocol
+
+Records = dict[int, dict[str, list["SourceRecord"]]]
+"""A micro-batch: per partition, per topic, the records in position order."""
+
+
+class SourceRecord(Protocol):
+    """One input record. aiokafka's `ConsumerRecord` is one; file sources make their own."""
+
+    @property
+    def topic(self) -> str:
+        """The topic (file sources: the input name) it was read from."""
+        ...
+
+    @property
+    def partition(self) -> int:
+        """Its partition of the topic."""
+        ...
+
+    @property
+    def offset(self) -> int:
+        """Its position in the partition (files: the line number)."""
+        ...
+
+    @property
+    def timestamp(self) -> int:
+        """When it was written, epoch ms (-1 when unknown)."""
+        ...
+
+    @property
+    def key(self) -> bytes | None:
+        """Its key bytes, if any."""
+        ...
+
+    @property
+    def value(self) -> bytes | None:
+        """Its value bytes (what the driver decodes)."""
+        ...
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]:
+        """Its headers."""
+        ...
+
+
+class Source(ABC):
+    """An input a query reads in micro-batches.
+
+    Contract: `next_batch` returns records in position order per partition, each at most once
+    between seeks; after `seek(topic, partition, p)` the next records of that partition start
+    at position `p`. A bounded source ends (`next_batch` returns nothing and `exhausted` is
+    true); an unbounded one may return nothing for a while. Failures to reach the source
+    raise; the caller retries or stops.
+    """
+
+    bounded: bool = False
+    """True when the source ends (a file); False for a stream (Kafka)."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """One line naming the source, for progress reports (`kafka[topic]`)."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect or open; called once before the first batch."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release what `start` took; the source is not read again."""
+
+    @abstractmethod
+    def partitions(self) -> set[int] | None:
+        """The partitions this reader holds now (None before `start`)."""
+
+    @abstractmethod
+    async def next_batch(self, max_records: int, wait_ms: int) -> Records:
+        """Up to `max_records` records, waiting at most `wait_ms` for the first ones."""
+
+    @abstractmethod
+    def seek(self, topic: str, partition: int, position: int) -> None:
+        """Read `partition` of `topic` from `position` on."""
+
+    @property
+    def exhausted(self) -> bool:
+        """A bounded source that has returned its last record."""
+        return False
