@@ -18,7 +18,7 @@ from weir.service.sinks.foreach_batch import ForeachBatchSink
 from weir.service.sinks.jsonlines import JsonLinesSink
 from weir.service.sinks.kafka import SOURCE_HEADER, KafkaTopicSink
 from weir.service.sinks.postgres import PostgresUpsertSink
-from weir.service.sources.base import SourceRecord
+from weir.service.sources.base import SourceRecord, values_of
 from weir.service.sources.files import JsonLinesSource, LineRecord
 from weir.tables.operator import ErrorStage, Row
 from weir.tables.ops.functions import count
@@ -29,12 +29,19 @@ from weir.tables.window import window
 ID = BatchIdentity("q", 0, 7)
 
 
-def test_json_lines_source_positions_are_line_numbers_and_blank_lines_are_no_records() -> None:
-    src = JsonLinesSource(io.BytesIO(b'{"a":1}\n\n{"a":2}\n{"a":3}\n{"a":4}\n'), "events")
+def test_json_lines_source_positions_are_line_numbers() -> None:
+    src = JsonLinesSource(io.BytesIO(b'{"a":1}\n\n{"a":2}\n{"a":3}\n{"a":4}\n \n'), "events")
     first = src.read(3)[0]["events"]
-    assert [(r.offset, r.value) for r in first] == [(1, b'{"a":1}\n'), (3, b'{"a":2}\n')]
+    assert [(r.offset, r.value) for r in first] == [
+        (1, b'{"a":1}\n'),
+        (2, b"\n"),
+        (3, b'{"a":2}\n'),
+    ]
+    assert values_of(first) == [b'{"a":1}\n', b"\n", b'{"a":2}\n']
+    assert [r.offset for r in first[1:]] == [2, 3]
     src.seek("events", 0, 5)  # skips line 4
-    assert [r.offset for r in src.read(3)[0]["events"]] == [5]
+    assert [r.offset for r in src.read(1)[0]["events"]] == [5]
+    assert src.read(3) == {0: {}}  # blank lines only: an empty batch
     assert not src.exhausted
     assert src.read(3) == {} and src.exhausted
     with pytest.raises(ValueError, match="reads forward only"):

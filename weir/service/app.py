@@ -22,8 +22,7 @@ from typing import Any, Literal
 
 from weir.service.settings import Settings
 from weir.service.sinks.base import Sink
-from weir.service.sinks.foreach_batch import BatchFn, ForeachBatchSink
-from weir.service.sinks.kafka import KafkaTopicSink
+from weir.service.sinks.foreach_batch import BatchFn
 from weir.tables.query import Query
 from weir.tables.stream import Stream, read
 
@@ -98,13 +97,6 @@ class Agent:
     repartition: bool | None = None
     """Repartition before keyed state: None decides by the input's partition count (more than
     one: repartition), False trusts that the input is already partitioned by the key."""
-    aliases: dict[str, str] = field(default_factory=dict)
-    """Input topic -> input name in the query (stage 2 reads repartition topics)."""
-    raw_output: bool = False
-    """Write rows as the engine holds them (timestamps as epoch ms): the sink is an internal
-    (repartition) topic whose configs Weir keeps."""
-    dead_letters: str | None = None
-    """Dead-letter topic override (stage 1 uses its agent's)."""
     starting_offsets: StartingOffsets | None = None
     """Where to start on the first start only (no committed offsets): "earliest", "latest",
     or per topic and partition {"topic": {0: 42}} with -2 for earliest and -1 for latest, as
@@ -121,21 +113,10 @@ class Agent:
         """Compacted changelog of the agent's state, co-partitioned with its inputs."""
         return f"{self.group_id}-changelog"
 
-    def build_sinks(self) -> list[Sink]:
-        """The agent's sinks, in the order they are written: the foreach-batch one (written
-        before the checkpoint's transaction), then the sink topic (inside it)."""
-        out: list[Sink] = []
-        fb = self.foreach_batch
-        if fb is not None:
-            out.append(fb if isinstance(fb, Sink) else ForeachBatchSink(fb))
-        if self.sink is not None:
-            out.append(KafkaTopicSink(self.sink.name, self.key, raw=self.raw_output))
-        return out
-
     @property
     def dead_letter_topic(self) -> str:
         """Where records that cannot be decoded or processed go, with the reason in headers."""
-        return self.dead_letters or f"{self.group_id}-dead-letters"
+        return f"{self.group_id}-dead-letters"
 
 
 class App:

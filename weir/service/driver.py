@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from weir.service.codec import decode_values
 from weir.service.sinks.base import BatchIdentity, KafkaRecords, Sink, SinkBatch
-from weir.service.sources.base import SourceRecord
+from weir.service.sources.base import SourceRecord, values_of
 from weir.tables.operator import ErrorStage, Row
 from weir.tables.query import BatchResult, QueryTask
 
@@ -47,6 +47,8 @@ class Driven:
     """Input records of the batch (decoded or not)."""
     decoded_at: float
     """Monotonic time when decoding ended."""
+    output: SinkBatch | None
+    """What the sinks get (None: the batch emitted no row)."""
 
 
 class _Kept:
@@ -73,7 +75,7 @@ def _decode(
 ) -> dict[str, list[Row]]:
     rows_by_input: dict[str, list[Row]] = {}
     for topic, recs in records.items():
-        rows, errors = decode_values([r.value for r in recs])
+        rows, errors = decode_values(values_of(recs))
         positions: list[int] | None = None
         if errors:
             for i, reason in errors:
@@ -104,13 +106,12 @@ def _decode(
     return rows_by_input
 
 
-async def run_batch(
+def process(
     task: QueryTask,
     records: Mapping[str, Sequence[SourceRecord]],
     *,
     now: int,
     rejects: Rejects,
-    sinks: Sequence[Sink] = (),
     identity: BatchIdentity,
     event_time_limit: int | None = None,
     aliases: Mapping[str, str] | None = None,
@@ -118,16 +119,17 @@ async def run_batch(
     positions: Mapping[str, int] | None = None,
     transaction: KafkaRecords | None = None,
 ) -> Driven:
-    """Run one micro-batch of `task`: `records` per source topic (an empty mapping is a
-    no-data batch) at processing time `now` (epoch ms).
+    """Run one micro-batch of `task` up to its sinks: `records` per source topic (an empty
+    mapping is a no-data batch) at processing time `now` (epoch ms).
 
     `aliases` maps a source topic to the query input it feeds (repartition topics); `route`
     names the column that says which input a row feeds when one source carries several
     (replay). Rows with an event time after `event_time_limit` are rejected. `positions`
-    (per source topic, the position after the batch) are committed with the state. The sinks
-    get the batch's rows with its identity (`identity.batch_id` is set from the task) and, for
-    transactional ones, `transaction`. Raises what the query raises (the batch could not run
-    at all) and `SinkFailure`; the task's state is untouched until the caller commits."""
+    (per source topic, the position after the batch) are committed with the state. The
+    returned `output` is what the sinks get: the rows with the batch identity
+    (`identity.batch_id` is set from the task) and `transaction` for transactional sinks.
+    Raises what the query raises (the batch could not run at all); the task's state is
+    untouched until the caller commits."""
     kept = _Kept()
     inputs = task.query.inputs
     rows_by_input = _decode(records, inputs, aliases or {}, route, rejects, kept)
@@ -143,14 +145,29 @@ async def run_batch(
             rejects.row(row, reason, stage)
     if ctx.late_rows:
         rejects.late(ctx.late_rows)
-    if sinks and result.rows:
-        batch = SinkBatch(
+    output = None
+    if result.rows:
+        output = SinkBatch(
             BatchIdentity(identity.query, identity.task, result.batch_id, identity.inputs),
             result.rows,
             task.query.timestamp_columns,
             lambda: [kept.record_of(o) for o in result.row_origins()],
             transaction,
         )
+    return Driven(result, n_input, decoded_at, output)
+
+
+async def run_batch(
+    task: QueryTask,
+    records: Mapping[str, Sequence[SourceRecord]],
+    *,
+    sinks: Sequence[Sink] = (),
+    **options: Any,
+) -> Driven:
+    """`process` the batch (same arguments), then write its rows to `sinks` in order. Raises
+    what `process` raises and `SinkFailure`."""
+    driven = process(task, records, **options)
+    if driven.output is not None:
         for sink in sinks:
-            await sink.write(batch)
-    return Driven(result, n_input, decoded_at)
+            await sink.write(driven.output)
+    return driven

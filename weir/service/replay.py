@@ -17,8 +17,8 @@ the dead-letter file whole.
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -85,6 +85,9 @@ class _FileRejects:
 
     def record(self, rec: SourceRecord, reason: str, stage: ErrorStage) -> None:
         self.rejected.add(rec.offset)
+        if stage == "decode" and (rec.value or b"").isspace():  # a blank line is no input
+            self.stats.input_lines -= 1
+            return
         raw: object
         try:  # a JSON object as itself, anything else as its text
             raw = orjson.loads(rec.value or b"")
@@ -123,33 +126,7 @@ def replay(
     replay are dead-lettered."""
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
-    return asyncio.run(
-        _replay(
-            query,
-            src,
-            out,
-            batch_size,
-            no_data_batches,
-            dead,
-            store or MemoryStore(),
-            on_batch_failure,
-            max_event_time_skew_ms,
-        )
-    )
-
-
-async def _replay(
-    query: Query,
-    src: IO[bytes],
-    out: IO[bytes],
-    batch_size: int,
-    no_data_batches: bool,
-    dead: IO[bytes] | None,
-    store: Store,
-    on_batch_failure: Literal["fail", "dead_letter"],
-    max_event_time_skew_ms: int | None,
-) -> ReplayStats:
-    task = query.task(store, no_data_batches=no_data_batches)
+    task = query.task(store or MemoryStore(), no_data_batches=no_data_batches)
     inputs = query.inputs
     single = inputs[0] if len(inputs) == 1 else None
     source = JsonLinesSource(src, single or "")
@@ -160,20 +137,21 @@ async def _replay(
     if max_event_time_skew_ms is not None:
         limit = int(time.time() * 1000) + max_event_time_skew_ms
 
-    async def run(records: dict[str, list[SourceRecord]]) -> bool:
+    def run(records: Mapping[str, Sequence[SourceRecord]]) -> bool:
         """Run a batch; False when it failed and its lines went to the dead letters."""
         rejects.rejected.clear()
         try:
-            driven = await driver.run_batch(
+            driven = driver.process(
                 task,
                 records,
                 now=task.next_batch_id * 1000,
                 rejects=rejects,
-                sinks=[sink],
                 identity=BatchIdentity("replay", 0, task.next_batch_id),
                 event_time_limit=limit,
                 route=None if single else "topic",
             )
+            if driven.output is not None:
+                sink.write_now(driven.output)
         except Exception as exc:
             task.abort()
             lines = [r for rs in records.values() for r in rs]
@@ -199,8 +177,8 @@ async def _replay(
         if not batch:  # the end, or only blank lines
             continue
         stats.input_lines += sum(len(rs) for rs in batch.values())
-        await run(batch)
-        while task.wants_no_data_batch() and await run({}):
+        run(batch)
+        while task.wants_no_data_batch() and run({}):
             pass
     return stats
 

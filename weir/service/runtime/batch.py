@@ -17,10 +17,10 @@ import orjson
 from aiokafka.structs import TopicPartition
 
 from weir.service import driver, metrics
-from weir.service.app import Agent
 from weir.service.codec import render_row
 from weir.service.runtime import topics
 from weir.service.runtime.checkpoint import Outgoing, batch_position, json_or_repr, source_of
+from weir.service.runtime.topology import Stage
 from weir.service.sinks.base import BatchIdentity, Sink
 from weir.service.sources.base import SourceRecord
 from weir.tables.operator import ErrorStage, Row
@@ -49,13 +49,14 @@ class _KafkaRejects:
     """Failures as dead-letter records (original key and bytes, source position in headers)
     and late rows to the agent's late topic."""
 
-    def __init__(self, agent: Agent, out: Outgoing, batch_source: Any) -> None:
-        self.agent = agent
+    def __init__(self, stage: Stage, out: Outgoing, batch_source: Any) -> None:
+        self.stage = stage
+        self.agent = stage.agent
         self.out = out
         self.batch_source = batch_source
 
     def record(self, rec: SourceRecord, reason: str, stage: ErrorStage) -> None:
-        source = source_of(rec, self.agent.aliases)
+        source = source_of(rec, self.stage.aliases)
         self.out.dead_letter(rec.key, rec.value, reason, stage, source)
 
     def row(self, row: Row, reason: str, stage: ErrorStage) -> None:
@@ -73,7 +74,7 @@ class _KafkaRejects:
 
 
 async def run_batch(
-    agent: Agent,
+    stage: Stage,
     sinks: Sequence[Sink],
     query: QueryTask,
     partition: int,
@@ -83,9 +84,10 @@ async def run_batch(
     now: int,
     event_time_limit: int | None,
 ) -> Batch:
-    """Run one micro-batch of `partition` (records per input topic) through `query` at
+    """Run one micro-batch of `partition` of `stage` (records per input topic) through `query` at
     processing time `now`, collecting what it writes in `out`. Raises SinkFailure when a
     sink raises; the query's own failures propagate."""
+    agent = stage.agent
     offsets: dict[TopicPartition, int] = {}
     ranges: dict[str, tuple[int, int]] = {}
     sources = []
@@ -105,11 +107,11 @@ async def run_batch(
         query,
         recs,
         now=now,
-        rejects=_KafkaRejects(agent, out, batch_source),
+        rejects=_KafkaRejects(stage, out, batch_source),
         sinks=sinks,
         identity=BatchIdentity(agent.group_id, partition, query.next_batch_id, ranges),
         event_time_limit=event_time_limit,
-        aliases=agent.aliases,
+        aliases=stage.aliases,
         positions={topic: end for topic, (_first, end) in ranges.items()},
         transaction=out,
     )
@@ -117,5 +119,6 @@ async def run_batch(
     changes = result.txn.changes()
     for state_key, state_value in changes.items():
         out.add(agent.changelog_topic, state_key, state_value, partition=partition)
-    out.divert_oversized(limits, {agent.changelog_topic, agent.dead_letter_topic}, batch_source)
+    keep = {agent.changelog_topic, stage.dead_letter_topic}  # their refusal fails the batch
+    out.divert_oversized(limits, keep, batch_source)
     return Batch(result, out, offsets, changes, sources, driven.n_input, driven.decoded_at)

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
-from weir.service.sources.base import SourceRecord
+from weir.service.sources.base import TopicRecords
 from weir.tables.operator import ErrorStage
 
 log = logging.getLogger("weir.worker")
@@ -36,7 +36,7 @@ class BatchFailedError(RuntimeError):
 class Failure:
     """A task's batch that failed: its input range (the retry runs exactly it) and attempts."""
 
-    def __init__(self, recs: dict[str, list[SourceRecord]]) -> None:
+    def __init__(self, recs: TopicRecords) -> None:
         self.last_offsets = {topic: rs[-1].offset for topic, rs in recs.items()}
         self.attempts = 0
         """Failures that count against `max_batch_retries`."""
@@ -57,7 +57,7 @@ class Failure:
         n = self.attempts + self.transient
         return float(min(MAX_BACKOFF_S, 0.25 * 2**n))
 
-    def same_batch(self, recs: dict[str, list[SourceRecord]]) -> dict[str, list[SourceRecord]]:
+    def same_batch(self, recs: TopicRecords) -> TopicRecords:
         """The records of `recs` within the failed batch's range."""
         out = {}
         for topic, rs in recs.items():

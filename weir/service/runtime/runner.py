@@ -18,7 +18,6 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from weir.service import metrics
-from weir.service.app import Agent
 from weir.service.runtime import progress, topics
 from weir.service.runtime.batch import run_batch
 from weir.service.runtime.checkpoint import (
@@ -36,8 +35,10 @@ from weir.service.runtime.failures import (
 )
 from weir.service.runtime.progress import BatchTimes
 from weir.service.runtime.tasks import MAX_BATCH_BYTES, PartitionTask, close_task, open_task
+from weir.service.runtime.topology import Stage
+from weir.service.runtime.triggers import AvailableNow
 from weir.service.settings import Settings
-from weir.service.sources.base import Records, SourceRecord
+from weir.service.sources.base import Records, TopicRecords
 from weir.service.sources.kafka import KafkaSource
 from weir.service.status import MAX_PROGRESS_RECORDS
 from weir.tables.query import BatchResult
@@ -67,7 +68,9 @@ class AgentRunner:
     `StreamingQueryProgress`. Revoked partitions finish their in-flight checkpoint first.
     """
 
-    def __init__(self, agent: Agent, settings: Settings, bootstrap: str) -> None:
+    def __init__(self, stage: Stage, settings: Settings, bootstrap: str) -> None:
+        agent = stage.agent
+        self.stage = stage
         self.agent = agent
         self.settings = settings
         self.bootstrap = bootstrap
@@ -81,19 +84,16 @@ class AgentRunner:
             self._reset_policy(),
             settings.fail_on_data_loss,
         )
-        self.sinks = agent.build_sinks()
+        self.sinks = stage.sinks()
+        self.available_now = AvailableNow(self.source)
         self.shared_producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._committer = Committer(agent.group_id, agent.changelog_topic)
         self.recent_progress: deque[dict[str, Any]] = deque(maxlen=MAX_PROGRESS_RECORDS)
-        self._available_now_targets: dict[TopicPartition, int] | None = None
         self.finished = asyncio.Event()
         self._eos = settings.processing_guarantee == "exactly_once"
         self.state_root = Path(settings.state_dir) / agent.app.name / agent.name
         self._fatal: BaseException | None = None
-        self.upstream: list[AgentRunner] = []
-        """Stage-1 runners feeding this one (available-now waits for them to finish)."""
-        self._upstream_targets_taken = False
         self._failing: dict[int, Failure] = {}
         """Partitions whose last batch failed, until it commits."""
         self._limits: dict[str, topics.TopicLimits] = {}
@@ -115,7 +115,9 @@ class AgentRunner:
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         """Create missing topics, join the consumer group."""
-        self._limits = await topics.ensure_agent_topics(self.bootstrap, self.agent)
+        self._limits = await topics.ensure_agent_topics(
+            self.bootstrap, self.agent, self.stage.dead_letter_topic, self.stage.internal_sink
+        )
         if isinstance(self.agent.starting_offsets, dict):
             await self.source.commit_starting_offsets(self.agent.starting_offsets)
         for sink in self.sinks:
@@ -129,7 +131,7 @@ class AgentRunner:
             )
             await self.shared_producer.start()
         await self.source.start(_Listener(self))
-        if self.agent.aliases:
+        if self.stage.aliases:
             self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
             await self._admin.start()
 
@@ -215,7 +217,7 @@ class AgentRunner:
                         self.tasks[p] = await self._open_task(p)
                 await self._position(assigned)
                 if self.agent.trigger.kind == "available_now":
-                    await self._set_available_now_targets(assigned)
+                    await self.available_now.note_assigned(assigned)
                 return
             except Exception as exc:
                 if not transient(exc):
@@ -235,37 +237,9 @@ class AgentRunner:
 
         await self.source.resume_at_committed(tps, stored)
 
-    async def _set_available_now_targets(self, assigned: list[TopicPartition]) -> None:
-        if self._available_now_targets is None:
-            self._available_now_targets = {}
-        ends = await self.source.end_offsets(assigned)
-        for tp, end in ends.items():
-            self._available_now_targets.setdefault(tp, end)
-
     async def _caught_up(self) -> bool:
-        """True once every partition assigned to this worker is processed up to its
-        available-now target (stage 2: the end of the repartition topic once stage 1 is done).
-        Never during a rebalance or a restore, when the assignment is not all in hand."""
-        if self.source.consumer is None or self._available_now_targets is None:
-            return False
-        if self.upstream:
-            if not all(u.finished.is_set() for u in self.upstream):
-                return False
-            if not self._upstream_targets_taken:
-                # Upstream is done: its output is now complete; take the end offsets again.
-                self._upstream_targets_taken = True
-                self._available_now_targets = {}
-        assigned = self.source.assignment()
-        if not assigned or any(tp.partition not in self.tasks for tp in assigned):
-            return False
-        targets = self._available_now_targets
-        missing = [tp for tp in assigned if tp not in targets]
-        if missing:
-            targets.update(await self.source.end_offsets(missing))
-        for tp in assigned:
-            if await self.source.position(tp) < targets[tp]:
-                return False
-        return not any(t.query.wants_no_data_batch() for t in self.tasks.values())
+        wants_more = any(t.query.wants_no_data_batch() for t in self.tasks.values())
+        return await self.available_now.done(self.tasks, wants_more)
 
     # -- tasks ---------------------------------------------------------------------------
     async def _open_task(self, p: int) -> PartitionTask:
@@ -281,7 +255,7 @@ class AgentRunner:
     async def _run_tasks(self, by_partition: Records) -> None:
         for p in sorted(self.tasks):
             task = self.tasks[p]
-            task_recs = by_partition.get(p, {})
+            task_recs: TopicRecords = by_partition.get(p, {})
             failure = self._failing.get(p)
             if failure is not None:
                 same = failure.same_batch(task_recs)
@@ -309,9 +283,7 @@ class AgentRunner:
     def _assigned(self, p: int) -> list[TopicPartition]:
         return self.source.assignment(p)
 
-    async def _recover(
-        self, task: PartitionTask, recs: dict[str, list[SourceRecord]], exc: BaseException
-    ) -> None:
+    async def _recover(self, task: PartitionTask, recs: TopicRecords, exc: BaseException) -> None:
         """Abort a failed checkpoint: rebuild the task from its store and the changelog, and
         rewind the consumer to the committed offsets of the partition, after a backoff.
 
@@ -358,7 +330,7 @@ class AgentRunner:
                 await self._close_task(p)
 
     async def _dead_letter_batch(
-        self, task: PartitionTask, recs: dict[str, list[SourceRecord]], failure: Failure
+        self, task: PartitionTask, recs: TopicRecords, failure: Failure
     ) -> None:
         """Commit a batch that kept failing as dead letters (state untouched)."""
         out = self._outgoing()
@@ -367,7 +339,7 @@ class AgentRunner:
         for topic, rs in recs.items():
             for r in rs:
                 out.dead_letter(
-                    r.key, r.value, error, failure.stage, source_of(r, self.agent.aliases)
+                    r.key, r.value, error, failure.stage, source_of(r, self.stage.aliases)
                 )
             offsets[TopicPartition(topic, task.partition)] = rs[-1].offset + 1
         await self._produce_and_commit(task, out, offsets)
@@ -377,16 +349,16 @@ class AgentRunner:
         )
 
     def _outgoing(self) -> Outgoing:
-        limits = self._limits.get(self.agent.dead_letter_topic, topics.TopicLimits())
-        return Outgoing(self.agent.dead_letter_topic, limits.max_message_bytes)
+        limits = self._limits.get(self.stage.dead_letter_topic, topics.TopicLimits())
+        return Outgoing(self.stage.dead_letter_topic, limits.max_message_bytes)
 
-    async def _checkpoint(self, task: PartitionTask, recs: dict[str, list[SourceRecord]]) -> None:
+    async def _checkpoint(self, task: PartitionTask, recs: TopicRecords) -> None:
         """One micro-batch of `task` through the checkpoint (weir.service.runtime.checkpoint)."""
         started = time.monotonic()
         now = int(time.time() * 1000)
         skew = self.settings.max_event_time_skew_ms
         batch = await run_batch(
-            self.agent,
+            self.stage,
             self.sinks,
             task.query,
             task.partition,
@@ -416,7 +388,7 @@ class AgentRunner:
         )
         if batch.out.n_dead:
             metrics.DEAD_LETTERS.labels(self.name).inc(batch.out.n_dead)
-        if self.agent.aliases:
+        if self.stage.aliases:
             await self._delete_consumed(batch.offsets)
 
     async def _produce_and_commit(

@@ -97,10 +97,12 @@ async def delete_before(admin: AIOKafkaAdminClient, offsets: dict[TopicPartition
         await admin.delete_records({tp: RecordsToDelete(o) for tp, o in offsets.items()})
 
 
-async def ensure_agent_topics(bootstrap: str, agent: Agent) -> dict[str, TopicLimits]:
+async def ensure_agent_topics(
+    bootstrap: str, agent: Agent, dead_letter_topic: str, internal_sink: bool
+) -> dict[str, TopicLimits]:
     """Create the inputs, sink, changelog and dead-letter topics of `agent` that do not
-    exist, give an internal (repartition) sink its configs, and return the limits of the
-    topics it writes. Raises ValueError when inputs of a join are not co-partitioned."""
+    exist, give an `internal_sink` (a repartition topic) its configs, and return the limits
+    of the topics it writes. Raises ValueError when inputs of a join are not co-partitioned."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -121,7 +123,7 @@ async def ensure_agent_topics(bootstrap: str, agent: Agent) -> dict[str, TopicLi
             )
         wanted = [
             (agent.changelog_topic, n_in, {"cleanup.policy": "compact"}),
-            (agent.dead_letter_topic, 1, {}),
+            (dead_letter_topic, 1, {}),
         ]
         if agent.sink is not None:
             wanted.append((agent.sink.name, agent.sink.partitions or n_in, agent.sink.config))
@@ -133,7 +135,7 @@ async def ensure_agent_topics(bootstrap: str, agent: Agent) -> dict[str, TopicLi
                 created.append(name)
         await wait_for_leaders(admin, created)
         configs = await describe_configs(admin, [name for name, _p, _c in wanted])
-        if agent.raw_output and agent.sink is not None:  # stage 1: the sink is internal
+        if internal_sink and agent.sink is not None:
             await ensure_config(admin, agent.sink.name, configs[agent.sink.name], agent.sink.config)
         return {name: limits_of(c) for name, c in configs.items()}
     finally:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient
 
 from weir.service.app import Agent, App, Topic
 from weir.service.codec import WHOLE_ROW
 from weir.service.runtime import topics
+from weir.service.sinks.base import Sink
+from weir.service.sinks.foreach_batch import ForeachBatchSink
+from weir.service.sinks.kafka import KafkaTopicSink
 from weir.tables.plan import Cut, split
 from weir.tables.query import Query
 
@@ -25,6 +29,30 @@ class Stage:
     agent: Agent
     upstream: tuple[str, ...] = ()
     """Names of the stages feeding it (available-now waits for them to finish)."""
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    """Input topic -> input name in the query (stage 2 reads repartition topics)."""
+    internal_sink: bool = False
+    """Stage 1: the sink is a repartition topic whose configs Weir keeps; rows are written as
+    the engine holds them (times as epoch ms), each naming its input record."""
+    dead_letters: str | None = None
+    """Stage 1: its agent's dead-letter topic."""
+
+    @property
+    def dead_letter_topic(self) -> str:
+        """Where the stage's failed records go: its agent's dead-letter topic."""
+        return self.dead_letters or self.agent.dead_letter_topic
+
+    def sinks(self) -> list[Sink]:
+        """The stage's sinks, in the order they are written: the foreach-batch one (written
+        before the checkpoint's transaction), then the sink topic (inside it)."""
+        agent = self.agent
+        out: list[Sink] = []
+        fb = agent.foreach_batch
+        if fb is not None:
+            out.append(fb if isinstance(fb, Sink) else ForeachBatchSink(fb))
+        if agent.sink is not None:
+            out.append(KafkaTopicSink(agent.sink.name, agent.key, raw=self.internal_sink))
+        return out
 
 
 async def stages(app: App, bootstrap: str) -> list[Stage]:
@@ -80,23 +108,20 @@ async def _split(
             sink=topic,
             key=cut.key if cut.key is not None else WHOLE_ROW,
             trigger=agent.trigger,
-            raw_output=True,
-            dead_letters=agent.dead_letter_topic,
             repartition=False,
             starting_offsets=agent.starting_offsets,
         )
-        out.append(Stage(stage1))
+        out.append(Stage(stage1, internal_sink=True, dead_letters=agent.dead_letter_topic))
         aliases[topic.name] = cut.input_name
         inputs.append(topic)
     stage2 = dataclasses.replace(
         agent,
         inputs=tuple(inputs),
         query=stage2_query,
-        aliases=aliases,
         repartition=False,
         starting_offsets="earliest",
     )
-    out.append(Stage(stage2, tuple(s.agent.name for s in out)))
+    out.append(Stage(stage2, tuple(s.agent.name for s in out), aliases=aliases))
     log.info(
         "%s: repartitioning %s by %s through %s",
         agent.name,

@@ -35,7 +35,7 @@ class Worker:
             raise ValueError("no Kafka: set bootstrap_servers (WEIR_BOOTSTRAP_SERVERS)")
         self.bootstrap = found
         self.runners = {
-            name: AgentRunner(agent, app.settings, self.bootstrap)
+            name: AgentRunner(topology.Stage(agent), app.settings, self.bootstrap)
             for name, agent in app.agents.items()
         }
         self.stop_event = asyncio.Event()
@@ -45,8 +45,8 @@ class Worker:
     async def _expand(self) -> None:
         """Split agents whose keyed state needs a repartition topic into their two stages."""
         for stage in await topology.stages(self.app, self.bootstrap):
-            runner = AgentRunner(stage.agent, self.app.settings, self.bootstrap)
-            runner.upstream = [self.runners[u] for u in stage.upstream]
+            runner = AgentRunner(stage, self.app.settings, self.bootstrap)
+            runner.available_now.upstream = [self.runners[u].finished for u in stage.upstream]
             self.runners[stage.agent.name] = runner
 
     def progress(self, n: int) -> dict[str, Any]:

@@ -8,10 +8,12 @@ position and reading again gives the same records, so a retried batch is the sam
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-Records = dict[int, dict[str, list["SourceRecord"]]]
+TopicRecords = Mapping[str, Sequence["SourceRecord"]]
+"""One task's records of a micro-batch: per topic, in position order."""
+Records = dict[int, TopicRecords]
 """A micro-batch: per partition, per topic, the records in position order."""
 
 
@@ -94,3 +96,13 @@ class Source(ABC):
     def exhausted(self) -> bool:
         """A bounded source that has returned its last record."""
         return False
+
+
+def values_of(records: Sequence[SourceRecord]) -> list[bytes | None]:
+    """The records' values, in order; a batch type that holds its values as a list (files)
+    gives them without making record objects."""
+    fast = getattr(records, "values", None)
+    if fast is not None:
+        values: list[bytes | None] = fast()
+        return values
+    return [r.value for r in records]

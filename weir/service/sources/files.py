@@ -1,15 +1,18 @@
 """File sources: JSON lines read in micro-batches (what `weir replay` reads).
 
 A line is a record: its topic is the input name the source was given, partition 0, its
-offset the line number (from 1), no key, no timestamp (-1). Blank lines are not records.
-Seeking to a line number and reading again gives the same records.
+offset the line number (from 1), no key, no timestamp (-1). A batch holds its lines as bytes
+and makes a record object only for a line that is looked at alone (one that failed), so
+reading costs nothing per line. Blank lines are records that decode to nothing; the reader
+of the batch skips them. Seeking to a line number and reading again gives the same records.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import IO
+from typing import IO, overload
 
 from weir.service.sources.base import Records, Source, SourceRecord
 
@@ -27,9 +30,40 @@ class LineRecord:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
+class LineRecords(Sequence[SourceRecord]):
+    """The lines of one batch as `SourceRecord`s, made on demand; `values()` is the lines."""
+
+    __slots__ = ("first", "lines", "topic")
+
+    def __init__(self, topic: str, lines: list[bytes], first: int) -> None:
+        self.topic = topic
+        self.lines = lines
+        self.first = first
+        """The line number of `lines[0]`."""
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    @overload
+    def __getitem__(self, i: int) -> SourceRecord: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[SourceRecord]: ...
+
+    def __getitem__(self, i: int | slice) -> SourceRecord | Sequence[SourceRecord]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self.lines)))]
+        if i < 0:
+            i += len(self.lines)
+        return LineRecord(self.topic, self.first + i, self.lines[i])
+
+    def values(self) -> list[bytes]:
+        """Every line's bytes (what the driver decodes), without making records."""
+        return self.lines
+
+
 class JsonLinesSource(Source):
-    """The lines of an open binary file, `max_records` lines a batch (blank ones skipped but
-    counted in the batch size, so batch boundaries do not depend on them).
+    """The lines of an open binary file, `max_records` lines a batch.
 
     Contract: bounded; positions are line numbers; `seek` only moves forward (the file is
     read once, like a stream)."""
@@ -54,7 +88,8 @@ class JsonLinesSource(Source):
         return self.read(max_records)
 
     def read(self, max_records: int) -> Records:
-        """`next_batch` without waiting (a file never makes one wait)."""
+        """`next_batch` without waiting (a file never makes one wait); a batch of blank lines
+        only is an empty batch."""
         if max_records < 1:
             raise ValueError("batch size must be at least 1")
         chunk = list(islice(self._lines, max_records))
@@ -63,12 +98,9 @@ class JsonLinesSource(Source):
         if not chunk:
             self._done = True
             return {}
-        recs: list[SourceRecord] = [
-            LineRecord(self.topic, first + i, line)
-            for i, line in enumerate(chunk)
-            if not line.isspace()
-        ]
-        return {0: {self.topic: recs}} if recs else {0: {}}
+        if all(line.isspace() for line in chunk):  # stops at the first line with text
+            return {0: {}}
+        return {0: {self.topic: LineRecords(self.topic, chunk, first)}}
 
     def seek(self, topic: str, partition: int, position: int) -> None:
         if position < self._next:

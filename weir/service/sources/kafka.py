@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
@@ -101,7 +102,7 @@ class KafkaSource(Source):
         `max_records`; an empty batch when `stop` is set meanwhile."""
         assert self.consumer is not None
         deadline = time.monotonic() + wait_ms / 1000
-        out: Records = {}
+        got_by: dict[int, dict[str, list[Any]]] = {}
         n = 0
         while n < max_records and not (stop is not None and stop.is_set()):
             remaining = max(0, int((deadline - time.monotonic()) * 1000))
@@ -110,7 +111,7 @@ class KafkaSource(Source):
             )
             for tp, recs in got.items():
                 if recs:
-                    out.setdefault(tp.partition, {}).setdefault(tp.topic, []).extend(recs)
+                    got_by.setdefault(tp.partition, {}).setdefault(tp.topic, []).extend(recs)
                     n += len(recs)
             if not got and (n or remaining == 0):
                 break
@@ -118,6 +119,7 @@ class KafkaSource(Source):
                 break
             if time.monotonic() >= deadline and (n or fill):
                 break
+        out: Records = dict(got_by)
         return out
 
     def seek(self, topic: str, partition: int, position: int) -> None:
