@@ -89,20 +89,19 @@ def _decode(
             continue
         # One stream carrying several inputs: each row names its input in column `route`.
         order = positions if positions is not None else range(len(recs))
-        routed: dict[str, tuple[list[Row], list[SourceRecord]]] = {n: ([], []) for n in inputs}
+        routed: dict[str, tuple[list[Row], list[int]]] = {n: ([], []) for n in inputs}
         for i, row in zip(order, rows, strict=True):
             name = row.pop(route, None)
             target = routed.get(name) if isinstance(name, str) else None
             if target is None:
-                rejects.record(
-                    recs[i], f"{route} must be one of {list(inputs)}, got {name!r}", "schema"
-                )
+                why = f"{route} must be one of {list(inputs)}, got {name!r}"
+                rejects.record(recs[i], why, "schema")
                 continue
             target[0].append(row)
-            target[1].append(recs[i])
+            target[1].append(i)
         for name, (rs, source) in routed.items():
             rows_by_input[name] = rs
-            kept.by_input[name] = (source, None)
+            kept.by_input[name] = (recs, source)
     return rows_by_input
 
 
