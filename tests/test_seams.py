@@ -39,6 +39,7 @@ def test_json_lines_source_positions_are_line_numbers() -> None:
     ]
     assert values_of(first) == [b'{"a":1}\n', b"\n", b'{"a":2}\n']
     assert [r.offset for r in first[1:]] == [2, 3]
+    assert asyncio.run(src.position("events", 0)) == 4
     src.seek("events", 0, 5)  # skips line 4
     assert [r.offset for r in src.read(1)[0]["events"]] == [5]
     assert src.read(3) == {0: {}}  # blank lines only: an empty batch

@@ -54,6 +54,6 @@ class AvailableNow:
         if missing:
             targets.update(await self.source.end_offsets(missing))
         for tp in assigned:
-            if await self.source.position(tp) < targets[tp]:
+            if await self.source.position(tp.topic, tp.partition) < targets[tp]:
                 return False
         return not wants_more

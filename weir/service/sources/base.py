@@ -89,6 +89,11 @@ class Source(ABC):
         """Up to `max_records` records, waiting at most `wait_ms` for the first ones."""
 
     @abstractmethod
+    async def position(self, topic: str, partition: int) -> int:
+        """The position of the next record `next_batch` returns for `partition` of `topic`
+        (what a checkpoint stores once the records before it are processed)."""
+
+    @abstractmethod
     def seek(self, topic: str, partition: int, position: int) -> None:
         """Read `partition` of `topic` from `position` on."""
 

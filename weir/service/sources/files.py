@@ -102,6 +102,9 @@ class JsonLinesSource(Source):
             return {0: {}}
         return {0: {self.topic: LineRecords(self.topic, chunk, first)}}
 
+    async def position(self, topic: str, partition: int) -> int:
+        return self._next
+
     def seek(self, topic: str, partition: int, position: int) -> None:
         if position < self._next:
             raise ValueError(f"{self.description} reads forward only: at line {self._next}")

@@ -224,10 +224,9 @@ class KafkaSource(Source):
         ends: dict[TopicPartition, int] = await self.consumer.end_offsets(tps)
         return ends
 
-    async def position(self, tp: TopicPartition) -> int:
-        """The offset of the next record `next_batch` returns for `tp`."""
+    async def position(self, topic: str, partition: int) -> int:
         assert self.consumer is not None
-        return int(await self.consumer.position(tp))
+        return int(await self.consumer.position(TopicPartition(topic, partition)))
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit `offsets` for the group (at_least_once; exactly_once commits them in the
