@@ -9,7 +9,7 @@ their topic become dead letters. Nothing is written here: the checkpoint writes 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from weir.service.runtime import topics
 from weir.service.runtime.checkpoint import Outgoing, batch_position, json_or_repr, source_of
 from weir.service.runtime.topology import Stage
 from weir.service.sinks.base import BatchIdentity, Sink
-from weir.service.sources.base import SourceRecord
+from weir.service.sources.base import SourceRecord, TopicRecords
 from weir.tables.operator import ErrorStage, Row
 from weir.tables.query import BatchResult, QueryTask
 
@@ -45,7 +45,7 @@ class Batch:
     """Monotonic time when decoding ended."""
 
 
-class _KafkaRejects:
+class KafkaRejects:
     """Failures as dead-letter records (original key and bytes, source position in headers)
     and late rows to the agent's late topic."""
 
@@ -73,12 +73,17 @@ class _KafkaRejects:
             self.out.add(late_topic.name, None, value, [("operator", op_name.encode())])
 
 
+def offsets_after(recs: TopicRecords, partition: int) -> dict[TopicPartition, int]:
+    """The input offsets to commit once `recs` (of task `partition`) are processed."""
+    return {TopicPartition(topic, partition): rs[-1].offset + 1 for topic, rs in recs.items()}
+
+
 async def run_batch(
     stage: Stage,
     sinks: Sequence[Sink],
     query: QueryTask,
     partition: int,
-    recs: Mapping[str, Sequence[SourceRecord]],
+    recs: TopicRecords,
     out: Outgoing,
     limits: dict[str, topics.TopicLimits],
     now: int,
@@ -88,11 +93,10 @@ async def run_batch(
     processing time `now`, collecting what it writes in `out`. Raises SinkFailure when a
     sink raises; the query's own failures propagate."""
     agent = stage.agent
-    offsets: dict[TopicPartition, int] = {}
+    offsets = offsets_after(recs, partition)
     ranges: dict[str, tuple[int, int]] = {}
     sources = []
     for topic, rs in recs.items():
-        offsets[TopicPartition(topic, partition)] = rs[-1].offset + 1
         ranges[topic] = (rs[0].offset, rs[-1].offset + 1)
         sources.append(
             {
@@ -107,7 +111,7 @@ async def run_batch(
         query,
         recs,
         now=now,
-        rejects=_KafkaRejects(stage, out, batch_source),
+        rejects=KafkaRejects(stage, out, batch_source),
         sinks=sinks,
         identity=BatchIdentity(agent.group_id, partition, query.next_batch_id, ranges),
         event_time_limit=event_time_limit,

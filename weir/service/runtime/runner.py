@@ -19,11 +19,10 @@ from aiokafka.structs import TopicPartition
 
 from weir.service import metrics
 from weir.service.runtime import progress, topics
-from weir.service.runtime.batch import run_batch
+from weir.service.runtime.batch import KafkaRejects, offsets_after, run_batch
 from weir.service.runtime.checkpoint import (
     Committer,
     Outgoing,
-    source_of,
 )
 from weir.service.runtime.failures import (
     MAX_BACKOFF_S,
@@ -334,15 +333,12 @@ class AgentRunner:
     ) -> None:
         """Commit a batch that kept failing as dead letters (state untouched)."""
         out = self._outgoing()
-        offsets: dict[TopicPartition, int] = {}
+        rejects = KafkaRejects(self.stage, out, None)
         error = f"batch failed {failure.attempts} times, last with {failure.error}"
-        for topic, rs in recs.items():
+        for rs in recs.values():
             for r in rs:
-                out.dead_letter(
-                    r.key, r.value, error, failure.stage, source_of(r, self.stage.aliases)
-                )
-            offsets[TopicPartition(topic, task.partition)] = rs[-1].offset + 1
-        await self._produce_and_commit(task, out, offsets)
+                rejects.record(r, error, failure.stage)
+        await self._produce_and_commit(task, out, offsets_after(recs, task.partition))
         metrics.DEAD_LETTERS.labels(self.name).inc(out.n_dead)
         log.error(
             "%s[%d]: %d records dead-lettered: %s", self.name, task.partition, out.n_dead, error
