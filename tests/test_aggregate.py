@@ -519,7 +519,7 @@ def test_refused_combinations() -> None:
     wm = read("events").with_watermark("event_time", "1 minute")
     with pytest.raises(ValueError, match="Update output mode not supported for session window"):
         wm.group_by(session_window("event_time", "1 minute")).count().query("update")
-    with pytest.raises(ValueError, match="Multiple streaming aggregations"):
+    with pytest.raises(ValueError, match="'correctness' issue due to global watermark"):
         wm.group_by("action").count().group_by("action").count().query("complete")
     with pytest.raises(ValueError, match="at most one window"):
         wm.group_by(window("event_time", "1 minute"), window("event_time", "2 minutes"))

@@ -107,14 +107,23 @@ def test_left_outer_emits_unmatched_once_after_watermark(store: Store) -> None:
     assert out == []
     out = run(task, {"payments": [payment("p2", "o2", HOUR)]}, 2)
     assert [(r["order_id"], r["payment_id"]) for r in out] == [("o2", "p2")]
-    # W = min(5h - 1h, 6h15 - 2h) = 4h: exactly o1's horizon (0 + 4h) -> evicted at W = 4h.
+    # W = min(5h - 1h, 6h - 2h) = 4h: exactly o1's horizon (0 + 4h). Spark's state watermark
+    # of the orders is W - 4h - 1 ms, so o1 stays (a payment at 4h would be late anyway).
     out = run(
         task, {"orders": [order("o3", 5 * HOUR)], "payments": [payment("p", "x", 6 * HOUR)]}, 3
     )
     assert out == []  # W(3) is still 0h - 1h; the watermark moves after this batch
     assert task.watermark == 4 * HOUR
     assert task.wants_no_data_batch()
-    out = run(task, {}, 4)
+    assert run(task, {}, 4) == []
+    # W = 4h + 1 min: past o1's horizon -> emitted with nulls in the no-data batch.
+    run(
+        task,
+        {"orders": [order("o4", 5 * HOUR + MIN)], "payments": [payment("q", "y", 6 * HOUR + MIN)]},
+        5,
+    )
+    assert task.watermark == 4 * HOUR + MIN
+    out = run(task, {}, 6)
     assert out == [
         {
             "order_id": "o1",
@@ -126,7 +135,7 @@ def test_left_outer_emits_unmatched_once_after_watermark(store: Store) -> None:
             "pay_ts": None,
         }
     ]
-    assert run(task, {}, 5) == []  # never again
+    assert run(task, {}, 7) == []  # never again
 
 
 def test_right_outer_and_column_clash(store: Store) -> None:
@@ -244,7 +253,8 @@ def model(
                 if late is None or r[col] > late:
                     arrived.append((side, b, r))
                 maxes[side] = max(maxes.get(side, r[col]), r[col])
-        cands = [maxes[s] - delays[0 if s == "L" else 1] for s in maxes]
+        # Spark: no watermark until both watermarked inputs have had a row
+        cands = [maxes[s] - delays[0 if s == "L" else 1] for s in maxes] if len(maxes) == 2 else []
         prev = wm
         if cands and (wm is None or min(cands) > wm):
             wm = min(cands)
@@ -267,7 +277,7 @@ def model(
     def first_passing(arrival: int, horizon_time: int) -> int | None:
         for b in range(arrival, len(batches)):
             w = marks[b][0]
-            if w is not None and horizon_time <= w:
+            if w is not None and horizon_time < w:  # Spark's state watermark: W - 1 ms
                 return b
         return None
 

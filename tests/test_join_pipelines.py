@@ -101,11 +101,13 @@ def test_unmatched_orders_pipeline(store: Store) -> None:
     batch = {"orders": [order("o4", "14:00")], "payments": [pay("px", "zz", "15:00")]}
     assert run_with_no_data(task, batch, 3) == []
     out = run_with_no_data(task, {k: [dict(r) for r in v] for k, v in FAR.items()}, 4)
-    assert out == [
-        {"order_id": "o2", "user_id": "u2", "amount": 5.0, "order_ts": t("10:30")},
-        {"order_id": "o4", "user_id": "u1", "amount": 20.0, "order_ts": t("14:00")},
-    ]
-    assert run_with_no_data(task, {}, 5) == []
+    # W = 18:00: o2 (10:30 + 4h) is past it; o4 (14:00 + 4h) is exactly at it, and Spark
+    # keeps an order until W passes its horizon (state watermark W - 4h - 1 ms)
+    assert out == [{"order_id": "o2", "user_id": "u2", "amount": 5.0, "order_ts": t("10:30")}]
+    later = {"orders": [order("o10", "20:01")], "payments": [pay("p10", "o10", "20:01")]}
+    out = run_with_no_data(task, later, 5)
+    assert out == [{"order_id": "o4", "user_id": "u1", "amount": 20.0, "order_ts": t("14:00")}]
+    assert run_with_no_data(task, {}, 7) == []
 
 
 def test_unmatched_is_complement_of_matched_randomised() -> None:

@@ -4,6 +4,7 @@ multi-input routing by "topic", dead letters instead of crashes."""
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import orjson
 
 from weir.service.codec import decode_values
-from weir.service.replay import replay
+from weir.service.commands import PIPELINES
+from weir.service.replay import load_query, replay
 from weir.tables.stream import read
 
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
@@ -76,6 +78,29 @@ def test_unknown_pipeline_is_one_readable_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "no pipeline 'no_such_pipeline'" in proc.stderr
+
+
+def test_replay_loads_a_users_own_module_from_pythonpath(tmp_path: Path) -> None:
+    """`weir replay mypipeline:query` imports the user's module as named (it used to look for
+    weir.agents.mypipeline); a bare shipped name still finds weir.agents."""
+    (tmp_path / "mypipeline.py").write_text(
+        "from weir import read\nquery = read('in').filter(lambda r: r['n'] > 1).query()\n"
+    )
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(_lines([{"n": 1}, {"n": 2}, {"n": 3}]))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    for spec, want in (("mypipeline:query", [2, 3]), ("mypipeline", [2, 3])):
+        out = tmp_path / "out.jsonl"
+        proc = subprocess.run(
+            [sys.executable, "-m", "weir.service.cli", "replay", spec, "--input", str(src)]
+            + ["--output", str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert [orjson.loads(x)["n"] for x in out.read_bytes().splitlines()] == want
+    assert load_query("word_count", PIPELINES).node is not None  # shipped, by bare name
 
 
 def test_multi_input_routing_and_no_data_batches() -> None:

@@ -28,17 +28,31 @@ from weir.tables.stream import Stream, read
 
 
 def load_attribute(spec: str, default_attr: str, package: str | None = None) -> tuple[str, Any]:
-    """Import `module:attribute` and return (module name, the attribute or None). A bare module
-    name without a dot is looked up in `package` when given. Raises ValueError with one
-    readable line when the module cannot be imported."""
-    module_name, _, attr = spec.partition(":")
+    """Import `module:attribute` and return (module name, the attribute or None).
+
+    `module:attribute` names the module as written (a user's module on PYTHONPATH); a bare
+    name without a dot is first looked up in `package` when given (the shipped pipelines),
+    and each form falls back to the other. Raises ValueError with one readable line when no
+    module can be imported.
+    """
+    module_name, colon, attr = spec.partition(":")
+    tries = [module_name]
     if package and "." not in module_name:
-        module_name = f"{package}.{module_name}"
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import {module_name!r} for {spec!r}: {exc}") from None
-    return module_name, getattr(module, attr or default_attr, None)
+        packaged = f"{package}.{module_name}"
+        tries = [module_name, packaged] if colon else [packaged, module_name]
+    first: ImportError | None = None
+    for name in tries:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            missing = exc.name
+            if missing is not None and missing != name and not name.startswith(missing + "."):
+                # the module exists but an import inside it failed: that is the error to show
+                raise ValueError(f"cannot import {name!r} for {spec!r}: {exc}") from None
+            first = first or exc
+            continue
+        return name, getattr(module, attr or default_attr, None)
+    raise ValueError(f"cannot import {tries[0]!r} for {spec!r}: {first}") from None
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,30 @@ class Operator(ABC):
         """Raise ValueError, saying why, when the query's output mode is one Spark refuses
         for this operator (`has_watermark`: the query declares a watermark)."""
 
+    def output_watermark(self, input_watermark: int) -> int | None:
+        """The watermark this operator passes downstream, given its input watermark (Spark's
+        `produceOutputWatermark`): unchanged by default; None when its output rows carry no
+        event time a downstream operator could trust."""
+        return input_watermark
+
+    def output_watermarks(
+        self, watermarks: tuple[tuple[str, str, int], ...]
+    ) -> tuple[tuple[str, str, int], ...]:
+        """The (input, column, delay) watermarks of the output rows, given the input rows'
+        ones: unchanged by default; an aggregation keeps only what its output columns carry."""
+        return watermarks
+
+    def emits_late_rows(self, mode: OutputMode) -> bool:
+        """True when, in output mode `mode`, this operator may emit rows a downstream stateful
+        operator would take as late (Spark refuses such chains): an aggregation outside
+        append mode, arbitrary state with an event-time timeout."""
+        return False
+
+    def watches_event_time(self) -> bool:
+        """True for a stateful operator that drops late rows or evicts by event time, so an
+        upstream `emits_late_rows` operator would make it lose rows."""
+        return self.stateful
+
     def wants_batch(self, state: StateView, processing_time: int) -> bool:
         """True when the operator needs a batch now even without input (a due timer)."""
         return False

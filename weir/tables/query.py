@@ -15,7 +15,7 @@ from weir.tables.operator import BatchContext, ErrorStage, MultiInputOperator, O
 from weir.tables.plan import Node, input_names, topo
 from weir.tables.state.store import StateTxn, Store
 from weir.tables.state_names import check_compatible, prefix_for, state_names
-from weir.tables.watermark import WatermarkTracker
+from weir.tables.watermark import WatermarkPlan, WatermarkTracker
 
 _QUERY_PREFIX = b"\x01query/"
 _POSITIONS = _QUERY_PREFIX + b"positions"
@@ -31,10 +31,11 @@ class Query:
         self.output_mode: OutputMode = output_mode
         self.nodes = topo(node)
         self.inputs = sorted(input_names(node))
-        self.delays = {name: delay for name, _col, delay in node.watermarks}
+        self.delays = {name: delay for n in self.nodes for name, _col, delay in n.watermarks}
         self.timestamp_columns = node.timestamp_columns
         self.stateful = [n.op for n in self.nodes if n.op is not None and n.op.stateful]
-        has_wm = bool(node.watermarks)
+        self.watermarks = WatermarkPlan(self.nodes)
+        has_wm = bool(self.delays)
         for n in self.nodes:
             if n.op is not None:
                 n.op.check_output_mode(output_mode, has_wm)
@@ -43,6 +44,7 @@ class Query:
                 "complete output mode is not supported when there are no streaming "
                 "aggregations: there is no result table to emit"
             )
+        check_chain(self.nodes, output_mode)
 
     def task(
         self, store: Store, *, idle_timeout_ms: int | None = None, no_data_batches: bool = True
@@ -51,6 +53,59 @@ class Query:
         return QueryTask(
             self, store, idle_timeout_ms=idle_timeout_ms, no_data_batches=no_data_batches
         )
+
+
+def check_chain(nodes: list[Node], output_mode: OutputMode) -> None:
+    """Refuse, as Spark does, a stateful operator that would take rows of an upstream one as
+    late (see `Operator.emits_late_rows`), and a watermark declared again after a stateful
+    operator that passes one on (each operator's watermark comes from the one before)."""
+    carries: dict[int, bool] = {}
+    for n in nodes:
+        op = n.op
+        up = any(carries.get(id(p), False) for p in n.parents)
+        if op is None:
+            carries[id(n)] = False
+            continue
+        if op.declares_watermark:
+            if up and _stateful_between(n):
+                raise ValueError(
+                    f"Redefining watermark is disallowed: {op.name} comes after a stateful "
+                    "operator that already passes a watermark on; declare watermarks on the "
+                    "inputs, before the first stateful operator"
+                )
+            carries[id(n)] = True
+            continue
+        carries[id(n)] = up and (not op.stateful or op.output_watermark(0) is not None)
+        if not (op.stateful and op.watches_event_time()):
+            continue
+        for m in topo(n)[:-1]:
+            if m.op is not None and m.op.stateful and m.op.emits_late_rows(output_mode):
+                raise ValueError(
+                    "Detected pattern of possible 'correctness' issue due to global "
+                    f"watermark: {m.op.name} can emit rows older than the watermark in "
+                    f"{output_mode} output mode, and {op.name} after it would drop them as "
+                    "late. Use append output mode (and no event-time timeout) upstream, or "
+                    "split the pipeline in two queries"
+                )
+
+
+def _stateful_between(node: Node) -> bool:
+    """True when a stateful operator lies upstream of `node`."""
+    return any(m.op is not None and m.op.stateful for m in topo(node)[:-1])
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorBatch:
+    """One stateful operator's part of a batch (Spark's `stateOperators` entry)."""
+
+    state_name: str
+    """The operator's state name (weir.tables.state_names)."""
+    prefix: bytes
+    """Its key prefix in the store (to count its state changes)."""
+    watermark: int | None
+    """Its own input watermark for eviction in this batch, epoch ms."""
+    late_rows: int
+    """Rows it dropped as late in this batch (numRowsDroppedByWatermark)."""
 
 
 @dataclass
@@ -70,6 +125,8 @@ class BatchResult:
     watermark_advance: int = 0
     """How far (ms) this batch moved the watermark (0 for the first watermark)."""
     tracer: _Tracer | None = None
+    operators: list[OperatorBatch] = field(default_factory=list)
+    """Per stateful operator, in plan order: what it did in this batch."""
 
     def row_origins(self) -> list[tuple[str, int] | None]:
         """Per output row, the input row it comes from (as `error_origins`); for a stateless
@@ -154,7 +211,9 @@ class QueryTask:
         self._positional: dict[int, bytes] = {}
         """The prefixes of a Weir that named state by plan position (migrated on load)."""
         self._fingerprints: dict[str, Any] = {}
+        self._names: dict[int, str] = {}
         for (i, n, op), name in zip(stateful, names, strict=True):
+            self._names[id(n)] = name
             self._prefixes[id(n)] = prefix_for(name)
             self._positional[id(n)] = b"op%d/" % i
             self._fingerprints[name] = op.fingerprint()
@@ -230,6 +289,9 @@ class QueryTask:
             self._move_positional_state(txn)
         if self._write_fingerprints:
             txn.put(_QUERY_PREFIX + b"operators", self._fingerprints)
+        evict_wms = self.query.watermarks.inputs(wm)
+        late_wms = self.query.watermarks.inputs(late)
+        operators: list[OperatorBatch] = []
         results: dict[int, list[Row]] = {}
         input_count = 0
         failed_at: list[tuple[int, Node]] = []
@@ -242,14 +304,23 @@ class QueryTask:
                 continue
             op = n.op
             assert op is not None
-            view = txn.view(self._prefixes.get(id(n), b""))
-            n_errors = len(ctx.errors)
+            prefix = self._prefixes.get(id(n), b"")
+            view = txn.view(prefix)
+            n_errors, n_late = len(ctx.errors), len(ctx.late_rows)
+            ctx.watermark, ctx.late_watermark = evict_wms[id(n)], late_wms[id(n)]
             if isinstance(op, MultiInputOperator) and len(n.parents) > 1:
                 results[id(n)] = op.process_multi([results[id(p)] for p in n.parents], view, ctx)
             else:
                 results[id(n)] = op.process(results[id(n.parents[0])], view, ctx)
             if len(ctx.errors) > n_errors:
                 failed_at.append((len(ctx.errors), n))
+            if op.stateful:
+                operators.append(
+                    OperatorBatch(
+                        self._names[id(n)], prefix, ctx.watermark, len(ctx.late_rows) - n_late
+                    )
+                )
+        ctx.watermark, ctx.late_watermark = wm, late
         out = results[id(self.query.node)]
         tracer = _Tracer(results, self.query.node)
         origins = tracer.origins(ctx.errors, failed_at) if failed_at else []
@@ -264,7 +335,17 @@ class QueryTask:
         )
         self.next_batch_id = ctx.batch_id + 1
         return BatchResult(
-            ctx.batch_id, out, txn, ctx, input_count, moved, ctx.late_rows, origins, advance, tracer
+            ctx.batch_id,
+            out,
+            txn,
+            ctx,
+            input_count,
+            moved,
+            ctx.late_rows,
+            origins,
+            advance,
+            tracer,
+            operators,
         )
 
     def _move_positional_state(self, txn: StateTxn) -> None:

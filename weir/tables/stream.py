@@ -38,7 +38,7 @@ class Stream:
         """Append an operator to the chain."""
         n = self.node
         ts = n.timestamp_columns | frozenset(op.timestamp_columns())
-        return Stream(Node((n,), op, None, ts, n.watermarks))
+        return Stream(Node((n,), op, None, ts, op.output_watermarks(n.watermarks)))
 
     def map(self, fn: Callable[[Row], Row]) -> Stream:
         """Transform each row (a function that raises dead-letters that row)."""

@@ -58,12 +58,6 @@ _APPEND_REFUSED = (
 )
 
 
-def _has_aggregate(node: Node) -> bool:
-    if isinstance(node.op, AggregateOperator):
-        return True
-    return any(_has_aggregate(p) for p in node.parents)
-
-
 class AggregateOperator(Operator):
     """The stateful operator behind `group_by(...).agg(...)`; see the module docstring.
 
@@ -89,7 +83,6 @@ class AggregateOperator(Operator):
         self.window = window
         self.aggregates = list(aggregates)
         self.output_columns = out_cols
-        self.chained = _has_aggregate(parent)
         self._user_defined = any(isinstance(a, UserDefinedAggregate) for a in aggregates)
         wm_cols = {col for _name, col, _delay in parent.watermarks}
         self.time_key: int | None = None
@@ -120,13 +113,9 @@ class AggregateOperator(Operator):
 
         Append needs a watermark on the grouping's event time (the window's column, or a key
         column) so a group can be known final; update is refused for session windows (a
-        session's rows change identity as sessions merge); chained aggregations are refused.
+        session's rows change identity as sessions merge). A chain of aggregations is Spark's
+        (3.4+): each one after the first takes the one before's output watermark.
         """
-        if self.chained:
-            raise ValueError(
-                "Multiple streaming aggregations are not supported with streaming "
-                "DataFrames/Datasets: aggregate once, or post-process the output"
-            )
         if mode == "append" and not self.evicts:
             if self.window is not None:
                 why = (
@@ -149,6 +138,25 @@ class AggregateOperator(Operator):
 
     def partition_columns(self, parent: int) -> tuple[str, ...] | None:
         return tuple(self.key_columns)
+
+    def emits_late_rows(self, mode: OutputMode) -> bool:
+        """Outside append mode a group is emitted again after it changes, after the
+        watermark may have passed its time: late for a downstream stateful operator."""
+        return mode != "append"
+
+    def output_watermarks(
+        self, watermarks: tuple[tuple[str, str, int], ...]
+    ) -> tuple[tuple[str, str, int], ...]:
+        """A watermarked key column keeps its watermark; the window's time column's watermark
+        goes to `window_end` (Spark's window column, compared by its end)."""
+        win = self.window
+        out = []
+        for name, col, delay in watermarks:
+            if win is not None and col == win.column:
+                out.append((name, WINDOW_END, delay))
+            elif col in self.key_columns:
+                out.append((name, col, delay))
+        return tuple(dict.fromkeys(out))
 
     def timestamp_columns(self) -> set[str]:
         return {WINDOW_START, WINDOW_END} if self.window is not None else set()

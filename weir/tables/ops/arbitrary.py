@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
-from weir.tables.operator import BatchContext, Operator, Row
+from weir.tables.operator import BatchContext, Operator, OutputMode, Row
 from weir.tables.state.layout import TimeIndex, encode_key
 from weir.tables.state.store import StateView
 from weir.tables.timeutil import Duration, parse_duration, to_millis
@@ -211,6 +211,20 @@ class FlatMapGroupsWithStateOperator(Operator):
 
     def timestamp_columns(self) -> set[str]:
         return set(self._ts)
+
+    def output_watermark(self, input_watermark: int) -> int | None:
+        """None: the function's output rows need not relate to any event time (Spark)."""
+        return None
+
+    def output_watermarks(
+        self, watermarks: tuple[tuple[str, str, int], ...]
+    ) -> tuple[tuple[str, str, int], ...]:
+        return ()
+
+    def emits_late_rows(self, mode: OutputMode) -> bool:
+        """With an event-time timeout the function may emit rows for times the watermark has
+        passed (Spark refuses a stateful operator after it)."""
+        return self.timeout == "event"
 
     def _call(
         self,

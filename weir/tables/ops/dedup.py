@@ -91,6 +91,11 @@ class DedupOperator(Operator):
     def partition_columns(self, parent: int) -> tuple[str, ...] | None:
         return None if self.key_cols is None else tuple(self.key_cols)
 
+    def watches_event_time(self) -> bool:
+        """Spark counts dedup as event-time state only with the event time among its keys
+        (or within the watermark)."""
+        return self.within or self.ts_col is not None
+
     def default_state_name(self) -> str:
         return f"{self.name}({', '.join(self.columns) if self.columns else '*'})"
 

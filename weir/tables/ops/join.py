@@ -24,7 +24,8 @@ Output rows are the union of both rows' columns. A column that is not a shared k
 exists on both sides is renamed `left_<name>` and `right_<name>` (in every output row when
 both sides declared it, otherwise in the rows where both sides carry it).
 
-Semantics (W(k) the eviction watermark of batch k, L(k) = W(k-1), both global over inputs):
+Semantics (W(k) the join's input eviction watermark in batch k, L(k) its input watermark of
+batch k-1; see weir.tables.watermark):
 
 * A row of either side whose watermarked event time is at or before L(k) is late: it goes
   to `ctx.late_rows` and joins nothing.
@@ -34,12 +35,13 @@ Semantics (W(k) the eviction watermark of batch k, L(k) = W(k-1), both global ov
   in the batch in which the later of the two arrives.
 * With the time range `R + lo <= ... <= R + hi` expressed as
   `left_ts + lo <= right_ts <= left_ts + hi`, and future rows of a watermarked side having
-  event times above W(k), a left row is kept while `left_ts + hi > W(k)` and a right row
-  while `right_ts - lo > W(k)` (only when the other side is watermarked on the time-range
-  column; otherwise that side is kept forever, which is allowed only for inner joins).
+  event times above W(k), a left row is kept while `left_ts + hi >= W(k)` and a right row
+  while `right_ts - lo >= W(k)` (Spark's state watermarks W - hi - 1 and W + lo - 1; only
+  when the other side is watermarked on the time-range column; otherwise that side is kept
+  forever, which is allowed only for inner joins).
 * An outer join emits a row of the preserved side with nulls for the other side exactly
   once, when it leaves the state without ever having matched, that is in the first batch
-  whose W(k) reaches its horizon (the batch of its arrival if W is already past it).
+  whose W(k) passes its horizon (the batch of its arrival if W is already past it).
 
 Stream-stream joins support only the append output mode, as in Spark.
 """
@@ -168,6 +170,27 @@ class StreamJoinOperator(MultiInputOperator):
 
     def timestamp_columns(self) -> set[str]:
         return set(self.extra_ts)
+
+    def output_watermark(self, input_watermark: int) -> int | None:
+        """Spark's rule: the minimum of the input watermark and each side's state watermark,
+        so that a joined row is never late downstream while either of its rows may still
+        join."""
+        held = [w for w in self.state_watermarks(input_watermark) if w is not None]
+        return min([*held, input_watermark])
+
+    def state_watermarks(self, wm: int) -> tuple[int | None, int | None]:
+        """(left, right): at or below it, a side's rows can match no future row of the other
+        side (Spark's state watermarks; None: kept, as far as the condition tells)."""
+        lwm, rwm = self.left_late_col, self.right_late_col
+        if any(lc == lwm or rc == rwm for lc, rc in self.keys):
+            return wm, wm
+        if self.right_time is None or self.left_time is None:
+            return None, None
+        # Future rows of a side are above W: left_ts >= right_ts - upper gives left rows
+        # W - upper, right_ts >= left_ts + lower gives right rows W + lower ("-1": inclusive).
+        left = wm - self.upper - 1 if lwm is not None and self.right_time == rwm else None
+        right = wm + self.lower - 1 if rwm is not None and self.left_time == lwm else None
+        return left, right
 
     def process_multi(
         self, inputs: list[list[Row]], state: StateView, ctx: BatchContext
@@ -300,8 +323,8 @@ class StreamJoinOperator(MultiInputOperator):
         own = b"Lk" if is_left else b"Rk"
         emit_unmatched = self.how == ("left_outer" if is_left else "right_outer")
         only = self.combiner.left_only if is_left else self.combiner.right_only
-        limit = wm - horizon
-        for _expiry, kb, _v in idx.pop_through(wm):
+        limit = wm - horizon - 1  # Spark's state watermark: inclusive bound minus 1 ms
+        for _expiry, kb, _v in idx.pop_through(wm - 1):
             key = own + kb
             entries = cache.get(key)
             if entries is None:
