@@ -87,6 +87,24 @@ def test_within_watermark(store: Store) -> None:
     assert task.state_rows() == 2
 
 
+def test_within_watermark_emits_a_duplicate_again_once_its_first_copy_expired(
+    store: Store,
+) -> None:
+    """Spark's dropDuplicatesWithinWatermark: a key is remembered until the watermark passes
+    its first copy's event time + the delay; a copy arriving after that (and not late) is a
+    new first copy, emitted again, and remembered again."""
+    q = read("raw").with_watermark("event_ts", "10 minutes")
+    task = q.drop_duplicates_within_watermark(["event_id"]).query().task(store)
+    assert run(task, [ev("k", 100, n=1)], 1)[0] == [ev("k", 100, n=1)]  # expiry 110
+    assert run(task, [ev("k", 104, n=2), ev("z", 125)], 2)[0] == [ev("z", 125)]  # dup; W -> 115
+    run(task, [], 3)  # no-data batch with W = 115: k (expiry 110) is forgotten
+    out, late = run(task, [ev("k", 112, n=3)], 4)  # 112 <= L = 115: late, dropped
+    assert out == [] and [r["n"] for _, r in late] == [3]
+    out, late = run(task, [ev("k", 116, n=4)], 5)  # not late, k forgotten: emitted again
+    assert out == [ev("k", 116, n=4)] and late == []
+    assert run(task, [ev("k", 117, n=5)], 6)[0] == []  # and remembered again (expiry 126)
+
+
 def test_definition_checks() -> None:
     with pytest.raises(ValueError, match="without watermark"):
         read("raw").drop_duplicates_within_watermark(["event_id"])

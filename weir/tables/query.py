@@ -36,6 +36,7 @@ class Query:
         self.stateful = [n.op for n in self.nodes if n.op is not None and n.op.stateful]
         self.watermarks = WatermarkPlan(self.nodes)
         has_wm = bool(self.delays)
+        check_watermarks(self.nodes)
         for n in self.nodes:
             if n.op is not None:
                 n.op.check_output_mode(output_mode, has_wm)
@@ -55,18 +56,16 @@ class Query:
         )
 
 
-def check_chain(nodes: list[Node], output_mode: OutputMode) -> None:
-    """Refuse, as Spark does, a stateful operator that would take rows of an upstream one as
-    late (see `Operator.emits_late_rows`), and a watermark declared again after a stateful
-    operator that passes one on (each operator's watermark comes from the one before)."""
+def check_watermarks(nodes: list[Node]) -> None:
+    """Refuse, as Spark does, a watermark declared again after a stateful operator that
+    passes one on: each operator's watermark comes from the one before it."""
     carries: dict[int, bool] = {}
     for n in nodes:
         op = n.op
         up = any(carries.get(id(p), False) for p in n.parents)
         if op is None:
             carries[id(n)] = False
-            continue
-        if op.declares_watermark:
+        elif op.declares_watermark:
             if up and _stateful_between(n):
                 raise ValueError(
                     f"Redefining watermark is disallowed: {op.name} comes after a stateful "
@@ -74,9 +73,16 @@ def check_chain(nodes: list[Node], output_mode: OutputMode) -> None:
                     "inputs, before the first stateful operator"
                 )
             carries[id(n)] = True
-            continue
-        carries[id(n)] = up and (not op.stateful or op.output_watermark(0) is not None)
-        if not (op.stateful and op.watches_event_time()):
+        else:
+            carries[id(n)] = up and (not op.stateful or op.output_watermark(0) is not None)
+
+
+def check_chain(nodes: list[Node], output_mode: OutputMode) -> None:
+    """Refuse, as Spark does, a stateful operator that would take rows of an upstream one as
+    late (see `Operator.emits_late_rows`)."""
+    for n in nodes:
+        op = n.op
+        if op is None or not (op.stateful and op.watches_event_time()):
             continue
         for m in topo(n)[:-1]:
             if m.op is not None and m.op.stateful and m.op.emits_late_rows(output_mode):

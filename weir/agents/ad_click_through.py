@@ -1,0 +1,63 @@
+"""Practice problem 2: ad impressions matched with clicks, click-through rate per ad and hour.
+
+`impressions` {ad_id, user_id, impression_time} (10-minute watermark) and `clicks` {ad_id,
+user_id, click_time} (15-minute watermark) are joined on (ad_id, user_id) where the click comes
+within 30 minutes of the impression, left outer so that impressions without a click count
+too. The joined rows are counted per ad in 1-hour windows of impression_time, in append mode:
+`impressions` (distinct impressions), `clicks` (distinct clicks) and `ctr` = clicks /
+impressions. `alerts` keeps the windows whose ctr is above 5% (the course's alert topic).
+
+Two stateful operators in a row, each with its own watermark (Spark 3.4+): the join's input
+watermark W is the minimum over the two inputs of (latest event time - delay); the join
+passes on W - 30 minutes - 1 ms, because an impression up to 30 minutes older than W may still
+meet its click; the hourly window closes only when that watermark passes its end. With the
+global W instead, windows would close about 30 minutes early and their late-matched rows
+would be dropped. Until both producers have sent a row there is no watermark at all, so
+impressions that arrive while the clicks' producer is still starting are not dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from weir import Query, count_distinct, read, window
+
+impressions = (
+    read("impressions")
+    .with_watermark("impression_time", "10 minutes")
+    .map(lambda r: {**r, "impression_key": f"{r.get('user_id')}@{r['impression_time']}"})
+)
+clicks = (
+    read("clicks")
+    .with_watermark("click_time", "15 minutes")
+    .map(lambda r: {**r, "click_key": f"{r.get('user_id')}@{r['click_time']}"})
+)
+
+matched = impressions.join(
+    clicks,
+    on=["ad_id", "user_id"],
+    how="left_outer",
+    between=("click_time", "impression_time", "impression_time + 30 minutes"),
+    right_columns=["click_time", "click_key"],
+)
+
+
+def _rate(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "ctr": round(row["clicks"] / row["impressions"], 6)}
+
+
+per_hour = (
+    matched.group_by(window("impression_time", "1 hour"), "ad_id")
+    .agg(
+        count_distinct("impression_key").alias("impressions"),
+        count_distinct("click_key").alias("clicks"),
+    )
+    .map(_rate)
+)
+
+query: Query = per_hour.query("append")
+
+alerts: Query = per_hour.filter(lambda r: r["ctr"] > 0.05).query("append")
+
+max_event_time_skew = "1 day"
+"""The event-time guard: rows stamped more than a day ahead of the clock are dead-lettered."""
