@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from weir.service.runtime.progress import state_operators
 from weir.tables.operator import Row
 from weir.tables.ops.arbitrary import GroupState
 from weir.tables.ops.functions import count
@@ -15,6 +16,7 @@ from weir.tables.ops.functions import sum as spark_sum
 from weir.tables.query import QueryTask
 from weir.tables.state.memory import MemoryStore
 from weir.tables.stream import flat_map_groups_with_state, read
+from weir.tables.timeutil import iso_utc
 from weir.tables.watermark import WatermarkTracker
 from weir.tables.window import window
 
@@ -110,13 +112,24 @@ def test_join_holds_the_next_operators_watermark_back_by_its_range() -> None:
     assert task.watermark is None  # the clicks have not had a row: no watermark yet
     run(task, {"clk": [{"ad": "a", "click_ts": 2 * hour + 20 * MIN}]}, 2)
     assert task.watermark == 2 * hour - 10 * MIN  # min(2:00 - 10 min, 2:20 - 15 min)
-    result = task.run_batch({}, 3)
+    result = task.run_batch({"imp": [{"ad": "a", "imp_ts": 2 * hour + 5 * MIN}]}, 3)
+    changes = result.txn.changes()
     task.commit(result)
     assert [o.watermark for o in result.operators] == [
         2 * hour - 10 * MIN,
         2 * hour - 40 * MIN - 1,
     ]
     assert result.rows == []  # [2:00, 3:00) ends after both
+    # the progress record's stateOperators: each operator with its own watermark
+    entries = state_operators(result, changes, 0)
+    assert [(e["operatorName"], e["eventTimeWatermark"]) for e in entries] == [
+        ("join(inner)", iso_utc(2 * hour - 10 * MIN)),
+        ("aggregate(window(imp_ts), ad)", iso_utc(2 * hour - 40 * MIN - 1)),
+    ]
+    # the join stores the impression (row, time index entry, index bucket); it meets the
+    # click, and the joined row opens a window in the aggregation
+    assert [e["numRowsUpdated"] for e in entries] == [3, 1]
+    assert [e["numRowsDroppedByWatermark"] for e in entries] == [0, 0]
 
 
 def test_an_input_without_data_holds_the_watermark_back() -> None:
@@ -153,3 +166,23 @@ def test_the_idle_timeout_releases_a_quiet_or_silent_input() -> None:
     legacy = {k: v for k, v in snap.items() if k != "first"}  # stored by an older Weir
     again.restore(legacy)
     assert again.watermark == 500 and again.first_batch_at is None
+
+
+def test_progress_of_a_single_stateful_operator() -> None:
+    q = read("ev").with_watermark("ts", "5 minutes")
+    task = (
+        q.group_by(window("ts", "10 minutes"), "user").count().query("update").task(MemoryStore())
+    )
+    rows = [{"user": u, "ts": m * MIN} for u, m in (("a", 1), ("b", 2), ("a", 12), ("a", 3))]
+    result = task.run_batch({"ev": rows}, 1)
+    changes = result.txn.changes()
+    task.commit(result)
+    (entry,) = state_operators(result, changes, 42)
+    assert entry == {
+        "operatorName": "aggregate(window(ts), user)",
+        "stateName": "aggregate(window(ts), user)",
+        "numRowsTotal": 42,
+        "numRowsUpdated": 3,  # three groups: (a, 0-10), (b, 0-10), (a, 10-20)
+        "numRowsDroppedByWatermark": 0,
+        "eventTimeWatermark": None,
+    }

@@ -19,6 +19,9 @@ from weir.tables.watermark import WatermarkPlan, WatermarkTracker
 
 _QUERY_PREFIX = b"\x01query/"
 _POSITIONS = _QUERY_PREFIX + b"positions"
+QUERY_KEYS = (_QUERY_PREFIX + b"progress", _POSITIONS, _QUERY_PREFIX + b"operators")
+"""The query's own keys in the store (batch id and watermark, positions, fingerprints); every
+other key belongs to a stateful operator."""
 
 
 class Query:
@@ -104,6 +107,8 @@ def _stateful_between(node: Node) -> bool:
 class OperatorBatch:
     """One stateful operator's part of a batch (Spark's `stateOperators` entry)."""
 
+    operator: str
+    """The operator's name (its kind and columns)."""
     state_name: str
     """The operator's state name (weir.tables.state_names)."""
     prefix: bytes
@@ -323,7 +328,11 @@ class QueryTask:
             if op.stateful:
                 operators.append(
                     OperatorBatch(
-                        self._names[id(n)], prefix, ctx.watermark, len(ctx.late_rows) - n_late
+                        op.name,
+                        self._names[id(n)],
+                        prefix,
+                        ctx.watermark,
+                        len(ctx.late_rows) - n_late,
                     )
                 )
         ctx.watermark, ctx.late_watermark = wm, late

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from weir.service import metrics
 from weir.service.app import Agent
-from weir.tables.query import BatchResult
+from weir.tables.query import QUERY_KEYS, BatchResult
 from weir.tables.timeutil import iso_utc
 
 log = logging.getLogger("weir.worker")
@@ -42,7 +43,7 @@ def batch_progress(
     result: BatchResult,
     sources: list[dict[str, Any]],
     n_input: int,
-    n_changes: int,
+    changes: Mapping[bytes, bytes | None],
     state_rows: int,
     watermark: int | None,
     times: BatchTimes,
@@ -69,7 +70,7 @@ def batch_progress(
             "triggerExecution": round(duration * 1000, 3),
         },
         "eventTime": {"watermark": iso_or_none(watermark)},
-        "stateOperators": [{"numRowsTotal": state_rows, "numRowsUpdated": n_changes}],
+        "stateOperators": state_operators(result, changes, state_rows),
         "sources": sources,
         "sink": {
             "description": agent.sink.name if agent.sink else None,
@@ -77,6 +78,32 @@ def batch_progress(
         },
         "_wall": wall,
     }
+
+
+def state_operators(
+    result: BatchResult, changes: Mapping[bytes, bytes | None], state_rows: int
+) -> list[dict[str, Any]]:
+    """Spark's `stateOperators`, one entry per stateful operator in plan order, with the
+    operator's own input watermark. `numRowsTotal` is the store's estimate, given only when
+    the task has a single stateful operator (None otherwise)."""
+    ops = result.operators
+    out = []
+    for op in ops:
+        if len(ops) == 1:  # all but the query's own keys (no scan on the hot path)
+            updated = len(changes) - sum(k in changes for k in QUERY_KEYS)
+        else:
+            updated = sum(1 for k in changes if k.startswith(op.prefix))
+        out.append(
+            {
+                "operatorName": op.operator,
+                "stateName": op.state_name,
+                "numRowsTotal": state_rows if len(ops) == 1 else None,
+                "numRowsUpdated": updated,
+                "numRowsDroppedByWatermark": op.late_rows,
+                "eventTimeWatermark": iso_or_none(op.watermark),
+            }
+        )
+    return out
 
 
 def count_batch(

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -379,7 +380,7 @@ class AgentRunner:
             result,
             batch.sources,
             batch.n_input,
-            len(batch.changes),
+            batch.changes,
             BatchTimes(started, batch.decoded_at, t_processed, t_committed),
         )
         if batch.out.n_dead:
@@ -418,7 +419,7 @@ class AgentRunner:
         result: BatchResult,
         sources: list[dict[str, Any]],
         n_input: int,
-        n_changes: int,
+        changes: Mapping[bytes, bytes | None],
         times: BatchTimes,
     ) -> None:
         state_rows = task.store.approximate_rows()
@@ -429,7 +430,7 @@ class AgentRunner:
             result,
             sources,
             n_input,
-            n_changes,
+            changes,
             state_rows,
             wm,
             times,
