@@ -14,7 +14,7 @@ from weir.tables.ops.arbitrary import GroupFunc, GroupState, TimeoutKind, group_
 from weir.tables.ops.basic import MapOperator, UnionOperator, WatermarkOperator
 from weir.tables.ops.dedup import DedupOperator
 from weir.tables.ops.functions import as_aggregate, count
-from weir.tables.ops.join import join_node
+from weir.tables.ops.join_condition import join_node
 from weir.tables.ops.sessions import SessionAggregateOperator
 from weir.tables.ops.static import StaticTable, static_join
 from weir.tables.plan import Node, input_names
