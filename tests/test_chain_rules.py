@@ -13,6 +13,7 @@ from weir.tables.operator import Row
 from weir.tables.ops.arbitrary import GroupState
 from weir.tables.ops.functions import count
 from weir.tables.ops.functions import sum as spark_sum
+from weir.tables.plan import split
 from weir.tables.query import QueryTask
 from weir.tables.state.memory import MemoryStore
 from weir.tables.stream import flat_map_groups_with_state, read
@@ -186,3 +187,29 @@ def test_progress_of_a_single_stateful_operator() -> None:
         "numRowsDroppedByWatermark": 0,
         "eventTimeWatermark": None,
     }
+
+
+def test_a_chain_that_would_need_a_second_repartition_is_refused_when_split() -> None:
+    """On a multi-partition input the first stateful operator's keys decide the partitions;
+    a second keyed by other columns would see one key's rows spread over tasks (partial
+    results): refused with one line, until Weir repartitions twice."""
+    imps = read("imp").with_watermark("imp_ts", "10 minutes")
+    clicks = read("clk").with_watermark("click_ts", "15 minutes")
+    between = ("click_ts", "imp_ts", "imp_ts + 30 minutes")
+    hourly = window("imp_ts", "1 hour")
+    by_ad = imps.join(clicks, on="ad", between=between)
+    assert split(by_ad.group_by(hourly, "ad").count().query().node) is not None
+    by_user = imps.join(clicks, on=["ad", "user"], between=between)
+    with pytest.raises(ValueError, match=r"groups its rows by \['ad'\].*partitions them by"):
+        split(by_user.group_by(hourly, "ad").count().query().node)
+    assert split(by_user.group_by(hourly, "ad", "user").count().query().node) is not None
+    ev = read("ev").with_watermark("ts", "5 minutes")
+    per_user = ev.group_by(window("ts", "10 minutes"), "user").count()
+    with pytest.raises(ValueError, match="second repartition"):
+        split(per_user.group_by("window_start", "window_end").agg(spark_sum("count")).query().node)
+    windows = per_user.group_by("window_start", "window_end", "user").agg(spark_sum("count"))
+    assert split(windows.query().node) is not None
+    overall = ev.group_by(window("ts", "10 minutes")).count()  # one partition: anything after
+    assert split(
+        overall.group_by("window_start", "window_end").agg(spark_sum("count")).query().node
+    )

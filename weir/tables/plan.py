@@ -133,4 +133,42 @@ def split(root: Node) -> tuple[Node, list[Cut]] | None:
     stage2 = rebuild(root, False, None)
     if not cuts:
         return None
+    check_colocated(stage2)
     return stage2, cuts
+
+
+def check_colocated(stage2: Node) -> None:
+    """Raise ValueError when a stateful operator of stage 2 needs its rows partitioned by
+    columns that the stateful operator before it did not partition by (a second repartition,
+    which Weir does not do yet): rows of one of its keys would be spread over tasks.
+
+    Rows partitioned by columns K1 are co-located for an operator keyed by K2 when K1 is a
+    subset of K2 (or K1 is (): one partition; or K2 is None: the whole row). Maps between the
+    two are taken to keep the key columns.
+    """
+    for node in topo(stage2):
+        op = node.op
+        if op is None or not op.stateful:
+            continue
+        for i, parent in enumerate(node.parents):
+            want = op.partition_columns(i)
+            for first in _nearest_stateful(parent):
+                have = first.partition_columns(0)
+                if have == () or want is None or (have is not None and set(have) <= set(want)):
+                    continue
+                raise ValueError(
+                    f"{op.name} groups its rows by {list(want)}, but {first.name} before it "
+                    f"partitions them by {list(have or ['the whole row'])}: on an input with "
+                    "more than one partition this needs a second repartition, which Weir "
+                    "does not do yet. Key both alike (the first one's keys among the "
+                    "second's), or read an input topic with one partition"
+                )
+
+
+def _nearest_stateful(node: Node) -> list[Operator]:
+    """The stateful operators met first going up from `node` (itself included)."""
+    if node.op is None:
+        return []
+    if node.op.stateful:
+        return [node.op]
+    return [op for p in node.parents for op in _nearest_stateful(p)]
