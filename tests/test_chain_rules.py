@@ -16,7 +16,7 @@ from weir.tables.ops.functions import sum as spark_sum
 from weir.tables.plan import split
 from weir.tables.query import QueryTask
 from weir.tables.state.memory import MemoryStore
-from weir.tables.stream import flat_map_groups_with_state, read
+from weir.tables.stream import flat_map_groups_with_state, map_groups_with_state, read
 from weir.tables.timeutil import iso_utc
 from weir.tables.watermark import WatermarkTracker
 from weir.tables.window import window
@@ -213,3 +213,24 @@ def test_a_chain_that_would_need_a_second_repartition_is_refused_when_split() ->
     assert split(
         overall.group_by("window_start", "window_end").agg(spark_sum("count")).query().node
     )
+
+
+def test_spark_rules_for_several_group_state_operators() -> None:
+    ev = read("ev").with_watermark("ts", "5 minutes")
+
+    def one(key: tuple[Any, ...], values: list[Row], state: GroupState) -> Row:
+        return {"user": key[0], "n": len(values)}
+
+    updating = flat_map_groups_with_state(ev, "user", keep, "none", output_mode="update")
+    with pytest.raises(ValueError, match="in update mode is not supported with aggregation"):
+        updating.group_by("user").agg(count().alias("rows")).query("update")
+    mapped = map_groups_with_state(ev, "user", one)
+    mapped.group_by("user").agg(count().alias("rows")).query("update")  # Spark allows it
+    with pytest.raises(ValueError, match="Multiple mapGroupsWithStates"):
+        map_groups_with_state(mapped, "user", one).query("update")
+    with pytest.raises(ValueError, match="Mixing mapGroupsWithStates and flatMapGroupsWithStates"):
+        flat_map_groups_with_state(mapped, "user", keep, output_mode="update").query("update")
+    appending = flat_map_groups_with_state(ev, "user", keep, "none", output_mode="append")
+    flat_map_groups_with_state(appending, "user", keep, output_mode="append").query("append")
+    with pytest.raises(ValueError, match="Multiple flatMapGroupsWithStates"):
+        flat_map_groups_with_state(updating, "user", keep, output_mode="update").query("update")

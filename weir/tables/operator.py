@@ -128,6 +128,11 @@ class Operator(ABC):
         upstream `emits_late_rows` operator would make it lose rows."""
         return self.stateful
 
+    def check_plan(self, operators: list[Operator], mode: OutputMode) -> None:  # noqa: B027
+        """Raise ValueError, saying why, when Spark refuses this operator together with the
+        other `operators` of the query (all of them, this one included) in output mode
+        `mode`."""
+
     def wants_batch(self, state: StateView, processing_time: int) -> bool:
         """True when the operator needs a batch now even without input (a due timer)."""
         return False

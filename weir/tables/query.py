@@ -48,6 +48,9 @@ class Query:
                 "complete output mode is not supported when there are no streaming "
                 "aggregations: there is no result table to emit"
             )
+        operators = [n.op for n in self.nodes if n.op is not None]
+        for op in operators:
+            op.check_plan(operators, output_mode)
         check_chain(self.nodes, output_mode)
 
     def task(

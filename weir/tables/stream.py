@@ -251,7 +251,7 @@ def map_groups_with_state(
         return [func(key, values, state)]
 
     wrapped.__name__ = getattr(func, "__name__", "func")
-    return flat_map_groups_with_state(
+    out = flat_map_groups_with_state(
         stream,
         keys,
         wrapped,
@@ -259,3 +259,6 @@ def map_groups_with_state(
         output_mode="update",
         timestamp_columns=timestamp_columns,
     )
+    op = copy.copy(out.node.op)
+    op.single = True  # type: ignore[union-attr]
+    return Stream(dataclasses.replace(out.node, op=op))

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from weir.tables.operator import BatchContext, Operator, OutputMode, Row
+from weir.tables.ops.aggregate import AggregateOperator
 from weir.tables.state.layout import TimeIndex, encode_key
 from weir.tables.state.store import StateView
 from weir.tables.timeutil import Duration, parse_duration, to_millis
@@ -161,6 +162,8 @@ class FlatMapGroupsWithStateOperator(Operator):
     """
 
     stateful = True
+    single: bool = False
+    """True for Spark's mapGroupsWithState (one row per call; update mode only)."""
 
     def __init__(
         self,
@@ -211,6 +214,31 @@ class FlatMapGroupsWithStateOperator(Operator):
 
     def timestamp_columns(self) -> set[str]:
         return set(self._ts)
+
+    def check_plan(self, operators: list[Operator], mode: OutputMode) -> None:
+        """Spark's rules for several of these in one query, or one with an aggregation."""
+        mine = [o for o in operators if isinstance(o, FlatMapGroupsWithStateOperator)]
+        maps = [o for o in mine if o.single]
+        if len(maps) > 1:
+            raise ValueError(
+                "Multiple mapGroupsWithStates are not supported on a streaming DataFrames/Datasets"
+            )
+        if maps and len(maps) < len(mine):
+            raise ValueError(
+                "Mixing mapGroupsWithStates and flatMapGroupsWithStates are not supported on a "
+                "streaming DataFrames/Datasets"
+            )
+        if len(mine) > 1 and (mode != "append" or any(o.output_mode != "append" for o in mine)):
+            raise ValueError(
+                "Multiple flatMapGroupsWithStates are not supported when they are not all in "
+                "append mode or the output mode is not append on a streaming DataFrame/Dataset"
+            )
+        aggregates = any(isinstance(o, AggregateOperator) for o in operators)
+        if not self.single and self.output_mode == "update" and aggregates:
+            raise ValueError(
+                "flatMapGroupsWithState in update mode is not supported with aggregation on a "
+                'streaming DataFrame/Dataset: pass output_mode="append"'
+            )
 
     def output_watermark(self, input_watermark: int) -> int | None:
         """None: the function's output rows need not relate to any event time (Spark)."""
