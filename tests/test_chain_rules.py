@@ -189,30 +189,34 @@ def test_progress_of_a_single_stateful_operator() -> None:
     }
 
 
-def test_a_chain_that_would_need_a_second_repartition_is_refused_when_split() -> None:
-    """On a multi-partition input the first stateful operator's keys decide the partitions;
-    a second keyed by other columns would see one key's rows spread over tasks (partial
-    results): refused with one line, until Weir repartitions twice."""
+def test_chained_stateful_operators_are_co_located_by_the_keys_they_share() -> None:
+    """On a multi-partition input the stage-1 key decides which task sees a row: for a chain
+    it is narrowed to the columns every stateful operator groups by, so none sees one of its
+    keys spread over tasks (which would give partial results per task)."""
     imps = read("imp").with_watermark("imp_ts", "10 minutes")
     clicks = read("clk").with_watermark("click_ts", "15 minutes")
     between = ("click_ts", "imp_ts", "imp_ts + 30 minutes")
     hourly = window("imp_ts", "1 hour")
-    by_ad = imps.join(clicks, on="ad", between=between)
-    assert split(by_ad.group_by(hourly, "ad").count().query().node) is not None
+
+    def keys(stream: Any) -> dict[str, Any]:
+        plan = split(stream.query().node)
+        assert plan is not None
+        return {cut.input_name: cut.key for cut in plan[1]}
+
     by_user = imps.join(clicks, on=["ad", "user"], between=between)
-    with pytest.raises(ValueError, match=r"groups its rows by \['ad'\].*partitions them by"):
-        split(by_user.group_by(hourly, "ad").count().query().node)
-    assert split(by_user.group_by(hourly, "ad", "user").count().query().node) is not None
+    assert keys(by_user) == {"imp": ("ad", "user"), "clk": ("ad", "user")}
+    assert keys(by_user.group_by(hourly, "ad").count()) == {"imp": ("ad",), "clk": ("ad",)}
+    paired = imps.join(clicks, on=[("ad", "ad_id"), "user"], between=between)
+    assert keys(paired.group_by(hourly, "ad_id").count()) == {"imp": ("ad",), "clk": ("ad_id",)}
+    # nothing in common: one partition
+    assert keys(by_user.group_by(hourly, "country").count()) == {"imp": (), "clk": ()}
     ev = read("ev").with_watermark("ts", "5 minutes")
-    per_user = ev.group_by(window("ts", "10 minutes"), "user").count()
-    with pytest.raises(ValueError, match="second repartition"):
-        split(per_user.group_by("window_start", "window_end").agg(spark_sum("count")).query().node)
-    windows = per_user.group_by("window_start", "window_end", "user").agg(spark_sum("count"))
-    assert split(windows.query().node) is not None
-    overall = ev.group_by(window("ts", "10 minutes")).count()  # one partition: anything after
-    assert split(
-        overall.group_by("window_start", "window_end").agg(spark_sum("count")).query().node
-    )
+    per_user = ev.group_by(window("ts", "10 minutes"), "user", "page").count()
+    totals = per_user.group_by("window_start", "window_end", "user").agg(spark_sum("count"))
+    assert keys(totals) == {"ev": ("user",)}
+    assert keys(per_user) == {"ev": ("user", "page")}
+    deduped = ev.drop_duplicates().group_by(window("ts", "10 minutes"), "user").count()
+    assert keys(deduped) == {"ev": ("user",)}  # whole-row dedup: by the count's key
 
 
 def test_spark_rules_for_several_group_state_operators() -> None:

@@ -20,40 +20,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from weir import Query, count_distinct, read, window
+from weir import Query, Stream, count_distinct, read, window
 
-impressions = (
-    read("impressions")
-    .with_watermark("impression_time", "10 minutes")
-    .map(lambda r: {**r, "impression_key": f"{r.get('user_id')}@{r['impression_time']}"})
-)
-clicks = (
-    read("clicks")
-    .with_watermark("click_time", "15 minutes")
-    .map(lambda r: {**r, "click_key": f"{r.get('user_id')}@{r['click_time']}"})
-)
 
-matched = impressions.join(
-    clicks,
-    on=["ad_id", "user_id"],
-    how="left_outer",
-    between=("click_time", "impression_time", "impression_time + 30 minutes"),
-    right_columns=["click_time", "click_key"],
-)
+def click_through(impressions: Stream, clicks: Stream) -> Stream:
+    """The pipeline over any two streams with the course's columns (the worker's topics, or
+    replay's inputs): per ad and hour of impression_time, impressions, clicks and ctr."""
+    imps = impressions.with_watermark("impression_time", "10 minutes").map(
+        lambda r: {**r, "impression_key": f"{r.get('user_id')}@{r['impression_time']}"}
+    )
+    taps = clicks.with_watermark("click_time", "15 minutes").map(
+        lambda r: {**r, "click_key": f"{r.get('user_id')}@{r['click_time']}"}
+    )
+    matched = imps.join(
+        taps,
+        on=["ad_id", "user_id"],
+        how="left_outer",
+        between=("click_time", "impression_time", "impression_time + 30 minutes"),
+        right_columns=["click_time", "click_key"],
+    )
+    return (
+        matched.group_by(window("impression_time", "1 hour"), "ad_id")
+        .agg(
+            count_distinct("impression_key").alias("impressions"),
+            count_distinct("click_key").alias("clicks"),
+        )
+        .map(_rate)
+    )
 
 
 def _rate(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "ctr": round(row["clicks"] / row["impressions"], 6)}
 
 
-per_hour = (
-    matched.group_by(window("impression_time", "1 hour"), "ad_id")
-    .agg(
-        count_distinct("impression_key").alias("impressions"),
-        count_distinct("click_key").alias("clicks"),
-    )
-    .map(_rate)
-)
+per_hour = click_through(read("impressions"), read("clicks"))
 
 query: Query = per_hour.query("append")
 

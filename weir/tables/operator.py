@@ -100,6 +100,12 @@ class Operator(ABC):
         operators), None for the whole row (dedup of entire rows)."""
         return ()
 
+    def upstream_columns(self, parent: int, columns: tuple[str, ...]) -> tuple[str, ...]:
+        """The columns of parent number `parent`'s rows that carry output columns `columns`
+        unchanged (the planner's co-location of chained stateful operators): the same names
+        by default; a join maps its key columns to each side's names."""
+        return columns
+
     def check_output_mode(self, mode: OutputMode, has_watermark: bool) -> None:  # noqa: B027
         """Raise ValueError, saying why, when the query's output mode is one Spark refuses
         for this operator (`has_watermark`: the query declares a watermark)."""

@@ -98,12 +98,20 @@ def split(root: Node) -> tuple[Node, list[Cut]] | None:
     """Return (stage-2 plan, cuts), or None when the plan has no keyed stateful operator.
 
     Stage 2 reads each cut input under its original input name, re-declares that input's
-    watermarks (values are already epoch ms), and keeps the output mode.
+    watermarks (values are already epoch ms), and keeps the output mode. When stateful
+    operators follow each other in stage 2, the cut key is narrowed to the columns every one
+    of them groups by (a join on (ad_id, user_id) then a count per ad_id repartitions by
+    ad_id), so each sees all rows of any of its keys in one task (the columns they share
+    none: one partition). Maps between them are taken to keep those columns.
     """
     cuts: list[Cut] = []
 
-    def rebuild(node: Node, cut: bool, key: tuple[str, ...] | None) -> Node:
-        # `cut`: a keyed stateful operator above wants this subtree's rows co-located by `key`.
+    def rebuild(
+        node: Node, cut: bool, key: tuple[str, ...] | None, need: tuple[str, ...] | None
+    ) -> Node:
+        # `cut`: a keyed stateful operator above wants this subtree's rows co-located by `key`;
+        # `need`: the partition key must stay within these columns of this node's output,
+        # for the stateful operators further up (None: no constraint).
         if cut and _is_stateless_chain(node):
             name = _input_of(node)
             cuts.append(Cut(name, node, key))
@@ -121,54 +129,30 @@ def split(root: Node) -> tuple[Node, list[Cut]] | None:
         op = node.op
         assert op is not None
         if op.stateful:
-            parents = tuple(
-                rebuild(p, True, op.partition_columns(i)) for i, p in enumerate(node.parents)
-            )
-        elif isinstance(op, MultiInputOperator):
-            parents = tuple(rebuild(p, cut, key) for p in node.parents)
+            parents = []
+            for i, p in enumerate(node.parents):
+                own = op.partition_columns(i)
+                allowed = None if need is None else op.upstream_columns(i, need)
+                k = _within(own, allowed)
+                parents.append(rebuild(p, True, k, k))
+            return dataclasses.replace(node, parents=tuple(parents))
+        if isinstance(op, MultiInputOperator):
+            kept = tuple(rebuild(p, cut, key, need) for p in node.parents)
         else:
-            parents = tuple(rebuild(p, False, None) for p in node.parents)
-        return dataclasses.replace(node, parents=parents)
+            kept = tuple(rebuild(p, False, None, need) for p in node.parents)
+        return dataclasses.replace(node, parents=kept)
 
-    stage2 = rebuild(root, False, None)
+    stage2 = rebuild(root, False, None, None)
     if not cuts:
         return None
-    check_colocated(stage2)
     return stage2, cuts
 
 
-def check_colocated(stage2: Node) -> None:
-    """Raise ValueError when a stateful operator of stage 2 needs its rows partitioned by
-    columns that the stateful operator before it did not partition by (a second repartition,
-    which Weir does not do yet): rows of one of its keys would be spread over tasks.
-
-    Rows partitioned by columns K1 are co-located for an operator keyed by K2 when K1 is a
-    subset of K2 (or K1 is (): one partition; or K2 is None: the whole row). Maps between the
-    two are taken to keep the key columns.
-    """
-    for node in topo(stage2):
-        op = node.op
-        if op is None or not op.stateful:
-            continue
-        for i, parent in enumerate(node.parents):
-            want = op.partition_columns(i)
-            for first in _nearest_stateful(parent):
-                have = first.partition_columns(0)
-                if have == () or want is None or (have is not None and set(have) <= set(want)):
-                    continue
-                raise ValueError(
-                    f"{op.name} groups its rows by {list(want)}, but {first.name} before it "
-                    f"partitions them by {list(have or ['the whole row'])}: on an input with "
-                    "more than one partition this needs a second repartition, which Weir "
-                    "does not do yet. Key both alike (the first one's keys among the "
-                    "second's), or read an input topic with one partition"
-                )
-
-
-def _nearest_stateful(node: Node) -> list[Operator]:
-    """The stateful operators met first going up from `node` (itself included)."""
-    if node.op is None:
-        return []
-    if node.op.stateful:
-        return [node.op]
-    return [op for p in node.parents for op in _nearest_stateful(p)]
+def _within(own: tuple[str, ...] | None, allowed: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """An operator's partition columns narrowed to `allowed` (None: the whole row / no
+    constraint)."""
+    if allowed is None:
+        return own
+    if own is None:
+        return allowed
+    return tuple(c for c in own if c in allowed)

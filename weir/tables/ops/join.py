@@ -86,6 +86,10 @@ class StreamJoinOperator(MultiInputOperator):
     def partition_columns(self, parent: int) -> tuple[str, ...] | None:
         return tuple(pair[parent] for pair in self.keys)
 
+    def upstream_columns(self, parent: int, columns: tuple[str, ...]) -> tuple[str, ...]:
+        """Only key columns pass a join unchanged: a pair's output columns are both names."""
+        return tuple(pair[parent] for pair in self.keys if pair[0] in columns or pair[1] in columns)
+
     def default_state_name(self) -> str:
         on = ", ".join(left if left == right else f"{left}={right}" for left, right in self.keys)
         return f"join({self.how}, {on})"
