@@ -13,7 +13,7 @@ import pytest
 
 from weir.service import driver
 from weir.service.runtime.checkpoint import Outgoing
-from weir.service.sinks.base import BatchIdentity, SinkBatch, SinkFailure
+from weir.service.sinks.base import BatchId, BatchIdentity, SinkBatch, SinkFailure
 from weir.service.sinks.foreach_batch import ForeachBatchSink
 from weir.service.sinks.jsonlines import JsonLinesSink
 from weir.service.sinks.kafka import SOURCE_HEADER, KafkaTopicSink
@@ -88,6 +88,12 @@ def test_foreach_batch_sink_passes_rendered_rows_and_the_batch_id() -> None:
 
     asyncio.run(ForeachBatchSink(fn).write(_batch([{"t": 0}], ts={"t"})))
     assert seen == [([{"t": "1970-01-01T00:00:00Z"}], 7)]
+    # the number is the task's; the key (and str) names the query and the task too, so two
+    # partitions' batch 7 never share a file name or a "written?" key
+    batch_id = seen[0][1]
+    assert isinstance(batch_id, BatchId) and batch_id + 1 == 8
+    assert (batch_id.query, batch_id.task) == ("q", 0)
+    assert batch_id.key == str(batch_id) == f"{batch_id}" == "q/0/7"
 
     def fails(rows: list[dict[str, Any]], batch_id: int) -> None:
         raise ValueError("no")

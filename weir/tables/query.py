@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from weir.tables.operator import BatchContext, ErrorStage, MultiInputOperator, OutputMode, Row
 from weir.tables.plan import Node, input_names, topo
 from weir.tables.state.store import StateTxn, Store
@@ -19,7 +21,8 @@ from weir.tables.watermark import WatermarkPlan, WatermarkTracker
 
 _QUERY_PREFIX = b"\x01query/"
 _POSITIONS = _QUERY_PREFIX + b"positions"
-QUERY_KEYS = (_QUERY_PREFIX + b"progress", _POSITIONS, _QUERY_PREFIX + b"operators")
+_PLAN = _QUERY_PREFIX + b"plan"
+QUERY_KEYS = (_QUERY_PREFIX + b"progress", _POSITIONS, _QUERY_PREFIX + b"operators", _PLAN)
 """The query's own keys in the store (batch id and watermark, positions, fingerprints); every
 other key belongs to a stateful operator."""
 
@@ -253,6 +256,30 @@ class QueryTask:
         """Per input source, the position after the last committed batch, as committed with
         the state (so as current as the state itself); {} before any."""
         return dict(StateTxn(self.store).get(_POSITIONS) or {})
+
+    def plan(self, ranges: Mapping[str, tuple[int, int]]) -> tuple[bytes, bytes]:
+        """The store record (key, encoded value) saying that the next batch covers exactly
+        `ranges` (per input source, first position and the one after the last; {} for a
+        no-data batch). Written durably before a batch's first write outside the checkpoint,
+        it lets a restart run that batch again over the same input (see `planned`)."""
+        value = {"batch_id": self.next_batch_id, "ranges": {k: list(v) for k, v in ranges.items()}}
+        return _PLAN, orjson.dumps(value)
+
+    def planned(self) -> dict[str, tuple[int, int]] | None:
+        """The input ranges planned for the next batch when it was planned but not committed
+        (a crash between its external writes and its checkpoint); None otherwise."""
+        plan = StateTxn(self.store).get(_PLAN)
+        if not plan or plan["batch_id"] != self.next_batch_id:
+            return None
+        return {k: (v[0], v[1]) for k, v in plan["ranges"].items()}
+
+    def drop_plan(self) -> tuple[bytes, None]:
+        """Forget the planned batch locally (its input was dead-lettered instead); return the
+        changelog tombstone that forgets it there too."""
+        txn = StateTxn(self.store)
+        txn.delete(_PLAN)
+        txn.commit()
+        return _PLAN, None
 
     @property
     def watermark(self) -> int | None:

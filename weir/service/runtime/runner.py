@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -33,12 +34,13 @@ from weir.service.runtime.failures import (
     stop_client,
     transient,
 )
+from weir.service.runtime.plans import ranges_of, take_planned, within_plan
 from weir.service.runtime.progress import BatchTimes
 from weir.service.runtime.tasks import MAX_BATCH_BYTES, PartitionTask, close_task, open_task
 from weir.service.runtime.topology import Stage
 from weir.service.runtime.triggers import AvailableNow
 from weir.service.settings import Settings
-from weir.service.sources.base import Records, TopicRecords
+from weir.service.sources.base import Records, SourceRecord, TopicRecords
 from weir.service.sources.kafka import KafkaSource
 from weir.service.status import MAX_PROGRESS_RECORDS
 from weir.tables.query import BatchResult
@@ -46,6 +48,12 @@ from weir.tables.query import BatchResult
 log = logging.getLogger("weir.worker")
 
 _DELETE_INTERVAL_S = 5.0
+
+
+CRASH_AFTER_SINKS_ENV = "WEIR_TEST_CRASH_AFTER_SINKS"
+"""Fault hook for tests: N makes the worker exit abruptly after the N-th batch with output
+rows has written its sinks and before its checkpoint commits (never set it in production)."""
+CRASH_EXIT_CODE = 86
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -85,6 +93,12 @@ class AgentRunner:
             settings.fail_on_data_loss,
         )
         self.sinks = stage.sinks()
+        self._plans = any(s.delivery != "transactional" for s in self.sinks)
+        """Some sink writes outside the checkpoint: each batch records its input first."""
+        self._held: dict[int, dict[str, list[SourceRecord]]] = {}
+        """Per task running a planned batch again: its records fetched so far."""
+        crash = os.environ.get(CRASH_AFTER_SINKS_ENV)
+        self._crash_after_sinks = int(crash) if crash else None
         self.available_now = AvailableNow(self.source)
         self.shared_producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
@@ -247,6 +261,7 @@ class AgentRunner:
         return await open_task(self.agent, self.settings, self.bootstrap, self.state_root, p)
 
     async def _close_task(self, p: int) -> None:
+        self._held.pop(p, None)
         task = self.tasks.pop(p, None)
         if task is not None:
             await close_task(task)
@@ -264,7 +279,18 @@ class AgentRunner:
                     failure = None
                 else:
                     task_recs = same
-            if not task_recs and not task.query.wants_no_data_batch(int(time.time() * 1000)):
+            planned = task.query.planned() if self._plans else None
+            if planned is not None:  # a batch cut short by a crash: again, exactly
+                held = self._held.setdefault(p, {})
+                for topic, rs in task_recs.items():
+                    held.setdefault(topic, []).extend(rs)
+                exact = take_planned(held, planned)
+                if exact is None:  # more fetches (of up to max_records_per_trigger) to come
+                    self._held[p] = within_plan(held, planned)
+                    continue
+                del self._held[p]
+                task_recs = exact
+            elif not task_recs and not task.query.wants_no_data_batch(int(time.time() * 1000)):
                 continue
             try:
                 if failure is not None and failure.attempts > self.settings.max_batch_retries:
@@ -278,6 +304,7 @@ class AgentRunner:
                 continue
             if failure is not None:
                 del self._failing[p]
+            if failure is not None or planned is not None:
                 await self._position(self._assigned(p))  # records after the retried batch
 
     def _assigned(self, p: int) -> list[TopicPartition]:
@@ -339,6 +366,9 @@ class AgentRunner:
         for rs in recs.values():
             for r in rs:
                 rejects.record(r, error, failure.stage)
+        if self._plans:  # the batch will not run again: no plan may hold the next one
+            key, tombstone = task.query.drop_plan()
+            out.add(self.agent.changelog_topic, key, tombstone, partition=task.partition)
         await self._produce_and_commit(task, out, offsets_after(recs, task.partition))
         metrics.DEAD_LETTERS.labels(self.name).inc(out.n_dead)
         log.error(
@@ -354,6 +384,8 @@ class AgentRunner:
         started = time.monotonic()
         now = int(time.time() * 1000)
         skew = self.settings.max_event_time_skew_ms
+        if self._plans:
+            await self._write_plan(task, recs)
         batch = await run_batch(
             self.stage,
             self.sinks,
@@ -367,6 +399,11 @@ class AgentRunner:
         )
         t_processed = time.monotonic()
         result = batch.result
+        if self._crash_after_sinks is not None and result.rows:
+            self._crash_after_sinks -= 1
+            if self._crash_after_sinks <= 0:  # fault hook for tests: sinks written, no commit
+                log.error("%s[%d]: crashing on purpose after the sinks", self.name, task.partition)
+                os._exit(CRASH_EXIT_CODE)
         jump = self.settings.watermark_jump_warn_ms
         progress.check_watermark(self.name, task.partition, result, task.query.watermark, now, jump)
         changelog_end = await self._produce_and_commit(task, batch.out, batch.offsets)
@@ -387,6 +424,14 @@ class AgentRunner:
             metrics.DEAD_LETTERS.labels(self.name).inc(batch.out.n_dead)
         if self.stage.aliases:
             await self._delete_consumed(batch.offsets)
+
+    async def _write_plan(self, task: PartitionTask, recs: TopicRecords) -> None:
+        """Record durably which input the next batch covers (weir.service.runtime.plans),
+        before any sink writes outside the checkpoint."""
+        key, value = task.query.plan(ranges_of(recs))
+        out = self._outgoing()
+        out.add(self.agent.changelog_topic, key, value, partition=task.partition)
+        await self._produce_and_commit(task, out, {})
 
     async def _produce_and_commit(
         self, task: PartitionTask, out: Outgoing, offsets: dict[TopicPartition, int]

@@ -49,6 +49,42 @@ class BatchIdentity:
     """Per input topic, the positions the batch covers: (first, after last)."""
 
 
+class BatchId(int):
+    """The batch id a foreach-batch function receives: an int, the task's batch number as
+    Spark's `batch_id` is a number, that also names its query and task.
+
+    A query runs as one task per input partition, each numbering its batches from 0, so the
+    number alone repeats across partitions. The idempotence key is `key` ("<query>/<task>/
+    <n>"), which `str()` and f-strings give too, so a file named f"part-{batch_id}" or a
+    "written?" lookup by `str(batch_id)` is unique for the query; a table keyed by the number
+    must add `batch_id.task`. A batch run again after a crash has the same id and the same
+    input records (weir.service.runtime.plans).
+    """
+
+    query: str
+    task: int
+
+    def __new__(cls, identity: BatchIdentity) -> BatchId:
+        obj = super().__new__(cls, identity.batch_id)
+        obj.query = identity.query
+        obj.task = identity.task
+        return obj
+
+    @property
+    def key(self) -> str:
+        """Unique for the query: "<query>/<task>/<batch number>"."""
+        return f"{self.query}/{self.task}/{int(self)}"
+
+    def __str__(self) -> str:
+        return self.key
+
+    def __format__(self, spec: str) -> str:
+        return format(self.key, spec) if not spec else format(int(self), spec)
+
+    def __repr__(self) -> str:
+        return f"BatchId({self.key!r})"
+
+
 class KafkaRecords(Protocol):
     """The records of the checkpoint's Kafka transaction (`runtime.checkpoint.Outgoing`)."""
 

@@ -1,0 +1,41 @@
+"""A foreach-batch writer that is idempotent by batch identity, for crash tests: each batch's
+rows go to one JSON file named by `batch_id` (its key: query, task, number), written under a
+temporary name and renamed, and a batch whose file exists is skipped, as the course's
+exercise 4 asks of a foreach-batch function.
+
+WEIR_TEST_INPUT names the input topic, WEIR_TEST_APP the app, WEIR_TEST_BATCH_DIR the folder;
+the worker stops once the input is processed (available-now). WEIR_* settings apply.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from weir.service.app import App, Trigger
+from weir.tables.query import Query
+from weir.tables.stream import Stream
+
+app = App(os.environ.get("WEIR_TEST_APP", "batch-files"))
+_in = app.topic(os.environ.get("WEIR_TEST_INPUT", "batch-files-in"))
+_dir = Path(os.environ.get("WEIR_TEST_BATCH_DIR", "batches"))
+
+
+def write_batch(rows: list[dict[str, Any]], batch_id: Any) -> None:
+    """One file per batch identity; a batch already written is skipped."""
+    _dir.mkdir(parents=True, exist_ok=True)
+    final = _dir / (str(batch_id).replace("/", "_") + ".json")
+    if final.exists():
+        return
+    tmp = final.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(rows))
+    tmp.rename(final)
+
+
+@app.agent(_in, foreach_batch=write_batch, trigger=Trigger.available_now())
+def copy(events: Stream) -> Query:
+    """Every event, unchanged."""
+    return events.query("append")

@@ -1,0 +1,61 @@
+"""A batch that writes outside the Kafka checkpoint runs again, after a crash, over exactly the
+same input: a foreach-batch writer idempotent by batch identity (tests/apps/batch_files.py)
+loses and repeats nothing when the worker dies after its write and before the checkpoint, and
+comes back with another `max_records_per_trigger` (which used to change the batch)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import KafkaHelper
+from tests.workers import WorkerProcess
+from weir.service.runtime.runner import CRASH_AFTER_SINKS_ENV, CRASH_EXIT_CODE
+
+pytestmark = [pytest.mark.broker, pytest.mark.asyncio]
+
+N = 3000
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+async def test_crash_after_an_external_write_loses_and_repeats_nothing(
+    kafka: KafkaHelper, tmp_path: Path, guarantee: str
+) -> None:
+    src = await kafka.topic("plans-in", partitions=2)
+    for start in range(0, N, 250):  # both partitions, in chunks
+        rows = [{"id": i} for i in range(start, start + 250)]
+        await kafka.produce(src, rows, partition=(start // 250) % 2)
+    env = {
+        "WEIR_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "WEIR_PROCESSING_GUARANTEE": guarantee,
+        "WEIR_TEST_APP": f"plans-{uuid.uuid4().hex[:8]}",
+        "WEIR_TEST_INPUT": src,
+        "WEIR_TEST_BATCH_DIR": str(tmp_path / "batches"),
+        "WEIR_STATE_DIR": str(tmp_path / "state"),
+    }
+    crashes = 0
+    # each run crashes after its 2nd batch's write, then resumes with another batch size
+    for run, size in enumerate((170, 430, 90, 260)):
+        log = tmp_path / f"worker{run}.log"
+        extra = {"WEIR_MAX_RECORDS_PER_TRIGGER": str(size), CRASH_AFTER_SINKS_ENV: "2"}
+        w = WorkerProcess("tests.apps.batch_files:app", {**env, **extra}, log)
+        rc = w.wait(120)
+        assert rc in (0, CRASH_EXIT_CODE), w.tail()
+        crashes += rc == CRASH_EXIT_CODE
+    w = WorkerProcess(
+        "tests.apps.batch_files:app", {**env, "WEIR_MAX_RECORDS_PER_TRIGGER": "1000"}, log
+    )
+    assert w.wait(120) == 0, w.tail()
+    assert crashes == 4
+    seen: Counter[int] = Counter()
+    for f in (tmp_path / "batches").glob("*.json"):
+        seen.update(r["id"] for r in orjson.loads(f.read_bytes()))
+    assert not list((tmp_path / "batches").glob("*.tmp"))
+    missing = sorted(set(range(N)) - set(seen))
+    doubled = sorted(i for i, n in seen.items() if n > 1)
+    assert (missing[:10], doubled[:10]) == ([], []), (len(missing), len(doubled))
+    assert sum(seen.values()) == N
