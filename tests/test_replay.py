@@ -103,6 +103,55 @@ def test_replay_loads_a_users_own_module_from_pythonpath(tmp_path: Path) -> None
     assert load_query("word_count", PIPELINES).node is not None  # shipped, by bare name
 
 
+def test_replay_takes_what_weir_worker_takes_from_the_current_directory(tmp_path: Path) -> None:
+    """`weir replay mine:app.<agent>`, `mine:<agent function>` and `mine:app` (one agent) run
+    an agent of a user's App; a module in the current directory is found without
+    PYTHONPATH, as `python -m` finds it."""
+    (tmp_path / "dash.py").write_text(
+        "from weir import App\n"
+        "app = App('dash')\n"
+        "clicks = app.topic('clicks')\n"
+        "@app.agent(clicks)\n"
+        "def views(s):\n"
+        "    return s.filter(lambda r: r['n'] > 1).query()\n"
+        "@app.agent(clicks, name='everything')\n"
+        "def copy(s):\n"
+        "    return s.query()\n"
+        "solo = App('solo')\n"
+        "@solo.agent(solo.topic('clicks'))\n"
+        "def only(s):\n"
+        "    return s.filter(lambda r: r['n'] == 3).query()\n"
+    )
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(_lines([{"n": 1}, {"n": 2}, {"n": 3}]))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    weir = str(Path(sys.executable).parent / "weir")  # the console script, not python -m
+
+    def run(spec: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [weir, "replay", spec, "--input", str(src)] + ["--output", str(tmp_path / "out.jsonl")],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+
+    for spec, want in (
+        ("dash:app.views", [2, 3]),
+        ("dash:views", [2, 3]),
+        ("dash:app.everything", [1, 2, 3]),
+        ("dash:solo", [3]),
+    ):
+        proc = run(spec)
+        assert proc.returncode == 0, (spec, proc.stderr)
+        out = (tmp_path / "out.jsonl").read_bytes().splitlines()
+        assert [orjson.loads(x)["n"] for x in out] == want, spec
+    proc = run("dash:app")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "has 2 agents: name one as dash:app.<agent> (agents: everything, views)" in proc.stderr
+
+
 def test_multi_input_routing_and_no_data_batches() -> None:
     a = read("a").with_watermark("ts", "1 minute")
     b = read("b").with_watermark("ts", "1 minute")

@@ -6,6 +6,7 @@ Errors a user can act on end the command with one readable line and a non-zero e
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -43,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `weir` command; return its exit status."""
+    """Run the `weir` command; return its exit status. Modules named on the command line are
+    found in the current directory first, as `python -m` finds them."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     parser = build_parser()
     args = parser.parse_args(argv)
     from weir.service.endpoints import NotConfiguredError

@@ -17,6 +17,7 @@ the dead-letter file whole.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import IO, Literal
 import orjson
 
 from weir.service import driver
-from weir.service.app import load_attribute
+from weir.service.app import App, load_attribute
 from weir.service.sinks.base import BatchIdentity
 from weir.service.sinks.jsonlines import JsonLinesSink
 from weir.service.sources.base import SourceRecord
@@ -53,14 +54,41 @@ class ReplayStats:
 
 def load_query(name: str, package: str | None = None) -> Query:
     """Return the query of pipeline `name`: a module of `package` (its `query`), or
-    `module:attribute`. Raises ValueError with one readable line when there is none."""
+    `module:attribute` where the attribute is a Query, an App with one agent, `app.<agent>`,
+    or the function an agent was declared with (what `weir worker` takes works here too).
+    Raises ValueError with one readable line when there is none."""
+    spec, _, attr = name.partition(":")
+    head, _, agent_name = attr.partition(".")
     try:
-        module_name, query = load_attribute(name, "query", package=package)
+        module_name, found = load_attribute(f"{spec}:{head}" if head else spec, "query", package)
     except ValueError as exc:
         raise ValueError(f"no pipeline {name!r}: {exc}") from None
-    if not isinstance(query, Query):
-        raise ValueError(f"{module_name} has no Query named {name.partition(':')[2] or 'query'!r}")
-    return query
+    what = attr or "query"
+    if isinstance(found, App) and agent_name:
+        agent = found.agents.get(agent_name)
+        if agent is None:
+            raise ValueError(f"{module_name}:{head} has no agent {agent_name!r}: {_agents(found)}")
+        return agent.query
+    if isinstance(found, App):
+        if len(found.agents) != 1:
+            raise ValueError(
+                f"{module_name}:{what} has {len(found.agents)} agents: name one as "
+                f"{module_name}:{what}.<agent> ({_agents(found)})"
+            )
+        return next(iter(found.agents.values())).query
+    if isinstance(found, Query):
+        return found
+    if callable(found):  # the function an agent was declared with
+        module = sys.modules[module_name]
+        for app in (v for v in vars(module).values() if isinstance(v, App)):
+            for agent in app.agents.values():
+                if agent.name == getattr(found, "__name__", None):
+                    return agent.query
+    raise ValueError(f"{module_name} has no Query, App or agent named {what!r}")
+
+
+def _agents(app: App) -> str:
+    return "agents: " + ", ".join(sorted(app.agents)) if app.agents else "no agents"
 
 
 class ReplayBatchError(ValueError):
