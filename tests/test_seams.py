@@ -14,9 +14,11 @@ import pytest
 from weir.service import driver
 from weir.service.runtime.checkpoint import Outgoing
 from weir.service.sinks.base import BatchId, BatchIdentity, SinkBatch, SinkFailure
+from weir.service.sinks.console import ConsoleSink, table
 from weir.service.sinks.foreach_batch import ForeachBatchSink
 from weir.service.sinks.jsonlines import JsonLinesSink
 from weir.service.sinks.kafka import SOURCE_HEADER, KafkaTopicSink
+from weir.service.sinks.memory import MemorySink, drop_memory_table, memory_table
 from weir.service.sinks.postgres import PostgresUpsertSink
 from weir.service.sources.base import SourceRecord, values_of
 from weir.service.sources.files import JsonLinesSource, LineRecord
@@ -183,3 +185,57 @@ def test_driver_routes_rows_by_column_and_reports_late_rows() -> None:
     assert rejects.late_rows == []
     batch(b'{"topic":"clicks","t":"1970-01-01T00:00:01Z"}')
     assert [row["t"] for _op, row in rejects.late_rows] == [1000]
+
+
+def test_console_sink_prints_a_spark_style_table() -> None:
+    out = io.StringIO()
+    sink = ConsoleSink(num_rows=2, truncate=True, out=out)
+    rows = [{"word": "a", "count": 2}, {"word": "x" * 25, "count": None}, {"word": "c"}]
+    asyncio.run(sink.write(_batch(rows)))
+    assert out.getvalue().splitlines() == [
+        "-" * 43,
+        "Batch: 7 (task 0)",
+        "-" * 43,
+        "+--------------------+-----+",
+        "|                word|count|",
+        "+--------------------+-----+",
+        "|                   a|    2|",
+        "|xxxxxxxxxxxxxxxxx...| null|",
+        "+--------------------+-----+",
+        "only showing top 2 rows",
+        "",
+    ]
+    assert table([{"a": "long text"}], None) == [
+        "+---------+",
+        "|a        |",
+        "+---------+",
+        "|long text|",
+        "+---------+",
+    ]
+
+
+def test_memory_sink_keeps_each_batch_once_per_task() -> None:
+    drop_memory_table("t")
+    sink = MemorySink("t")
+    assert sink.delivery == "idempotent"
+
+    def batch(task: int, n: int, rows: list[Row]) -> SinkBatch:
+        return SinkBatch(BatchIdentity("q", task, n), rows, frozenset({"ts"}), lambda: [])
+
+    asyncio.run(sink.write(batch(0, 0, [{"k": "a", "ts": 0}])))
+    asyncio.run(sink.write(batch(1, 0, [{"k": "b", "ts": 1000}])))  # another task's batch 0
+    asyncio.run(sink.write(batch(0, 0, [{"k": "a", "ts": 0}])))  # batch 0 again: skipped
+    asyncio.run(sink.write(batch(0, 1, [{"k": "c", "ts": 0}])))
+    assert memory_table("t") == [
+        {"k": "a", "ts": "1970-01-01T00:00:00Z"},
+        {"k": "b", "ts": "1970-01-01T00:00:01Z"},
+        {"k": "c", "ts": "1970-01-01T00:00:00Z"},
+    ]
+    drop_memory_table("t")
+    full = MemorySink("t", complete=True)
+    asyncio.run(full.write(batch(0, 0, [{"k": "a", "n": 1}])))
+    asyncio.run(full.write(batch(1, 0, [{"k": "b", "n": 1}])))
+    asyncio.run(full.write(batch(0, 1, [{"k": "a", "n": 2}])))  # replaces task 0's rows only
+    assert memory_table("t") == [{"k": "b", "n": 1}, {"k": "a", "n": 2}]
+    with pytest.raises(KeyError, match="no memory table 'nope'"):
+        memory_table("nope")

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from weir.service.app import App, Topic, Trigger
-    from weir.service.sinks.base import Sink, SinkBatch
+    from weir.service.sinks.base import BatchId, Sink, SinkBatch
+    from weir.service.sinks.console import console
+    from weir.service.sinks.memory import memory, memory_table
     from weir.service.sinks.postgres import postgres_upsert
     from weir.service.sources.static import static_table
     from weir.tables.operator import Row
@@ -42,7 +44,9 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "weir.service.app": ["App", "Topic", "Trigger"],
-    "weir.service.sinks.base": ["Sink", "SinkBatch"],
+    "weir.service.sinks.base": ["BatchId", "Sink", "SinkBatch"],
+    "weir.service.sinks.console": ["console"],
+    "weir.service.sinks.memory": ["memory", "memory_table"],
     "weir.service.sinks.postgres": ["postgres_upsert"],
     "weir.service.sources.static": ["static_table"],
     "weir.tables.operator": ["Row"],
@@ -69,6 +73,7 @@ _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = [
     "Aggregator",
     "App",
+    "BatchId",
     "GroupState",
     "Query",
     "Row",
@@ -80,6 +85,7 @@ __all__ = [
     "approx_count_distinct",
     "avg",
     "collect_list",
+    "console",
     "count",
     "count_distinct",
     "first",
@@ -87,6 +93,8 @@ __all__ = [
     "last",
     "map_groups_with_state",
     "max",
+    "memory",
+    "memory_table",
     "min",
     "postgres_upsert",
     "read",

@@ -100,6 +100,9 @@ class Agent:
     inputs: tuple[Topic, ...]
     query: Query
     sink: Topic | None = None
+    """The Kafka topic the output rows go to, inside the checkpoint's transaction."""
+    sinks: tuple[Sink, ...] = ()
+    """Other sinks (console, memory, ...), written before the checkpoint commits."""
     key: tuple[str, ...] = ()
     """Columns whose values form the output record key (JSON of one value, or a list)."""
     foreach_batch: BatchFn | Sink | None = None
@@ -158,7 +161,7 @@ class App:
     def agent(
         self,
         *inputs: Topic,
-        sink: Topic | None = None,
+        sink: Topic | Sink | Sequence[Topic | Sink] | None = None,
         key: str | Sequence[str] = (),
         foreach_batch: BatchFn | Sink | None = None,
         late_topic: Topic | None = None,
@@ -170,9 +173,15 @@ class App:
         """Declare an agent: the decorated function receives one `Stream` per input topic and
         returns the `Query` to run. Raises ValueError at declaration for a bad query.
 
-        `repartition`: see `Agent.repartition`."""
+        `sink`: a Kafka topic, a `Sink` (`console()`, `memory(name)`, ...), or a list of them
+        (at most one topic). `repartition`: see `Agent.repartition`."""
         if not inputs:
             raise ValueError("an agent needs at least one input topic")
+        given = [] if sink is None else list(sink) if isinstance(sink, list | tuple) else [sink]
+        topics = [t for t in given if isinstance(t, Topic)]
+        others = tuple(t for t in given if isinstance(t, Sink))
+        if len(topics) > 1 or len(topics) + len(others) != len(given):
+            raise ValueError("sink= takes at most one Kafka topic, and Sink objects")
 
         def decorate(fn: Callable[..., Query]) -> Callable[..., Query]:
             streams: list[Stream] = [read(t.name) for t in inputs]
@@ -187,7 +196,8 @@ class App:
                 name=agent_name,
                 inputs=tuple(inputs),
                 query=query,
-                sink=sink,
+                sink=topics[0] if topics else None,
+                sinks=others,
                 key=(key,) if isinstance(key, str) else tuple(key),
                 foreach_batch=foreach_batch,
                 late_topic=late_topic,

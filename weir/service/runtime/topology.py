@@ -43,13 +43,15 @@ class Stage:
         return self.dead_letters or self.agent.dead_letter_topic
 
     def sinks(self) -> list[Sink]:
-        """The stage's sinks, in the order they are written: the foreach-batch one (written
-        before the checkpoint's transaction), then the sink topic (inside it)."""
+        """The stage's sinks, in the order they are written: the foreach-batch one and the
+        other sinks (written before the checkpoint's transaction), then the sink topic (inside
+        it)."""
         agent = self.agent
         out: list[Sink] = []
         fb = agent.foreach_batch
         if fb is not None:
             out.append(fb if isinstance(fb, Sink) else ForeachBatchSink(fb))
+        out.extend(agent.sinks)
         if agent.sink is not None:
             out.append(KafkaTopicSink(agent.sink.name, agent.key, raw=self.internal_sink))
         return out
