@@ -1,7 +1,8 @@
 """A batch that writes outside the Kafka checkpoint runs again, after a crash, over exactly the
-same input: a foreach-batch writer idempotent by batch identity (tests/apps/batch_files.py)
-loses and repeats nothing when the worker dies after its write and before the checkpoint, and
-comes back with another `max_records_per_trigger` (which used to change the batch)."""
+same input: a foreach-batch writer idempotent by batch identity (tests/apps/batch_files.py),
+and the Parquet sink read through its manifests, lose and repeat nothing when the worker
+dies after its write and before the checkpoint and comes back with another
+`max_records_per_trigger` (which used to change the batch)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ import pytest
 from tests.conftest import KafkaHelper
 from tests.workers import WorkerProcess
 from weir.service.runtime.runner import CRASH_AFTER_SINKS_ENV, CRASH_EXIT_CODE
+from weir.service.sinks.parquet import read_parquet
 
 pytestmark = [pytest.mark.broker, pytest.mark.asyncio]
 
 N = 3000
 
 
-@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+@pytest.mark.parametrize(
+    ("guarantee", "sink"),
+    [("exactly_once", "files"), ("at_least_once", "files"), ("exactly_once", "parquet")],
+)
 async def test_crash_after_an_external_write_loses_and_repeats_nothing(
-    kafka: KafkaHelper, tmp_path: Path, guarantee: str
+    kafka: KafkaHelper, tmp_path: Path, guarantee: str, sink: str
 ) -> None:
     src = await kafka.topic("plans-in", partitions=2)
     for start in range(0, N, 250):  # both partitions, in chunks
@@ -36,6 +41,7 @@ async def test_crash_after_an_external_write_loses_and_repeats_nothing(
         "WEIR_TEST_INPUT": src,
         "WEIR_TEST_BATCH_DIR": str(tmp_path / "batches"),
         "WEIR_STATE_DIR": str(tmp_path / "state"),
+        "WEIR_TEST_SINK": sink,
     }
     crashes = 0
     # each run crashes after its 2nd batch's write, then resumes with another batch size
@@ -52,9 +58,12 @@ async def test_crash_after_an_external_write_loses_and_repeats_nothing(
     assert w.wait(120) == 0, w.tail()
     assert crashes == 4
     seen: Counter[int] = Counter()
-    for f in (tmp_path / "batches").glob("*.json"):
-        seen.update(r["id"] for r in orjson.loads(f.read_bytes()))
-    assert not list((tmp_path / "batches").glob("*.tmp"))
+    if sink == "parquet":  # what a reader of the committed table sees
+        seen.update(read_parquet(tmp_path / "batches").column("id").to_pylist())
+    else:
+        for f in (tmp_path / "batches").glob("*.json"):
+            seen.update(r["id"] for r in orjson.loads(f.read_bytes()))
+        assert not list((tmp_path / "batches").glob("*.tmp"))
     missing = sorted(set(range(N)) - set(seen))
     doubled = sorted(i for i, n in seen.items() if n > 1)
     assert (missing[:10], doubled[:10]) == ([], []), (len(missing), len(doubled))

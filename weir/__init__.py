@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from weir.service.sinks.base import BatchId, Sink, SinkBatch
     from weir.service.sinks.console import console
     from weir.service.sinks.memory import memory, memory_table
+    from weir.service.sinks.parquet import parquet, read_parquet
     from weir.service.sinks.postgres import postgres_upsert
     from weir.service.sources.static import static_table
     from weir.tables.operator import Row
@@ -47,6 +48,7 @@ _HOMES = {
     "weir.service.sinks.base": ["BatchId", "Sink", "SinkBatch"],
     "weir.service.sinks.console": ["console"],
     "weir.service.sinks.memory": ["memory", "memory_table"],
+    "weir.service.sinks.parquet": ["parquet", "read_parquet"],
     "weir.service.sinks.postgres": ["postgres_upsert"],
     "weir.service.sources.static": ["static_table"],
     "weir.tables.operator": ["Row"],
@@ -96,8 +98,10 @@ __all__ = [
     "memory",
     "memory_table",
     "min",
+    "parquet",
     "postgres_upsert",
     "read",
+    "read_parquet",
     "session_window",
     "static_table",
     "sum",
