@@ -1,7 +1,7 @@
 """A batch that writes outside the Kafka checkpoint runs again, after a crash, over exactly the
 same input: a foreach-batch writer idempotent by batch identity (tests/apps/batch_files.py),
-and the Parquet sink read through its manifests, lose and repeat nothing when the worker
-dies after its write and before the checkpoint and comes back with another
+the Parquet sink read through its manifests and the Delta sink, lose and repeat nothing when
+the worker dies after its write and before the checkpoint and comes back with another
 `max_records_per_trigger` (which used to change the batch)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from deltalake import DeltaTable
 
 from tests.conftest import KafkaHelper
 from tests.workers import WorkerProcess
@@ -25,7 +26,12 @@ N = 3000
 
 @pytest.mark.parametrize(
     ("guarantee", "sink"),
-    [("exactly_once", "files"), ("at_least_once", "files"), ("exactly_once", "parquet")],
+    [
+        ("exactly_once", "files"),
+        ("at_least_once", "files"),
+        ("exactly_once", "parquet"),
+        ("at_least_once", "delta"),
+    ],
 )
 async def test_crash_after_an_external_write_loses_and_repeats_nothing(
     kafka: KafkaHelper, tmp_path: Path, guarantee: str, sink: str
@@ -60,6 +66,9 @@ async def test_crash_after_an_external_write_loses_and_repeats_nothing(
     seen: Counter[int] = Counter()
     if sink == "parquet":  # what a reader of the committed table sees
         seen.update(read_parquet(tmp_path / "batches").column("id").to_pylist())
+    elif sink == "delta":
+        table = DeltaTable(str(tmp_path / "batches")).to_pyarrow_table()
+        seen.update(table.column("id").to_pylist())
     else:
         for f in (tmp_path / "batches").glob("*.json"):
             seen.update(r["id"] for r in orjson.loads(f.read_bytes()))

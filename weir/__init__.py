@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from weir.service.app import App, Topic, Trigger
     from weir.service.sinks.base import BatchId, Sink, SinkBatch
     from weir.service.sinks.console import console
+    from weir.service.sinks.delta import delta
     from weir.service.sinks.memory import memory, memory_table
     from weir.service.sinks.parquet import parquet, read_parquet
     from weir.service.sinks.postgres import postgres_upsert
@@ -47,6 +48,7 @@ _HOMES = {
     "weir.service.app": ["App", "Topic", "Trigger"],
     "weir.service.sinks.base": ["BatchId", "Sink", "SinkBatch"],
     "weir.service.sinks.console": ["console"],
+    "weir.service.sinks.delta": ["delta"],
     "weir.service.sinks.memory": ["memory", "memory_table"],
     "weir.service.sinks.parquet": ["parquet", "read_parquet"],
     "weir.service.sinks.postgres": ["postgres_upsert"],
@@ -90,6 +92,7 @@ __all__ = [
     "console",
     "count",
     "count_distinct",
+    "delta",
     "first",
     "flat_map_groups_with_state",
     "last",

@@ -4,7 +4,7 @@ temporary name and renamed, and a batch whose file exists is skipped, as the cou
 exercise 4 asks of a foreach-batch function.
 
 WEIR_TEST_INPUT names the input topic, WEIR_TEST_APP the app, WEIR_TEST_BATCH_DIR the folder;
-WEIR_TEST_SINK=parquet writes through the Parquet sink instead (same folder);
+WEIR_TEST_SINK=parquet or delta writes through that sink instead (same folder);
 the worker stops once the input is processed (available-now). WEIR_* settings apply.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from weir.service.app import App, Trigger
+from weir.service.sinks.delta import delta
 from weir.service.sinks.parquet import parquet
 from weir.tables.query import Query
 from weir.tables.stream import Stream
@@ -37,12 +38,12 @@ def write_batch(rows: list[dict[str, Any]], batch_id: Any) -> None:
     tmp.rename(final)
 
 
-if os.environ.get("WEIR_TEST_SINK") == "parquet":  # the built-in Parquet sink instead
+_kind = os.environ.get("WEIR_TEST_SINK", "files")
+if _kind in ("parquet", "delta"):  # a built-in sink instead
+    _sink = (parquet if _kind == "parquet" else delta)(_dir, {"id": "integer"})
 
-    @app.agent(
-        _in, sink=parquet(_dir, {"id": "integer"}), name="copy", trigger=Trigger.available_now()
-    )
-    def to_parquet(events: Stream) -> Query:
+    @app.agent(_in, sink=_sink, name="copy", trigger=Trigger.available_now())
+    def to_table(events: Stream) -> Query:
         """Every event, unchanged."""
         return events.query("append")
 

@@ -18,45 +18,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from weir.service.sinks.arrow import UNFIT, Schema, as_schema, to_table
 from weir.service.sinks.base import BatchIdentity, Delivery, Sink, SinkBatch, SinkFailure
 
 METADATA = "_weir_metadata"
-TYPES: Mapping[str, pa.DataType] = {
-    "string": pa.string(),
-    "integer": pa.int64(),
-    "long": pa.int64(),
-    "double": pa.float64(),
-    "boolean": pa.bool_(),
-    "timestamp": pa.timestamp("ms", tz="UTC"),
-    "date": pa.date32(),
-}
-"""Column types by name, as a schema mapping may give them."""
-
-Schema: TypeAlias = pa.Schema | Mapping[str, str | pa.DataType]
-
-
-def as_schema(schema: Schema) -> pa.Schema:
-    """A pyarrow schema from a schema or a {column: type} mapping (names of TYPES or pyarrow
-    types); raises ValueError naming an unknown type."""
-    if isinstance(schema, pa.Schema):
-        return schema
-    fields = []
-    for name, kind in schema.items():
-        if isinstance(kind, str):
-            if kind not in TYPES:
-                raise ValueError(f"column {name!r}: unknown type {kind!r} ({', '.join(TYPES)})")
-            kind = TYPES[kind]
-        fields.append(pa.field(name, kind))
-    return pa.schema(fields)
 
 
 class ParquetSink(Sink):
@@ -85,8 +58,8 @@ class ParquetSink(Sink):
         if manifest.exists():
             return  # committed by an earlier attempt
         try:
-            table = self._table(batch)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            table = to_table(batch.rows, self.schema)
+        except UNFIT as exc:
             raise SinkFailure(f"{self.description}: a row does not fit the schema: {exc}") from exc
         files = []
         for i, (folder, part) in enumerate(self._parts(table)):
@@ -95,21 +68,6 @@ class ParquetSink(Sink):
             files.append(str(rel))
         entry = {"batch": batch.identity.batch_id, "task": batch.identity.task, "files": files}
         _write_atomically(manifest, lambda p: p.write_bytes(orjson.dumps(entry)))
-
-    def _table(self, batch: SinkBatch) -> pa.Table:
-        cols: dict[str, list[Any]] = {n: [] for n in self.schema.names}
-        for row in batch.rows:
-            for n in self.schema.names:
-                cols[n].append(row.get(n))
-        arrays = []
-        for f in self.schema:
-            values = cols[f.name]
-            if pa.types.is_timestamp(f.type):
-                values = [_to_time(v) for v in values]
-            elif pa.types.is_date(f.type):
-                values = [_to_date(v) for v in values]
-            arrays.append(pa.array(values, type=f.type))
-        return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def _parts(self, table: pa.Table) -> list[tuple[str, pa.Table]]:
         """(Hive-style folder, rows) per distinct value of the partition columns."""
@@ -161,19 +119,6 @@ def _write_atomically(target: Path, write: Any) -> None:
     tmp = target.with_name(f".{target.name}.tmp")
     write(tmp)
     os.replace(tmp, target)
-
-
-def _to_time(v: Any) -> Any:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return datetime.fromtimestamp(v / 1000, UTC)
-    if isinstance(v, str):
-        return datetime.fromisoformat(v.replace("Z", "+00:00"))
-    return v
-
-
-def _to_date(v: Any) -> Any:
-    t = _to_time(v)
-    return t.date() if isinstance(t, datetime) else t
 
 
 def _path_value(v: Any) -> str:

@@ -1,0 +1,72 @@
+"""Output rows as Arrow tables of a fixed schema, for the file and table sinks (Parquet,
+Delta Lake)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+import pyarrow as pa
+
+from weir.tables.operator import Row
+
+TYPES: Mapping[str, pa.DataType] = {
+    "string": pa.string(),
+    "integer": pa.int64(),
+    "long": pa.int64(),
+    "double": pa.float64(),
+    "boolean": pa.bool_(),
+    "timestamp": pa.timestamp("ms", tz="UTC"),
+    "date": pa.date32(),
+}
+"""Column types by name, as a schema mapping may give them."""
+
+Schema: TypeAlias = pa.Schema | Mapping[str, str | pa.DataType]
+"""A pyarrow schema, or {column: type} with type names of TYPES or pyarrow types."""
+
+
+def as_schema(schema: Schema) -> pa.Schema:
+    """A pyarrow schema from a `Schema`; raises ValueError naming an unknown type."""
+    if isinstance(schema, pa.Schema):
+        return schema
+    fields = []
+    for name, kind in schema.items():
+        if isinstance(kind, str):
+            if kind not in TYPES:
+                raise ValueError(f"column {name!r}: unknown type {kind!r} ({', '.join(TYPES)})")
+            kind = TYPES[kind]
+        fields.append(pa.field(name, kind))
+    return pa.schema(fields)
+
+
+def to_table(rows: Sequence[Row], schema: pa.Schema) -> pa.Table:
+    """The rows as a table of `schema`: a missing column is null, times (epoch ms or ISO-8601)
+    become timestamps or dates. Raises pyarrow's ArrowInvalid / ArrowTypeError (or TypeError,
+    ValueError) naming the value when one does not fit its column."""
+    arrays = []
+    for f in schema:
+        values = [row.get(f.name) for row in rows]
+        if pa.types.is_timestamp(f.type):
+            values = [_to_time(v) for v in values]
+        elif pa.types.is_date(f.type):
+            values = [_to_date(v) for v in values]
+        arrays.append(pa.array(values, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+UNFIT = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError)
+"""What `to_table` raises for a value that does not fit its column."""
+
+
+def _to_time(v: Any) -> Any:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return datetime.fromtimestamp(v / 1000, UTC)
+    if isinstance(v, str):
+        return datetime.fromisoformat(v.replace("Z", "+00:00"))
+    return v
+
+
+def _to_date(v: Any) -> Any:
+    t = _to_time(v)
+    return t.date() if isinstance(t, datetime) else t
