@@ -1,8 +1,8 @@
 """A batch that writes outside the Kafka checkpoint runs again, after a crash, over exactly the
 same input: a foreach-batch writer idempotent by batch identity (tests/apps/batch_files.py),
-the Parquet sink read through its manifests and the Delta sink, lose and repeat nothing when
-the worker dies after its write and before the checkpoint and comes back with another
-`max_records_per_trigger` (which used to change the batch)."""
+the Parquet sink read through its manifests, the Delta sink and an insert-only PostgreSQL
+table lose and repeat nothing when the worker dies after its write and before the checkpoint
+and comes back with another `max_records_per_trigger` (which used to change the batch)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
 from deltalake import DeltaTable
 
@@ -31,10 +32,11 @@ N = 3000
         ("at_least_once", "files"),
         ("exactly_once", "parquet"),
         ("at_least_once", "delta"),
+        pytest.param("exactly_once", "postgres", marks=pytest.mark.postgres),
     ],
 )
 async def test_crash_after_an_external_write_loses_and_repeats_nothing(
-    kafka: KafkaHelper, tmp_path: Path, guarantee: str, sink: str
+    kafka: KafkaHelper, tmp_path: Path, guarantee: str, sink: str, request: pytest.FixtureRequest
 ) -> None:
     src = await kafka.topic("plans-in", partitions=2)
     for start in range(0, N, 250):  # both partitions, in chunks
@@ -49,6 +51,10 @@ async def test_crash_after_an_external_write_loses_and_repeats_nothing(
         "WEIR_STATE_DIR": str(tmp_path / "state"),
         "WEIR_TEST_SINK": sink,
     }
+    table = f"plans_{uuid.uuid4().hex[:8]}"
+    if sink == "postgres":
+        env["WEIR_POSTGRES_DSN"] = request.getfixturevalue("postgres_dsn")
+        env["WEIR_TEST_BATCH_DIR"] = str(tmp_path / table)
     crashes = 0
     # each run crashes after its 2nd batch's write, then resumes with another batch size
     for run, size in enumerate((170, 430, 90, 260)):
@@ -66,6 +72,9 @@ async def test_crash_after_an_external_write_loses_and_repeats_nothing(
     seen: Counter[int] = Counter()
     if sink == "parquet":  # what a reader of the committed table sees
         seen.update(read_parquet(tmp_path / "batches").column("id").to_pylist())
+    elif sink == "postgres":
+        with psycopg.connect(env["WEIR_POSTGRES_DSN"]) as conn:
+            seen.update(i for (i,) in conn.execute(f"SELECT id FROM {table}"))
     elif sink == "delta":
         table = DeltaTable(str(tmp_path / "batches")).to_pyarrow_table()
         seen.update(table.column("id").to_pylist())

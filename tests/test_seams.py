@@ -19,7 +19,7 @@ from weir.service.sinks.foreach_batch import ForeachBatchSink
 from weir.service.sinks.jsonlines import JsonLinesSink
 from weir.service.sinks.kafka import SOURCE_HEADER, KafkaTopicSink
 from weir.service.sinks.memory import MemorySink, drop_memory_table, memory_table
-from weir.service.sinks.postgres import PostgresUpsertSink
+from weir.service.sinks.postgres import PostgresUpsertSink, postgres_upsert
 from weir.service.sources.base import SourceRecord, values_of
 from weir.service.sources.files import JsonLinesSource, LineRecord
 from weir.tables.operator import ErrorStage, Row
@@ -110,8 +110,10 @@ def test_json_lines_sink_and_declared_deliveries() -> None:
     assert buf.getvalue() == b'{"batch_id":7,"a":1}\n{"batch_id":7,"a":2}\n'
     assert JsonLinesSink(buf).delivery == "at_least_once"
     assert PostgresUpsertSink("t", ["k", "v"], ["k"]).delivery == "idempotent"
-    with pytest.raises(ValueError, match="non-empty subset"):
+    with pytest.raises(ValueError, match="must be a subset of columns"):
         PostgresUpsertSink("t", ["k"], ["x"])
+    with pytest.raises(ValueError, match="an upsert needs key columns"):
+        postgres_upsert("t", ["k"], [])
 
 
 class _Collect:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from weir.service.sinks.delta import delta
     from weir.service.sinks.memory import memory, memory_table
     from weir.service.sinks.parquet import parquet, read_parquet
-    from weir.service.sinks.postgres import postgres_upsert
+    from weir.service.sinks.postgres import postgres_insert, postgres_upsert
     from weir.service.sources.static import static_table
     from weir.tables.operator import Row
     from weir.tables.ops.arbitrary import GroupState
@@ -51,7 +51,7 @@ _HOMES = {
     "weir.service.sinks.delta": ["delta"],
     "weir.service.sinks.memory": ["memory", "memory_table"],
     "weir.service.sinks.parquet": ["parquet", "read_parquet"],
-    "weir.service.sinks.postgres": ["postgres_upsert"],
+    "weir.service.sinks.postgres": ["postgres_insert", "postgres_upsert"],
     "weir.service.sources.static": ["static_table"],
     "weir.tables.operator": ["Row"],
     "weir.tables.ops.arbitrary": ["GroupState"],
@@ -102,6 +102,7 @@ __all__ = [
     "memory_table",
     "min",
     "parquet",
+    "postgres_insert",
     "postgres_upsert",
     "read",
     "read_parquet",

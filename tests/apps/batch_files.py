@@ -4,7 +4,8 @@ temporary name and renamed, and a batch whose file exists is skipped, as the cou
 exercise 4 asks of a foreach-batch function.
 
 WEIR_TEST_INPUT names the input topic, WEIR_TEST_APP the app, WEIR_TEST_BATCH_DIR the folder;
-WEIR_TEST_SINK=parquet or delta writes through that sink instead (same folder);
+WEIR_TEST_SINK=parquet or delta writes through that sink instead (same folder); postgres
+inserts into the PostgreSQL table named like the folder (WEIR_POSTGRES_DSN);
 the worker stops once the input is processed (available-now). WEIR_* settings apply.
 """
 
@@ -17,8 +18,10 @@ from typing import Any
 import orjson
 
 from weir.service.app import App, Trigger
+from weir.service.sinks.base import Sink
 from weir.service.sinks.delta import delta
 from weir.service.sinks.parquet import parquet
+from weir.service.sinks.postgres import postgres_insert
 from weir.tables.query import Query
 from weir.tables.stream import Stream
 
@@ -39,8 +42,11 @@ def write_batch(rows: list[dict[str, Any]], batch_id: Any) -> None:
 
 
 _kind = os.environ.get("WEIR_TEST_SINK", "files")
-if _kind in ("parquet", "delta"):  # a built-in sink instead
-    _sink = (parquet if _kind == "parquet" else delta)(_dir, {"id": "integer"})
+if _kind in ("parquet", "delta", "postgres"):  # a built-in sink instead
+    if _kind == "postgres":  # insert-only: the table is named by the folder's last part
+        _sink: Sink = postgres_insert(_dir.name, ["id"], column_types={"id": "bigint"})
+    else:
+        _sink = (parquet if _kind == "parquet" else delta)(_dir, {"id": "integer"})
 
     @app.agent(_in, sink=_sink, name="copy", trigger=Trigger.available_now())
     def to_table(events: Stream) -> Query:
