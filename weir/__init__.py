@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from weir.service.app import App, Topic, Trigger
+    from weir.service.schema import Schema
     from weir.service.sinks.base import BatchId, Sink, SinkBatch
     from weir.service.sinks.console import console
     from weir.service.sinks.delta import delta
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "weir.service.app": ["App", "Topic", "Trigger"],
+    "weir.service.schema": ["Schema"],
     "weir.service.sinks.base": ["BatchId", "Sink", "SinkBatch"],
     "weir.service.sinks.console": ["console"],
     "weir.service.sinks.delta": ["delta"],
@@ -81,6 +83,7 @@ __all__ = [
     "GroupState",
     "Query",
     "Row",
+    "Schema",
     "Sink",
     "SinkBatch",
     "Stream",

@@ -16,10 +16,11 @@ own checkpoint location.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from weir.service.schema import Schema
 from weir.service.settings import Settings
 from weir.service.sinks.base import Sink
 from weir.service.sinks.foreach_batch import BatchFn
@@ -103,6 +104,8 @@ class Agent:
     """The Kafka topic the output rows go to, inside the checkpoint's transaction."""
     sinks: tuple[Sink, ...] = ()
     """Other sinks (console, memory, ...), written before the checkpoint commits."""
+    schemas: Mapping[str, Schema] = field(default_factory=dict)
+    """Per input topic, the schema its values must fit (weir.service.schema)."""
     key: tuple[str, ...] = ()
     """Columns whose values form the output record key (JSON of one value, or a list)."""
     foreach_batch: BatchFn | Sink | None = None
@@ -169,14 +172,19 @@ class App:
         name: str | None = None,
         repartition: bool | None = None,
         starting_offsets: StartingOffsets | None = None,
+        schema: Schema | Mapping[str, Any] | None = None,
     ) -> Callable[[Callable[..., Query]], Callable[..., Query]]:
         """Declare an agent: the decorated function receives one `Stream` per input topic and
         returns the `Query` to run. Raises ValueError at declaration for a bad query.
 
         `sink`: a Kafka topic, a `Sink` (`console()`, `memory(name)`, ...), or a list of them
-        (at most one topic). `repartition`: see `Agent.repartition`."""
+        (at most one topic). `schema`: the fields every input's values must fit (a mapping
+        or a `Schema`), or {topic: Schema} per input; a value that does not fit goes to the
+        dead letters with the field and the reason (weir.service.schema). `repartition`: see
+        `Agent.repartition`."""
         if not inputs:
             raise ValueError("an agent needs at least one input topic")
+        schemas = _schemas(schema, [t.name for t in inputs])
         given = [] if sink is None else list(sink) if isinstance(sink, list | tuple) else [sink]
         topics = [t for t in given if isinstance(t, Topic)]
         others = tuple(t for t in given if isinstance(t, Sink))
@@ -184,7 +192,10 @@ class App:
             raise ValueError("sink= takes at most one Kafka topic, and Sink objects")
 
         def decorate(fn: Callable[..., Query]) -> Callable[..., Query]:
-            streams: list[Stream] = [read(t.name) for t in inputs]
+            streams: list[Stream] = [
+                read(t.name, schemas[t.name].timestamp_columns() if t.name in schemas else ())
+                for t in inputs
+            ]
             query = fn(*streams)
             if not isinstance(query, Query):
                 raise TypeError(f"agent {fn.__name__} must return a Query (call .query(mode))")
@@ -198,6 +209,7 @@ class App:
                 query=query,
                 sink=topics[0] if topics else None,
                 sinks=others,
+                schemas=schemas,
                 key=(key,) if isinstance(key, str) else tuple(key),
                 foreach_batch=foreach_batch,
                 late_topic=late_topic,
@@ -208,3 +220,18 @@ class App:
             return fn
 
         return decorate
+
+
+def _schemas(schema: Schema | Mapping[str, Any] | None, inputs: list[str]) -> dict[str, Schema]:
+    """Per input topic, its schema: one for all inputs, or {topic: Schema}."""
+    if schema is None:
+        return {}
+    if isinstance(schema, Schema):
+        return dict.fromkeys(inputs, schema)
+    if schema and all(isinstance(v, Schema) for v in schema.values()):
+        unknown = sorted(set(schema) - set(inputs))
+        if unknown:
+            raise ValueError(f"schema for {unknown}, which are not inputs of the agent {inputs}")
+        return dict(schema)
+    one = Schema(schema)
+    return dict.fromkeys(inputs, one)

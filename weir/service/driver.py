@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from weir.service.codec import decode_values
+from weir.service.schema import Schema, SchemaError
 from weir.service.sinks.base import BatchIdentity, KafkaRecords, Sink, SinkBatch
 from weir.service.sources.base import SourceRecord, values_of
 from weir.tables.operator import ErrorStage, Row
@@ -65,6 +66,27 @@ class _Kept:
         return recs[origin[1] if positions is None else positions[origin[1]]]
 
 
+def _conform(
+    rows: list[Row],
+    order: Sequence[int],
+    recs: Sequence[SourceRecord],
+    schema: Schema,
+    rejects: Rejects,
+) -> tuple[list[Row], list[int]]:
+    """The rows that fit `schema`, conformed, with the positions of their records; each misfit
+    is rejected with its record, the field and the reason."""
+    good: list[Row] = []
+    kept: list[int] = []
+    for i, row in zip(order, rows, strict=True):
+        try:
+            good.append(schema.conform(row))
+        except SchemaError as exc:
+            rejects.record(recs[i], f"schema: {exc}", "schema")
+            continue
+        kept.append(i)
+    return good, kept
+
+
 def _decode(
     records: Mapping[str, Sequence[SourceRecord]],
     inputs: Sequence[str],
@@ -72,6 +94,7 @@ def _decode(
     route: str | None,
     rejects: Rejects,
     kept: _Kept,
+    schemas: Mapping[str, Schema],
 ) -> dict[str, list[Row]]:
     rows_by_input: dict[str, list[Row]] = {}
     for topic, recs in records.items():
@@ -84,6 +107,10 @@ def _decode(
             positions = [i for i in range(len(recs)) if i not in failed]
         if route is None:
             name = aliases.get(topic, topic)
+            schema = schemas.get(name)
+            if schema is not None:
+                order = positions if positions is not None else range(len(recs))
+                rows, positions = _conform(rows, order, recs, schema, rejects)
             rows_by_input[name] = rows
             kept.by_input[name] = (recs, positions)
             continue
@@ -100,6 +127,9 @@ def _decode(
             target[0].append(row)
             target[1].append(i)
         for name, (rs, source) in routed.items():
+            schema = schemas.get(name)
+            if schema is not None:
+                rs, source = _conform(rs, source, recs, schema, rejects)
             rows_by_input[name] = rs
             kept.by_input[name] = (recs, source)
     return rows_by_input
@@ -117,6 +147,7 @@ def process(
     route: str | None = None,
     positions: Mapping[str, int] | None = None,
     transaction: KafkaRecords | None = None,
+    schemas: Mapping[str, Schema] | None = None,
 ) -> Driven:
     """Run one micro-batch of `task` up to its sinks: `records` per source topic (an empty
     mapping is a no-data batch) at processing time `now` (epoch ms).
@@ -124,14 +155,17 @@ def process(
     `aliases` maps a source topic to the query input it feeds (repartition topics); `route`
     names the column that says which input a row feeds when one source carries several
     (replay). Rows with an event time after `event_time_limit` are rejected. `positions`
-    (per source topic, the position after the batch) are committed with the state. The
+    (per source topic, the position after the batch) are committed with the state.
+    `schemas` (per query input) conform each decoded row, rejecting a misfit with its record
+    (weir.service.schema). The
     returned `output` is what the sinks get: the rows with the batch identity
     (`identity.batch_id` is set from the task) and `transaction` for transactional sinks.
     Raises what the query raises (the batch could not run at all); the task's state is
     untouched until the caller commits."""
     kept = _Kept()
     inputs = task.query.inputs
-    rows_by_input = _decode(records, inputs, aliases or {}, route, rejects, kept)
+    schemas = schemas or {}
+    rows_by_input = _decode(records, inputs, aliases or {}, route, rejects, kept, schemas)
     n_input = sum(len(recs) for recs in records.values())
     decoded_at = time.monotonic()
     result = task.run_batch(rows_by_input, now, event_time_limit, positions)

@@ -29,6 +29,7 @@ import orjson
 
 from weir.service import driver
 from weir.service.app import App, load_attribute
+from weir.service.schema import Schema
 from weir.service.sinks.base import BatchIdentity
 from weir.service.sinks.jsonlines import JsonLinesSink
 from weir.service.sources.base import SourceRecord
@@ -52,8 +53,9 @@ class ReplayStats:
     late_rows: int = 0
 
 
-def load_query(name: str, package: str | None = None) -> Query:
-    """Return the query of pipeline `name`: a module of `package` (its `query`), or
+def load_pipeline(name: str, package: str | None = None) -> tuple[Query, Mapping[str, Schema]]:
+    """Return the query of pipeline `name`, with its inputs' schemas (an agent's; a bare query
+    has none): a module of `package` (its `query`), or
     `module:attribute` where the attribute is a Query, an App with one agent, `app.<agent>`,
     or the function an agent was declared with (what `weir worker` takes works here too).
     Raises ValueError with one readable line when there is none."""
@@ -68,23 +70,29 @@ def load_query(name: str, package: str | None = None) -> Query:
         agent = found.agents.get(agent_name)
         if agent is None:
             raise ValueError(f"{module_name}:{head} has no agent {agent_name!r}: {_agents(found)}")
-        return agent.query
+        return agent.query, agent.schemas
     if isinstance(found, App):
         if len(found.agents) != 1:
             raise ValueError(
                 f"{module_name}:{what} has {len(found.agents)} agents: name one as "
                 f"{module_name}:{what}.<agent> ({_agents(found)})"
             )
-        return next(iter(found.agents.values())).query
+        agent = next(iter(found.agents.values()))
+        return agent.query, agent.schemas
     if isinstance(found, Query):
-        return found
+        return found, {}
     if callable(found):  # the function an agent was declared with
         module = sys.modules[module_name]
         for app in (v for v in vars(module).values() if isinstance(v, App)):
             for agent in app.agents.values():
                 if agent.name == getattr(found, "__name__", None):
-                    return agent.query
+                    return agent.query, agent.schemas
     raise ValueError(f"{module_name} has no Query, App or agent named {what!r}")
+
+
+def load_query(name: str, package: str | None = None) -> Query:
+    """The query of pipeline `name` (see `load_pipeline`)."""
+    return load_pipeline(name, package)[0]
 
 
 def _agents(app: App) -> str:
@@ -143,9 +151,11 @@ def replay(
     store: Store | None = None,
     on_batch_failure: Literal["fail", "dead_letter"] = "fail",
     max_event_time_skew_ms: int | None = None,
+    schemas: Mapping[str, Schema] | None = None,
 ) -> ReplayStats:
     """Replay `src` (JSON lines) through `query`, writing emitted rows to `out`: the worker's
-    driver over a file source and a JSON-lines sink.
+    driver over a file source and a JSON-lines sink. `schemas` (per input) conform the rows
+    as an agent's schema does; a misfit goes to `dead`.
 
     Bad lines and rows the pipeline rejects go to `dead` with their line number, reason and
     stage. A batch the query cannot run raises ReplayBatchError (one readable line) or, with
@@ -177,6 +187,7 @@ def replay(
                 identity=BatchIdentity("replay", 0, task.next_batch_id),
                 event_time_limit=limit,
                 route=None if single else "topic",
+                schemas=schemas,
             )
             if driven.output is not None:
                 sink.write_now(driven.output)
@@ -227,7 +238,7 @@ def replay_files(
     A bare pipeline name is a module of `package`.
     Without `max_event_time_skew_ms` the pipeline module's `max_event_time_skew` applies (the
     course pipelines set one); `max_event_time_skew_ms=-1` turns the guard off."""
-    query = load_query(pipeline, package)
+    query, schemas = load_pipeline(pipeline, package)
     if max_event_time_skew_ms is None:
         module = pipeline.partition(":")[0]
         _name, own = load_attribute(module, "max_event_time_skew", package=package)
@@ -252,6 +263,7 @@ def replay_files(
             store=store,
             on_batch_failure=on_batch_failure,
             max_event_time_skew_ms=max_event_time_skew_ms,
+            schemas=schemas,
         )
     store.close()
     if stats.dead_letters == 0:

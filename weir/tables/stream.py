@@ -209,9 +209,10 @@ class GroupedStream:
         return self.agg(count().alias("count"))
 
 
-def read(name: str) -> Stream:
-    """A stream of the rows of input `name` (a Kafka topic, or a replay file's "topic" value)."""
-    return Stream(Node(input_name=name))
+def read(name: str, timestamp_columns: Iterable[str] = ()) -> Stream:
+    """A stream of the rows of input `name` (a Kafka topic, or a replay file's "topic" value);
+    `timestamp_columns` hold epoch-ms times from the start (a schema's timestamp fields)."""
+    return Stream(Node(input_name=name, timestamp_columns=frozenset(timestamp_columns)))
 
 
 def flat_map_groups_with_state(

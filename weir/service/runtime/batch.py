@@ -116,6 +116,7 @@ async def run_batch(
         identity=BatchIdentity(agent.group_id, partition, query.next_batch_id, ranges),
         event_time_limit=event_time_limit,
         aliases=stage.aliases,
+        schemas=agent.schemas,
         positions={topic: end for topic, (_first, end) in ranges.items()},
         transaction=out,
     )

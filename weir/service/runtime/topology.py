@@ -112,6 +112,7 @@ async def _split(
             trigger=agent.trigger,
             repartition=False,
             starting_offsets=agent.starting_offsets,
+            schemas={k: v for k, v in agent.schemas.items() if k == cut.input_name},
         )
         out.append(Stage(stage1, internal_sink=True, dead_letters=agent.dead_letter_topic))
         aliases[topic.name] = cut.input_name
@@ -122,6 +123,7 @@ async def _split(
         query=stage2_query,
         repartition=False,
         starting_offsets="earliest",
+        schemas={},  # stage 1 conformed the rows already
     )
     out.append(Stage(stage2, tuple(s.agent.name for s in out), aliases=aliases))
     log.info(
