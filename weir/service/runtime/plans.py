@@ -44,3 +44,30 @@ def take_planned(recs: TopicRecords, plan: Mapping[str, tuple[int, int]]) -> Top
         if not rs or rs[-1].offset != end - 1:
             return None
     return out
+
+
+class PlannedRuns:
+    """Per task running a planned batch again, its records fetched so far (a fetch brings at
+    most `max_records_per_trigger` of them, fewer than a plan may cover)."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, dict[str, list[SourceRecord]]] = {}
+
+    def take(
+        self, task: int, recs: TopicRecords, plan: Mapping[str, tuple[int, int]]
+    ) -> TopicRecords | None:
+        """Add `recs` to what task `task` holds; return the planned batch's records once all
+        are there (then holding nothing), None until then."""
+        held = self._held.setdefault(task, {})
+        for topic, rs in recs.items():
+            held.setdefault(topic, []).extend(rs)
+        exact = take_planned(held, plan)
+        if exact is None:
+            self._held[task] = within_plan(held, plan)
+        else:
+            del self._held[task]
+        return exact
+
+    def forget(self, task: int) -> None:
+        """Drop what task `task` holds (it was closed)."""
+        self._held.pop(task, None)

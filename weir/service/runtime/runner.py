@@ -34,13 +34,13 @@ from weir.service.runtime.failures import (
     stop_client,
     transient,
 )
-from weir.service.runtime.plans import ranges_of, take_planned, within_plan
+from weir.service.runtime.plans import PlannedRuns, ranges_of
 from weir.service.runtime.progress import BatchTimes
 from weir.service.runtime.tasks import MAX_BATCH_BYTES, PartitionTask, close_task, open_task
 from weir.service.runtime.topology import Stage
 from weir.service.runtime.triggers import AvailableNow
 from weir.service.settings import Settings
-from weir.service.sources.base import Records, SourceRecord, TopicRecords
+from weir.service.sources.base import Records, TopicRecords
 from weir.service.sources.kafka import KafkaSource
 from weir.service.status import MAX_PROGRESS_RECORDS
 from weir.tables.query import BatchResult
@@ -95,8 +95,7 @@ class AgentRunner:
         self.sinks = stage.sinks()
         self._plans = any(s.delivery != "transactional" for s in self.sinks)
         """Some sink writes outside the checkpoint: each batch records its input first."""
-        self._held: dict[int, dict[str, list[SourceRecord]]] = {}
-        """Per task running a planned batch again: its records fetched so far."""
+        self._planned = PlannedRuns()
         crash = os.environ.get(CRASH_AFTER_SINKS_ENV)
         self._crash_after_sinks = int(crash) if crash else None
         self.available_now = AvailableNow(self.source)
@@ -261,7 +260,7 @@ class AgentRunner:
         return await open_task(self.agent, self.settings, self.bootstrap, self.state_root, p)
 
     async def _close_task(self, p: int) -> None:
-        self._held.pop(p, None)
+        self._planned.forget(p)
         task = self.tasks.pop(p, None)
         if task is not None:
             await close_task(task)
@@ -281,14 +280,9 @@ class AgentRunner:
                     task_recs = same
             planned = task.query.planned() if self._plans else None
             if planned is not None:  # a batch cut short by a crash: again, exactly
-                held = self._held.setdefault(p, {})
-                for topic, rs in task_recs.items():
-                    held.setdefault(topic, []).extend(rs)
-                exact = take_planned(held, planned)
-                if exact is None:  # more fetches (of up to max_records_per_trigger) to come
-                    self._held[p] = within_plan(held, planned)
+                exact = self._planned.take(p, task_recs, planned)
+                if exact is None:  # more fetches to come
                     continue
-                del self._held[p]
                 task_recs = exact
             elif not task_recs and not task.query.wants_no_data_batch(int(time.time() * 1000)):
                 continue
