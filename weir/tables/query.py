@@ -230,13 +230,14 @@ class QueryTask:
             return None
         return {k: (v[0], v[1]) for k, v in plan["ranges"].items()}
 
-    def drop_plan(self) -> tuple[bytes, None]:
-        """Forget the planned batch locally (its input was dead-lettered instead); return the
-        changelog tombstone that forgets it there too."""
+    def skip_batch(self, positions: Mapping[str, int]) -> StateTxn:
+        """The uncommitted state change for a batch whose input was dead-lettered instead of
+        run: its end `positions` (per input source) become the committed ones and its plan is
+        dropped. Put `changes()` in the checkpoint, commit it after."""
         txn = StateTxn(self.store)
+        txn.put(_POSITIONS, {**(txn.get(_POSITIONS) or {}), **positions})
         txn.delete(_PLAN)
-        txn.commit()
-        return _PLAN, None
+        return txn
 
     @property
     def watermark(self) -> int | None:

@@ -360,10 +360,15 @@ class AgentRunner:
         for rs in recs.values():
             for r in rs:
                 rejects.record(r, error, failure.stage)
-        if self._plans:  # the batch will not run again: no plan may hold the next one
-            key, tombstone = task.query.drop_plan()
-            out.add(self.agent.changelog_topic, key, tombstone, partition=task.partition)
+        # Its end positions go with the state too, as a processed batch's do: a restart, or
+        # the rewind after this, resumes after it even when the coordinator still answers the
+        # offset from before (and a plan for it is dropped).
+        ends = {topic: end for topic, (_first, end) in ranges_of(recs).items()}
+        txn = task.query.skip_batch(ends)
+        for key, value in txn.changes().items():
+            out.add(self.agent.changelog_topic, key, value, partition=task.partition)
         await self._produce_and_commit(task, out, offsets_after(recs, task.partition))
+        txn.commit()
         metrics.DEAD_LETTERS.labels(self.name).inc(out.n_dead)
         log.error(
             "%s[%d]: %d records dead-lettered: %s", self.name, task.partition, out.n_dead, error
