@@ -20,6 +20,7 @@ from weir.service import driver, metrics
 from weir.service.codec import render_row
 from weir.service.runtime import topics
 from weir.service.runtime.checkpoint import Outgoing, batch_position, json_or_repr, source_of
+from weir.service.runtime.plans import ranges_of
 from weir.service.runtime.topology import Stage
 from weir.service.sinks.base import BatchIdentity, Sink
 from weir.service.sources.base import SourceRecord, TopicRecords
@@ -94,10 +95,9 @@ async def run_batch(
     sink raises; the query's own failures propagate."""
     agent = stage.agent
     offsets = offsets_after(recs, partition)
-    ranges: dict[str, tuple[int, int]] = {}
+    ranges = ranges_of(recs)
     sources = []
     for topic, rs in recs.items():
-        ranges[topic] = (rs[0].offset, rs[-1].offset + 1)
         sources.append(
             {
                 "description": f"kafka[{topic}]",
