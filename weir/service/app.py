@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from weir.service.record_columns import RecordColumns, parse_record_columns
 from weir.service.schema import Schema
 from weir.service.settings import Settings
 from weir.service.sinks.base import Sink
@@ -106,6 +107,8 @@ class Agent:
     """Other sinks (console, memory, ...), written before the checkpoint commits."""
     schemas: Mapping[str, Schema] = field(default_factory=dict)
     """Per input topic, the schema its values must fit (weir.service.schema)."""
+    record_columns: Mapping[str, str] = field(default_factory=dict)
+    """Record field -> column added to every input row (weir.service.record_columns)."""
     key: tuple[str, ...] = ()
     """Columns whose values form the output record key (JSON of one value, or a list)."""
     foreach_batch: BatchFn | Sink | None = None
@@ -173,6 +176,7 @@ class App:
         repartition: bool | None = None,
         starting_offsets: StartingOffsets | None = None,
         schema: Schema | Mapping[str, Any] | None = None,
+        record_columns: RecordColumns | None = None,
     ) -> Callable[[Callable[..., Query]], Callable[..., Query]]:
         """Declare an agent: the decorated function receives one `Stream` per input topic and
         returns the `Query` to run. Raises ValueError at declaration for a bad query.
@@ -180,11 +184,15 @@ class App:
         `sink`: a Kafka topic, a `Sink` (`console()`, `memory(name)`, ...), or a list of them
         (at most one topic). `schema`: the fields every input's values must fit (a mapping
         or a `Schema`), or {topic: Schema} per input; a value that does not fit goes to the
-        dead letters with the field and the reason (weir.service.schema). `repartition`: see
+        dead letters with the field and the reason (weir.service.schema). `record_columns`:
+        the Kafka record's `key`, `topic`, `partition`, `offset`, `timestamp` as columns
+        (True, a list, or {field: column}; weir.service.record_columns). `repartition`: see
         `Agent.repartition`."""
         if not inputs:
             raise ValueError("an agent needs at least one input topic")
         schemas = _schemas(schema, [t.name for t in inputs])
+        columns = parse_record_columns(record_columns)
+        ts_column = columns.get("timestamp")
         given = [] if sink is None else list(sink) if isinstance(sink, list | tuple) else [sink]
         topics = [t for t in given if isinstance(t, Topic)]
         others = tuple(t for t in given if isinstance(t, Sink))
@@ -192,10 +200,10 @@ class App:
             raise ValueError("sink= takes at most one Kafka topic, and Sink objects")
 
         def decorate(fn: Callable[..., Query]) -> Callable[..., Query]:
-            streams: list[Stream] = [
-                read(t.name, schemas[t.name].timestamp_columns() if t.name in schemas else ())
-                for t in inputs
-            ]
+            streams: list[Stream] = []
+            for t in inputs:
+                ts = schemas[t.name].timestamp_columns() if t.name in schemas else set()
+                streams.append(read(t.name, ts | ({ts_column} if ts_column else set())))
             query = fn(*streams)
             if not isinstance(query, Query):
                 raise TypeError(f"agent {fn.__name__} must return a Query (call .query(mode))")
@@ -210,6 +218,7 @@ class App:
                 sink=topics[0] if topics else None,
                 sinks=others,
                 schemas=schemas,
+                record_columns=columns,
                 key=(key,) if isinstance(key, str) else tuple(key),
                 foreach_batch=foreach_batch,
                 late_topic=late_topic,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from weir.service.codec import decode_values
+from weir.service.record_columns import add_record_columns
 from weir.service.schema import Schema, SchemaError
 from weir.service.sinks.base import BatchIdentity, KafkaRecords, Sink, SinkBatch
 from weir.service.sources.base import SourceRecord, values_of
@@ -95,6 +96,7 @@ def _decode(
     rejects: Rejects,
     kept: _Kept,
     schemas: Mapping[str, Schema],
+    columns: Mapping[str, str],
 ) -> dict[str, list[Row]]:
     rows_by_input: dict[str, list[Row]] = {}
     for topic, recs in records.items():
@@ -111,6 +113,8 @@ def _decode(
             if schema is not None:
                 order = positions if positions is not None else range(len(recs))
                 rows, positions = _conform(rows, order, recs, schema, rejects)
+            if columns:
+                add_record_columns(rows, recs, positions, columns)
             rows_by_input[name] = rows
             kept.by_input[name] = (recs, positions)
             continue
@@ -130,6 +134,8 @@ def _decode(
             schema = schemas.get(name)
             if schema is not None:
                 rs, source = _conform(rs, source, recs, schema, rejects)
+            if columns:
+                add_record_columns(rs, recs, source, columns)
             rows_by_input[name] = rs
             kept.by_input[name] = (recs, source)
     return rows_by_input
@@ -148,6 +154,7 @@ def process(
     positions: Mapping[str, int] | None = None,
     transaction: KafkaRecords | None = None,
     schemas: Mapping[str, Schema] | None = None,
+    record_columns: Mapping[str, str] | None = None,
 ) -> Driven:
     """Run one micro-batch of `task` up to its sinks: `records` per source topic (an empty
     mapping is a no-data batch) at processing time `now` (epoch ms).
@@ -157,15 +164,18 @@ def process(
     (replay). Rows with an event time after `event_time_limit` are rejected. `positions`
     (per source topic, the position after the batch) are committed with the state.
     `schemas` (per query input) conform each decoded row, rejecting a misfit with its record
-    (weir.service.schema). The
-    returned `output` is what the sinks get: the rows with the batch identity
-    (`identity.batch_id` is set from the task) and `transaction` for transactional sinks.
+    (weir.service.schema); `record_columns` adds the record's own fields to every row
+    (weir.service.record_columns). The returned `output` is what the sinks get: the rows
+    with the batch identity (`identity.batch_id` is set from the task) and `transaction`
+    for transactional sinks.
     Raises what the query raises (the batch could not run at all); the task's state is
     untouched until the caller commits."""
     kept = _Kept()
     inputs = task.query.inputs
     schemas = schemas or {}
-    rows_by_input = _decode(records, inputs, aliases or {}, route, rejects, kept, schemas)
+    rows_by_input = _decode(
+        records, inputs, aliases or {}, route, rejects, kept, schemas, record_columns or {}
+    )
     n_input = sum(len(recs) for recs in records.values())
     decoded_at = time.monotonic()
     result = task.run_batch(rows_by_input, now, event_time_limit, positions)

@@ -117,6 +117,7 @@ async def run_batch(
         event_time_limit=event_time_limit,
         aliases=stage.aliases,
         schemas=agent.schemas,
+        record_columns=agent.record_columns,
         positions={topic: end for topic, (_first, end) in ranges.items()},
         transaction=out,
     )

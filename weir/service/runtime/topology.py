@@ -113,6 +113,7 @@ async def _split(
             repartition=False,
             starting_offsets=agent.starting_offsets,
             schemas={k: v for k, v in agent.schemas.items() if k == cut.input_name},
+            record_columns=agent.record_columns,
         )
         out.append(Stage(stage1, internal_sink=True, dead_letters=agent.dead_letter_topic))
         aliases[topic.name] = cut.input_name
@@ -124,6 +125,7 @@ async def _split(
         repartition=False,
         starting_offsets="earliest",
         schemas={},  # stage 1 conformed the rows already
+        record_columns={},  # and added the records' columns
     )
     out.append(Stage(stage2, tuple(s.agent.name for s in out), aliases=aliases))
     log.info(

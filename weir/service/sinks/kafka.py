@@ -24,7 +24,8 @@ class KafkaTopicSink(Sink):
     the `key` columns (none: no key, records spread by partition).
 
     `raw`: an internal (repartition) topic: rows are written as the engine holds them and each
-    record names its input record in the `weir.source` header.
+    record names its input record in the `weir.source` header; with no key columns (a global
+    aggregation) every row goes to partition 0, so one task sees them all.
     """
 
     delivery: Delivery = "transactional"
@@ -44,9 +45,10 @@ class KafkaTopicSink(Sink):
             raise RuntimeError(f"{self.description} writes inside a Kafka transaction only")
         topic, key = self.topic, self.key
         if self.raw:
+            one = None if key else 0
             for row, r in zip(batch.rows, batch.origins(), strict=True):
                 hdrs = [] if r is None else [(SOURCE_HEADER, source_value(r))]
-                out.add(topic, encode_key(row, key), orjson.dumps(row), hdrs)
+                out.add(topic, encode_key(row, key), orjson.dumps(row), hdrs, partition=one)
             return
         values = encode_rows(batch.rows, batch.timestamp_columns)
         if key:
