@@ -1,8 +1,12 @@
-"""The rate source: a clock moved by hand, the due rows, exact times, replay from rate.json."""
+"""The rate source (a clock moved by hand: the due rows, exact times, replay from rate.json) and
+the socket source (a real TCP server on 127.0.0.1: lines in order, includeTimestamp, end of
+stream, the connection error)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +17,8 @@ import pytest
 from weir.service.codec import decode_values
 from weir.service.sources.base import Records, SourceRecord, values_of
 from weir.service.sources.rate import RateSource, rate_offset_ms
+from weir.service.sources.socket import SocketSource
+from weir.tables.timeutil import to_millis
 
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 
@@ -157,3 +163,122 @@ async def test_rate_ramps_up_to_rows_per_second(tmp_path: Path) -> None:
     # Rate 10 * t / 4 s during the ramp: 20 rows in its 4 s, growing; then 10 every second.
     assert per_second == [2, 3, 7, 8, 10, 10, 10, 10]
     assert offsets[:2] == [0, 894] and offsets[19:22] == [3898, 4000, 4100]
+
+
+async def _served() -> tuple[asyncio.Server, int, asyncio.Queue[asyncio.StreamWriter]]:
+    """A TCP server on 127.0.0.1 that hands each connection's writer to the test."""
+    writers: asyncio.Queue[asyncio.StreamWriter] = asyncio.Queue()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await writers.put(writer)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, port, writers
+
+
+async def _take(src: SocketSource, count: int, max_records: int) -> list[Records]:
+    """Batches until `count` records came (each at most `max_records`)."""
+    batches: list[Records] = []
+    got = 0
+    while got < count:
+        batch = await src.next_batch(max_records, 2_000)
+        assert batch, f"only {got} of {count} lines came"
+        got += len(_records(batch, src.topic))
+        batches.append(batch)
+    return batches
+
+
+@pytest.mark.asyncio
+async def test_socket_lines_in_order_until_the_server_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, port, writers = await _served()
+    src = SocketSource("127.0.0.1", port)
+    assert src.description == f"socket[127.0.0.1:{port}]" and not src.bounded
+    assert src.partitions() is None
+    await src.start()
+    try:
+        assert src.partitions() == {0}
+        peer = await writers.get()
+        assert await src.next_batch(10, 50) == {}  # nothing sent yet
+        assert not src.exhausted
+
+        peer.write(b"hello\ncaf\xff\n\nlast\r\n")
+        await peer.drain()
+        batches = await _take(src, 4, 2)
+        assert all(len(_records(b, "socket")) <= 2 for b in batches)
+        rows = [r for b in batches for r in _rows(b, "socket")]
+        assert [(offset, row) for offset, _, row in rows] == [
+            (0, {"value": "hello"}),
+            (1, {"value": "caf\ufffd"}),
+            (2, {"value": ""}),
+            (3, {"value": "last"}),
+        ]
+        assert await src.position("socket", 0) == 4
+
+        with caplog.at_level(logging.WARNING, logger="weir.worker"):
+            src.seek("socket", 0, 4)
+            assert caplog.records == []
+            src.seek("socket", 0, 1)
+        assert "cannot replay" in caplog.text
+        assert await src.position("socket", 0) == 4
+
+        peer.write(b"tail")  # no newline: still a line when the connection ends
+        peer.close()
+        await peer.wait_closed()
+        (last,) = await _take(src, 1, 10)
+        assert [(o, row) for o, _, row in _rows(last, "socket")] == [(4, {"value": "tail"})]
+        assert await src.next_batch(10, 2_000) == {}
+        assert src.exhausted
+    finally:
+        await src.stop()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_socket_include_timestamp_and_a_small_buffer() -> None:
+    server, port, writers = await _served()
+    src = SocketSource("127.0.0.1", port, "lines", include_timestamp=True, max_buffered=1)
+    await src.start()
+    try:
+        peer = await writers.get()
+        before = time.time_ns() // 1_000_000
+        peer.write(b"lin")  # a line split across reads
+        await peer.drain()
+        assert await src.next_batch(10, 50) == {}
+        peer.write(b"e 0\n")
+        for n in range(1, 5):
+            peer.write(b"line %d\n" % n)
+        await peer.drain()
+        batches = await _take(src, 5, 1)
+        after = time.time_ns() // 1_000_000
+        rows = [r for b in batches for r in _rows(b, "lines")]
+        assert [(o, row["value"]) for o, _, row in rows] == [(n, f"line {n}") for n in range(5)]
+        for _, stamp, row in rows:
+            assert set(row) == {"value", "timestamp"}
+            assert isinstance(row["timestamp"], str) and row["timestamp"].endswith("Z")
+            assert to_millis(row["timestamp"]) == stamp
+            assert before <= stamp <= after
+        peer.close()
+        await peer.wait_closed()
+        assert await src.next_batch(10, 2_000) == {}
+        assert src.exhausted
+    finally:
+        await src.stop()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_socket_to_a_closed_port_is_a_one_line_error() -> None:
+    with socket.socket() as s:  # a port nobody listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = SocketSource("127.0.0.1", port)
+    with pytest.raises(ConnectionError) as info:
+        await src.start()
+    assert str(info.value) == f"cannot connect to 127.0.0.1:{port}: Connection refused"
+    assert src.partitions() is None
+    await src.stop()
