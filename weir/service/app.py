@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from weir.service.record_columns import RecordColumns, parse_record_columns
@@ -25,6 +27,7 @@ from weir.service.schema import Schema
 from weir.service.settings import Settings
 from weir.service.sinks.base import Sink
 from weir.service.sinks.foreach_batch import BatchFn
+from weir.service.sources.base import Source
 from weir.tables.query import Query
 from weir.tables.stream import Stream, read
 
@@ -67,6 +70,18 @@ class Topic:
     """Partition count when Weir creates the topic (None: the input's count, or 1)."""
     config: dict[str, str] = field(default_factory=dict)
     """Topic configs used when Weir creates it (e.g. retention.ms)."""
+
+
+@dataclass(frozen=True)
+class SourceInput(Topic):
+    """An input read by a source other than Kafka (files, rate, socket): `app.files`,
+    `app.rate`, `app.socket`. The worker runs an agent reading one as a single task (see
+    weir.service.runtime.external)."""
+
+    make: Callable[[Path], Source] | None = None
+    """Makes the source, given a folder of its own inside the agent's state folder."""
+    schema: Schema | None = None
+    """The schema of its rows (the agent's, unless the agent declares one)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +142,12 @@ class Agent:
     always win afterwards."""
 
     @property
+    def external(self) -> SourceInput | None:
+        """Its input when that is not Kafka (files, rate, socket): then it is its only one."""
+        first = self.inputs[0]
+        return first if isinstance(first, SourceInput) else None
+
+    @property
     def group_id(self) -> str:
         """The consumer group and the prefix of this agent's internal topics."""
         return f"{self.app.name}-{self.name}"
@@ -151,6 +172,7 @@ class App:
         self.name = name
         self.settings = Settings(**settings)
         self.topics: dict[str, Topic] = {}
+        self.sources: dict[str, SourceInput] = {}
         self.agents: dict[str, Agent] = {}
 
     def topic(
@@ -163,6 +185,76 @@ class App:
         t = Topic(name, partitions, dict(config or {}))
         self.topics[name] = t
         return t
+
+    def _source(self, name: str, make: Callable[[Path], Source], schema: Schema) -> SourceInput:
+        if name in self.sources or name in self.topics:
+            raise ValueError(f"input {name!r} declared twice")
+        src = SourceInput(name, 1, {}, make, schema)
+        self.sources[name] = src
+        return src
+
+    def files(
+        self,
+        name: str,
+        path: str | Path,
+        *,
+        schema: Schema | Mapping[str, Any],
+        format: Literal["json", "csv", "parquet"] = "json",
+        max_files_per_trigger: int | None = None,
+        order: Literal["name", "modified"] = "name",
+        settle: str | int | timedelta = "2 seconds",
+    ) -> SourceInput:
+        """Spark's file source: JSON lines, CSV (with a header) or Parquet files of a folder
+        that keeps receiving them, rows checked against `schema` (required, as in Spark).
+
+        Each file is read once, in `order`: which files the query took and how far is part
+        of its checkpoint, so a restart neither reads a file twice nor skips one. Only
+        complete files are read: names starting with "." or "_" are ignored (write
+        ".name.tmp", then rename), and a file is taken once it has not changed for `settle`.
+        """
+        from weir.service.sources.directory import DirectorySource
+
+        checked = schema if isinstance(schema, Schema) else Schema(schema)
+
+        def make(log_dir: Path) -> Source:
+            return DirectorySource(
+                path,
+                format,
+                name,
+                checked,
+                log_dir=log_dir,
+                max_files_per_trigger=max_files_per_trigger,
+                order=order,
+                settle=settle,
+            )
+
+        return self._source(name, make, checked)
+
+    def rate(
+        self, name: str = "rate", *, rows_per_second: int, ramp_up: str | int | timedelta = 0
+    ) -> SourceInput:
+        """Spark's rate source: rows {timestamp, value} with value 0, 1, 2, ... at
+        `rows_per_second` (reached after `ramp_up`); replayable (weir.service.sources.rate)."""
+        from weir.service.sources.rate import RateSource
+
+        def make(log_dir: Path) -> Source:
+            return RateSource(rows_per_second, name, log_dir=log_dir, ramp_up=ramp_up)
+
+        return self._source(name, make, Schema({"timestamp": "timestamp", "value": "integer"}))
+
+    def socket(
+        self, name: str = "socket", *, host: str, port: int, include_timestamp: bool = False
+    ) -> SourceInput:
+        """Spark's socket source: text lines from host:port as rows {value} (and
+        `timestamp`, the receive time, with `include_timestamp`). For demos only: lines
+        exist only in memory until processed, so a restart does not see them again."""
+        from weir.service.sources.socket import SocketSource
+
+        def make(log_dir: Path) -> Source:
+            return SocketSource(host, port, name, include_timestamp=include_timestamp)
+
+        fields = {"value": "string", **({"timestamp": "timestamp"} if include_timestamp else {})}
+        return self._source(name, make, Schema(fields))
 
     def agent(
         self,
@@ -190,7 +282,16 @@ class App:
         `Agent.repartition`."""
         if not inputs:
             raise ValueError("an agent needs at least one input topic")
+        external = [t for t in inputs if isinstance(t, SourceInput)]
+        if external and len(inputs) > 1:
+            raise ValueError(
+                f"an agent reading {external[0].name!r} reads nothing else (one input: a file, "
+                "rate or socket source, or Kafka topics)"
+            )
         schemas = _schemas(schema, [t.name for t in inputs])
+        for t in external:
+            if t.name not in schemas and t.schema is not None:
+                schemas[t.name] = t.schema
         columns = parse_record_columns(record_columns)
         ts_column = columns.get("timestamp")
         given = [] if sink is None else list(sink) if isinstance(sink, list | tuple) else [sink]

@@ -26,6 +26,7 @@ from weir.service.runtime.checkpoint import (
     Committer,
     Outgoing,
 )
+from weir.service.runtime.external import ExternalSource
 from weir.service.runtime.failures import (
     MAX_BACKOFF_S,
     BatchFailedError,
@@ -84,14 +85,8 @@ class AgentRunner:
         self.bootstrap = bootstrap
         self.name = agent.name
         self.tasks: dict[int, PartitionTask] = {}
-        self.source = KafkaSource(
-            bootstrap,
-            agent.group_id,
-            [t.name for t in agent.inputs],
-            agent.name,
-            self._reset_policy(),
-            settings.fail_on_data_loss,
-        )
+        self.state_root = Path(settings.state_dir) / agent.app.name / agent.name
+        self.source = self._make_source()
         self.sinks = stage.sinks()
         self._plans = any(s.delivery != "transactional" for s in self.sinks)
         """Some sink writes outside the checkpoint: each batch records its input first."""
@@ -105,7 +100,6 @@ class AgentRunner:
         self.recent_progress: deque[dict[str, Any]] = deque(maxlen=MAX_PROGRESS_RECORDS)
         self.finished = asyncio.Event()
         self._eos = settings.processing_guarantee == "exactly_once"
-        self.state_root = Path(settings.state_dir) / agent.app.name / agent.name
         self._fatal: BaseException | None = None
         self._failing: dict[int, Failure] = {}
         """Partitions whose last batch failed, until it commits."""
@@ -115,6 +109,28 @@ class AgentRunner:
         """Open while the agent reads repartition topics (to delete what it consumed)."""
         self._to_delete: dict[TopicPartition, int] = {}
         self._next_delete = 0.0
+
+    def _make_source(self) -> KafkaSource:
+        agent = self.agent
+        ext = agent.external
+        if ext is not None and ext.make is not None:
+            src = ext.make(self.state_root / "sources" / ext.name)
+            return ExternalSource(
+                self.bootstrap, agent.group_id, agent.changelog_topic, agent.name, src, ext.name
+            )
+        return KafkaSource(
+            self.bootstrap,
+            agent.group_id,
+            [t.name for t in agent.inputs],
+            agent.name,
+            self._reset_policy(),
+            self.settings.fail_on_data_loss,
+        )
+
+    def _kafka_offsets(self, recs: TopicRecords, p: int) -> dict[TopicPartition, int]:
+        """The input offsets to commit after `recs` of task `p` (none for a non-Kafka input,
+        whose position is in the task's state only)."""
+        return {} if isinstance(self.source, ExternalSource) else offsets_after(recs, p)
 
     def assigned(self) -> set[int] | None:
         """The input partitions the group assigned this agent (None before it started)."""
@@ -252,6 +268,8 @@ class AgentRunner:
 
     async def _caught_up(self) -> bool:
         wants_more = any(t.query.wants_no_data_batch() for t in self.tasks.values())
+        if isinstance(self.source, ExternalSource):
+            return 0 in self.tasks and self.source.drained and not wants_more
         return await self.available_now.done(self.tasks, wants_more)
 
     # -- tasks ---------------------------------------------------------------------------
@@ -367,7 +385,7 @@ class AgentRunner:
         txn = task.query.skip_batch(ends)
         for key, value in txn.changes().items():
             out.add(self.agent.changelog_topic, key, value, partition=task.partition)
-        await self._produce_and_commit(task, out, offsets_after(recs, task.partition))
+        await self._produce_and_commit(task, out, self._kafka_offsets(recs, task.partition))
         txn.commit()
         metrics.DEAD_LETTERS.labels(self.name).inc(out.n_dead)
         log.error(
@@ -405,7 +423,8 @@ class AgentRunner:
                 os._exit(CRASH_EXIT_CODE)
         jump = self.settings.watermark_jump_warn_ms
         progress.check_watermark(self.name, task.partition, result, task.query.watermark, now, jump)
-        changelog_end = await self._produce_and_commit(task, batch.out, batch.offsets)
+        offsets = self._kafka_offsets(recs, task.partition)
+        changelog_end = await self._produce_and_commit(task, batch.out, offsets)
         t_committed = time.monotonic()
         meta = {"changelog_offset": changelog_end} if changelog_end is not None else None
         task.query.commit(result, meta, batch.changes)

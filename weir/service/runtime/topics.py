@@ -108,14 +108,17 @@ async def ensure_agent_topics(
     try:
         existing = set(await admin.list_topics())
         created: list[str] = []
-        for t in agent.inputs:
+        kafka_inputs = [] if agent.external is not None else list(agent.inputs)
+        for t in kafka_inputs:
             if t.name not in existing:
                 await create(admin, t.name, t.partitions or 1, t.config)
                 existing.add(t.name)
                 created.append(t.name)
         await wait_for_leaders(admin, created)
-        desc = await admin.describe_topics([t.name for t in agent.inputs])
-        counts = {d["topic"]: len(d["partitions"]) for d in desc}
+        counts = {"": 1}  # a non-Kafka input: one task
+        if kafka_inputs:
+            desc = await admin.describe_topics([t.name for t in kafka_inputs])
+            counts = {d["topic"]: len(d["partitions"]) for d in desc}
         n_in = max(counts.values())
         if len(set(counts.values())) > 1 and len(agent.inputs) > 1:
             raise ValueError(

@@ -67,8 +67,8 @@ async def stages(app: App, bootstrap: str) -> list[Stage]:
     try:
         existing = set(await admin.list_topics())
         for agent in list(app.agents.values()):
-            if agent.repartition is False:
-                continue
+            if agent.repartition is False or agent.external is not None:
+                continue  # trusted as partitioned, or one task
             new_inputs = [t for t in agent.inputs if t.name not in existing]
             for t in new_inputs:
                 await topics.create(admin, t.name, t.partitions or 1, t.config)
