@@ -18,14 +18,22 @@ DEMO = "weir.agents.demo:run_demo"
 
 
 def load_app(spec: str) -> App:
-    """Import `module:attribute` (attribute defaults to `app`) and return the App. Raises
+    """The App `spec` names: `module:attribute` (attribute defaults to `app`; a bare name is
+    a pipeline of weir/agents first), or `module:app.<agent>` for that agent alone. Raises
     SystemExit with one readable line when it cannot."""
+    module, colon, attr = spec.partition(":")
+    attr, _, agent = attr.partition(".")
+    head = f"{module}:{attr}" if colon else module
     try:
-        _module, app = load_attribute(spec, "app")
+        _module, app = load_attribute(head, "app", PIPELINES)
     except ValueError as exc:
         raise SystemExit(f"weir: {exc}") from None
     if not isinstance(app, App):
         raise SystemExit(f"weir: {spec!r} is not a weir App")
+    if agent:
+        if agent not in app.agents:
+            raise SystemExit(f"weir: {head} has no agent {agent!r} ({', '.join(app.agents)})")
+        app.agents = {agent: app.agents[agent]}
     return app
 
 
@@ -129,6 +137,40 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _produce(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from weir.service.endpoints import configured_bootstrap
+    from weir.service.produce import produce
+
+    count = args.count if args.count is not None else int(args.rate * args.seconds)
+    try:
+        done = asyncio.run(
+            produce(
+                args.pipeline,
+                configured_bootstrap(),
+                rate=args.rate,
+                count=count,
+                late_fraction=args.late_fraction,
+                duplicate_fraction=args.duplicate_fraction,
+                copy=Path(args.copy) if args.copy else None,
+                seed=args.seed,
+                partitions=args.partitions,
+                package=PIPELINES,
+            )
+        )
+    except ValueError as exc:
+        print(f"weir produce: {exc}", file=sys.stderr)
+        return 1
+    topics = ", ".join(f"{t}: {n}" for t, n in sorted(done.per_topic.items()))
+    print(
+        f"weir produce: {done.events} events ({topics}; {done.late} late, {done.duplicates} "
+        f"duplicated) in {done.seconds:.1f}s" + (f"; copy in {args.copy}" if args.copy else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _skew(text: str | None) -> int | None:
     """--max-event-time-skew: None keeps the pipeline's own, "off" is -1 (no guard)."""
     from weir.tables.timeutil import parse_duration
@@ -166,10 +208,26 @@ def register(sub: Any) -> None:
     demo = sub.add_parser("demo", help="word count over generated text on the local broker")
     demo.add_argument("--seconds", type=float, default=30.0)
     demo.set_defaults(func=_demo)
-    worker = sub.add_parser("worker", help="run the agents of an app: weir worker module:app")
-    worker.add_argument("app", help="module:attribute of the App, e.g. weir.agents.word_count:app")
-    worker.add_argument("--log-level", default="info")
-    worker.set_defaults(func=_worker)
+    for name, what in (("worker", "run the agents of an app"), ("run", "the same as worker")):
+        worker = sub.add_parser(name, help=f"{what}: weir {name} module:app")
+        worker.add_argument(
+            "app",
+            help="a pipeline of weir/agents (e.g. event_summary), module:app, or "
+            "module:app.<agent> for one agent",
+        )
+        worker.add_argument("--log-level", default="info")
+        worker.set_defaults(func=_worker)
+    pr = sub.add_parser("produce", help="write a pipeline's generated input to its topics")
+    pr.add_argument("pipeline", help="a pipeline of weir/agents with generate(), or module")
+    pr.add_argument("--rate", type=float, default=1000.0, help="events per second")
+    pr.add_argument("--count", type=int, help="events to produce (default: rate x seconds)")
+    pr.add_argument("--seconds", type=float, default=10.0)
+    pr.add_argument("--late-fraction", type=float, default=0.0)
+    pr.add_argument("--duplicate-fraction", type=float, default=0.0)
+    pr.add_argument("--copy", help="also write the events here as JSON lines (for replay)")
+    pr.add_argument("--seed", type=int, default=7)
+    pr.add_argument("--partitions", type=int, default=1, help="for topics it creates")
+    pr.set_defaults(func=_produce)
 
 
 if __name__ == "__main__":  # pragma: no cover
