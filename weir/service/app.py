@@ -174,6 +174,7 @@ class App:
         self.topics: dict[str, Topic] = {}
         self.sources: dict[str, SourceInput] = {}
         self.agents: dict[str, Agent] = {}
+        self.progress_listeners: list[Callable[[dict[str, Any]], Any]] = []
 
     def topic(
         self, name: str, *, partitions: int | None = None, config: dict[str, str] | None = None
@@ -185,6 +186,14 @@ class App:
         t = Topic(name, partitions, dict(config or {}))
         self.topics[name] = t
         return t
+
+    def on_progress(self, fn: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        """Call `fn(progress)` after each committed micro-batch of any agent (Spark's
+        `StreamingQueryListener.onQueryProgress`), with the batch's progress record (its
+        `name` is the agent). A listener that raises is logged and ignored: it never stops
+        the query. Usable as a decorator."""
+        self.progress_listeners.append(fn)
+        return fn
 
     def _source(self, name: str, make: Callable[[Path], Source], schema: Schema) -> SourceInput:
         if name in self.sources or name in self.topics:

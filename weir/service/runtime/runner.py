@@ -500,6 +500,11 @@ class AgentRunner:
             self.last_progress,
         )
         self.recent_progress.append(record)
+        for listener in self.agent.app.progress_listeners:
+            try:
+                listener(record)
+            except Exception as exc:
+                log.warning("%s: progress listener %r failed: %r", self.name, listener, exc)
         progress.count_batch(
             self.name, task.partition, n_input, len(result.rows), times.duration, state_rows, wm
         )
