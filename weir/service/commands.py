@@ -123,6 +123,7 @@ def _replay(args: argparse.Namespace) -> int:
             on_batch_failure=args.on_batch_failure,
             max_event_time_skew_ms=_skew(args.max_event_time_skew),
             package=PIPELINES,
+            run_sinks=not args.no_sinks,
         )
     except (ValueError, OSError) as exc:
         print(f"weir replay: {exc}", file=sys.stderr)
@@ -193,6 +194,11 @@ def register(sub: Any) -> None:
         help="run a batch without input whenever the watermark moves",
     )
     rp.add_argument("--state-dir", help="keep state in RocksDB here (default: memory)")
+    rp.add_argument(
+        "--no-sinks",
+        action="store_true",
+        help="do not run the agent's own sinks (Parquet, Delta, PostgreSQL, foreach-batch)",
+    )
     rp.add_argument(
         "--on-batch-failure",
         choices=["fail", "dead_letter"],

@@ -1,5 +1,5 @@
 """`weir produce <pipeline>`: a pipeline's generated input (its module's `generate`, see
-weir.agents.traffic) written to its Kafka topics at a steady rate, with a copy in a JSON-lines
+weir.service.traffic) written to its Kafka topics at a steady rate, with a copy in a JSON-lines
 file that `weir replay` reads (a `"topic"` field on each line when the pipeline has several
 inputs)."""
 
@@ -47,7 +47,7 @@ async def produce(
     second of wall time, event times starting now; topics missing are created with
     `partitions`. Raises ValueError (one line) when the pipeline has no generator, and
     aiokafka's errors when Kafka refuses."""
-    from weir.agents.traffic import Traffic
+    from weir.service.traffic import Traffic
 
     module_name, generate = load_attribute(pipeline.partition(":")[0], "generate", package)
     if not callable(generate):

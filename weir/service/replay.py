@@ -17,10 +17,11 @@ the dead-letter file whole.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Literal
@@ -28,9 +29,10 @@ from typing import IO, Literal
 import orjson
 
 from weir.service import driver
-from weir.service.app import App, load_attribute
+from weir.service.app import Agent, App, load_attribute
+from weir.service.runtime.topology import Stage
 from weir.service.schema import Schema
-from weir.service.sinks.base import BatchIdentity
+from weir.service.sinks.base import BatchIdentity, Sink
 from weir.service.sinks.jsonlines import JsonLinesSink
 from weir.service.sources.base import SourceRecord
 from weir.service.sources.files import JsonLinesSource
@@ -53,9 +55,25 @@ class ReplayStats:
     late_rows: int = 0
 
 
-def load_pipeline(name: str, package: str | None = None) -> tuple[Query, Mapping[str, Schema]]:
-    """Return the query of pipeline `name`, with its inputs' schemas (an agent's; a bare query
-    has none): a module of `package` (its `query`), or
+@dataclass
+class Pipeline:
+    """What replay runs: a query, and when it comes from an agent, the agent's input schemas,
+    record columns and sinks."""
+
+    query: Query
+    schemas: Mapping[str, Schema] = field(default_factory=dict)
+    record_columns: Mapping[str, str] = field(default_factory=dict)
+    sinks: Sequence[Sink] = ()
+    """The agent's sinks other than its Kafka topic (foreach-batch, files, tables)."""
+
+    @staticmethod
+    def of(agent: Agent) -> Pipeline:
+        sinks = [s for s in Stage(agent).sinks() if s.delivery != "transactional"]
+        return Pipeline(agent.query, agent.schemas, agent.record_columns, sinks)
+
+
+def load_pipeline(name: str, package: str | None = None) -> Pipeline:
+    """Return pipeline `name`: a module of `package` (its `query`), or
     `module:attribute` where the attribute is a Query, an App with one agent, `app.<agent>`,
     or the function an agent was declared with (what `weir worker` takes works here too).
     Raises ValueError with one readable line when there is none."""
@@ -70,29 +88,28 @@ def load_pipeline(name: str, package: str | None = None) -> tuple[Query, Mapping
         agent = found.agents.get(agent_name)
         if agent is None:
             raise ValueError(f"{module_name}:{head} has no agent {agent_name!r}: {_agents(found)}")
-        return agent.query, agent.schemas
+        return Pipeline.of(agent)
     if isinstance(found, App):
         if len(found.agents) != 1:
             raise ValueError(
                 f"{module_name}:{what} has {len(found.agents)} agents: name one as "
                 f"{module_name}:{what}.<agent> ({_agents(found)})"
             )
-        agent = next(iter(found.agents.values()))
-        return agent.query, agent.schemas
+        return Pipeline.of(next(iter(found.agents.values())))
     if isinstance(found, Query):
-        return found, {}
+        return Pipeline(found)
     if callable(found):  # the function an agent was declared with
         module = sys.modules[module_name]
         for app in (v for v in vars(module).values() if isinstance(v, App)):
             for agent in app.agents.values():
                 if agent.name == getattr(found, "__name__", None):
-                    return agent.query, agent.schemas
+                    return Pipeline.of(agent)
     raise ValueError(f"{module_name} has no Query, App or agent named {what!r}")
 
 
 def load_query(name: str, package: str | None = None) -> Query:
     """The query of pipeline `name` (see `load_pipeline`)."""
-    return load_pipeline(name, package)[0]
+    return load_pipeline(name, package).query
 
 
 def _agents(app: App) -> str:
@@ -152,10 +169,14 @@ def replay(
     on_batch_failure: Literal["fail", "dead_letter"] = "fail",
     max_event_time_skew_ms: int | None = None,
     schemas: Mapping[str, Schema] | None = None,
+    record_columns: Mapping[str, str] | None = None,
+    sinks: Sequence[Sink] = (),
 ) -> ReplayStats:
     """Replay `src` (JSON lines) through `query`, writing emitted rows to `out`: the worker's
     driver over a file source and a JSON-lines sink. `schemas` (per input) conform the rows
-    as an agent's schema does; a misfit goes to `dead`.
+    as an agent's schema does; a misfit goes to `dead`. `sinks` (an agent's Parquet, Delta,
+    PostgreSQL, foreach-batch... sinks) get each batch too, before `out`, with the batch
+    identity ("replay", 0, batch id); a sink that fails fails the batch.
 
     Bad lines and rows the pipeline rejects go to `dead` with their line number, reason and
     stage. A batch the query cannot run raises ReplayBatchError (one readable line) or, with
@@ -174,6 +195,7 @@ def replay(
     limit = None
     if max_event_time_skew_ms is not None:
         limit = int(time.time() * 1000) + max_event_time_skew_ms
+    loop = asyncio.new_event_loop() if sinks else None
 
     def run(records: Mapping[str, Sequence[SourceRecord]]) -> bool:
         """Run a batch; False when it failed and its lines went to the dead letters."""
@@ -188,8 +210,12 @@ def replay(
                 event_time_limit=limit,
                 route=None if single else "topic",
                 schemas=schemas,
+                record_columns=record_columns,
             )
             if driven.output is not None:
+                for other in sinks:
+                    assert loop is not None
+                    loop.run_until_complete(other.write(driven.output))
                 sink.write_now(driven.output)
         except Exception as exc:
             task.abort()
@@ -211,14 +237,23 @@ def replay(
         task.commit(driven.result)
         return True
 
-    while not source.exhausted:
-        batch = source.read(batch_size).get(0)
-        if not batch:  # the end, or only blank lines
-            continue
-        stats.input_lines += sum(len(rs) for rs in batch.values())
-        run(batch)
-        while task.wants_no_data_batch() and run({}):
-            pass
+    try:
+        for other in sinks:
+            assert loop is not None
+            loop.run_until_complete(other.open())
+        while not source.exhausted:
+            batch = source.read(batch_size).get(0)
+            if not batch:  # the end, or only blank lines
+                continue
+            stats.input_lines += sum(len(rs) for rs in batch.values())
+            run(batch)
+            while task.wants_no_data_batch() and run({}):
+                pass
+    finally:
+        if loop is not None:
+            for other in sinks:
+                loop.run_until_complete(other.close())
+            loop.close()
     return stats
 
 
@@ -233,12 +268,14 @@ def replay_files(
     on_batch_failure: Literal["fail", "dead_letter"] = "fail",
     max_event_time_skew_ms: int | None = None,
     package: str | None = None,
+    run_sinks: bool = True,
 ) -> ReplayStats:
     """Replay a file into a file; dead letters go to `<output>.dead-letters.jsonl` if any.
-    A bare pipeline name is a module of `package`.
+    A bare pipeline name is a module of `package`. An agent's own sinks (files, tables,
+    foreach-batch) run too unless `run_sinks` is False.
     Without `max_event_time_skew_ms` the pipeline module's `max_event_time_skew` applies (the
     course pipelines set one); `max_event_time_skew_ms=-1` turns the guard off."""
-    query, schemas = load_pipeline(pipeline, package)
+    found = load_pipeline(pipeline, package)
     if max_event_time_skew_ms is None:
         module = pipeline.partition(":")[0]
         _name, own = load_attribute(module, "max_event_time_skew", package=package)
@@ -254,7 +291,7 @@ def replay_files(
         open(dead_path, "wb") as dead,
     ):
         stats = replay(
-            query,
+            found.query,
             src,
             out,
             batch_size=batch_size,
@@ -263,7 +300,9 @@ def replay_files(
             store=store,
             on_batch_failure=on_batch_failure,
             max_event_time_skew_ms=max_event_time_skew_ms,
-            schemas=schemas,
+            schemas=found.schemas,
+            record_columns=found.record_columns,
+            sinks=found.sinks if run_sinks else (),
         )
     store.close()
     if stats.dead_letters == 0:
