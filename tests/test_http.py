@@ -49,6 +49,7 @@ METRIC_NAMES = [
     "weir_restored_changelog_records_total",
     "weir_restore_remaining_records",
     "weir_watermark_jumps_total",
+    "weir_sink_errors_total",
 ]
 
 

@@ -1,5 +1,6 @@
 """Prometheus metrics of the worker. Names follow Prometheus conventions: base units (seconds),
-counters end in `_total` (added by the client), labels are bounded (agent and partition)."""
+counters end in `_total` (added by the client), labels are bounded (agent and partition, or a
+sink's description: one per configured sink)."""
 
 from __future__ import annotations
 
@@ -64,5 +65,11 @@ WATERMARK_JUMPS = Counter(
     "weir_watermark_jumps",
     "Batches that moved the watermark by more than watermark_jump_warn_ms.",
     ["agent"],
+    registry=REGISTRY,
+)
+SINK_ERRORS = Counter(
+    "weir_sink_errors",
+    "Batches a sink still failed to write after its retries, kept in its error file and skipped.",
+    ["sink"],
     registry=REGISTRY,
 )

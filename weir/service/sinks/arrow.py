@@ -3,7 +3,7 @@ Delta Lake)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -38,6 +38,21 @@ def as_schema(schema: Schema) -> pa.Schema:
             kind = TYPES[kind]
         fields.append(pa.field(name, kind))
     return pa.schema(fields)
+
+
+def infer_schema(rows: Sequence[Row], timestamp_columns: Iterable[str] = ()) -> pa.Schema:
+    """The schema of `rows` for `to_table`: columns in first-seen order, `timestamp_columns`
+    (times as epoch ms or ISO-8601) as TYPES["timestamp"], the others of the type pyarrow
+    infers from their values (null when they are all null). Raises as `to_table` (UNFIT) for a
+    column whose values have no common type."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    times = frozenset(timestamp_columns)
+    return pa.schema(
+        pa.field(c, TYPES["timestamp"] if c in times else pa.array([r.get(c) for r in rows]).type)
+        for c in columns
+    )
 
 
 def to_table(rows: Sequence[Row], schema: pa.Schema) -> pa.Table:

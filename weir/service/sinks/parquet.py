@@ -6,30 +6,39 @@ Layout of `path`:
 * data files `[<col>=<value>/...]<query>-<task>-<batch>-<n>.parquet`, partitioned by the
   `partition_by` columns (Hive style), each written under a temporary name and renamed;
 * `_weir_metadata/<query>-<task>-<batch>.json`, written (atomically) after the batch's data
-  files: the files the batch committed.
+  files: the files the batch committed;
+* after a compaction (`parquet_compact`), `[<col>=<value>/...]compacted-<n>.parquet` files
+  and `_weir_metadata/compactions/<n>.json`: which files each replaces, and the batches whose
+  rows it holds, in order. Batch manifests stay, so a batch is still skipped once compacted.
 
 Idempotent: a batch whose manifest exists is skipped, and a batch written again after a crash
 (same identity, same rows: weir.service.runtime.plans) rewrites the same file names. A reader
-that goes through the manifests (`read_parquet`) never sees a file of an uncommitted batch or
-a half-written file; a reader that lists the folder may, as with Spark's file sink.
+that goes through the manifests (`read_parquet`) never sees a file of an uncommitted batch, a
+half-written file, or a row twice during a compaction; a reader that lists the folder may, as
+with Spark's file sink.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from weir.service.sinks.arrow import UNFIT, Schema, as_schema, to_table
 from weir.service.sinks.base import BatchIdentity, Delivery, Sink, SinkBatch, SinkFailure
+from weir.service.sinks.files import write_atomically
 
 METADATA = "_weir_metadata"
+COMPACTIONS = "compactions"
+"""Under METADATA: the compaction manifests (weir.service.sinks.parquet_compact)."""
 
 
 class ParquetSink(Sink):
@@ -64,10 +73,10 @@ class ParquetSink(Sink):
         files = []
         for i, (folder, part) in enumerate(self._parts(table)):
             rel = Path(folder) / f"{name}-{i}.parquet"
-            _write_atomically(self.path / rel, lambda p, t=part: pq.write_table(t, p))
+            write_atomically(self.path / rel, partial(pq.write_table, part))
             files.append(str(rel))
         entry = {"batch": batch.identity.batch_id, "task": batch.identity.task, "files": files}
-        _write_atomically(manifest, lambda p: p.write_bytes(orjson.dumps(entry)))
+        write_atomically(manifest, lambda p: p.write_bytes(orjson.dumps(entry)))
 
     def _parts(self, table: pa.Table) -> list[tuple[str, pa.Table]]:
         """(Hive-style folder, rows) per distinct value of the partition columns."""
@@ -92,33 +101,127 @@ def parquet(path: str | Path, schema: Schema, partition_by: Sequence[str] = ()) 
 
 
 def read_parquet(path: str | Path) -> pa.Table:
-    """The committed rows of a Parquet sink's table: only files a manifest lists (partition
-    columns restored from the folder names); an empty table when nothing is committed."""
+    """The committed rows of a Parquet sink's table, in batch order (by task, then batch
+    number, then partition folder; a batch's rows as written), partition columns restored
+    from the folder names; an empty table when nothing is committed.
+
+    Only files a manifest lists are read, less those a finished compaction replaced
+    (`parquet_compact`): a compaction under way is not seen, a finished one is seen whole, so
+    no row is read twice or missed. A file deleted by a compaction finishing during the read
+    makes it read the manifests again."""
     root = Path(path)
-    tables = []
-    for manifest in sorted((root / METADATA).glob("*.json")):
-        for rel in orjson.loads(manifest.read_bytes())["files"]:
-            t = pq.read_table(root / rel)
-            for part in reversed(Path(rel).parent.parts):
-                col, _, value = part.partition("=")
-                t = t.append_column(col, pa.array([value] * t.num_rows, pa.string()))
-            tables.append(t)
-    if not tables:
+    for _ in range(_READ_ATTEMPTS - 1):
+        try:
+            return _read(root)
+        except FileNotFoundError:
+            continue
+    return _read(root)
+
+
+def read_parquet_latest(path: str | Path, key: Sequence[str]) -> pa.Table:
+    """The latest committed row per `key` (e.g. ["page", "window_start", "window_end"] for
+    the windows an update-mode query writes again as they change): of the rows with the same
+    key values, the one `read_parquet` gives last (the later batch by task then batch number,
+    within a batch the last row), the same before and after a compaction. Rows in the order
+    of `read_parquet`. Raises ValueError for no key or a key column the table lacks."""
+    table = read_parquet(path)
+    keys = list(key)
+    if not keys:
+        raise ValueError("read_parquet_latest needs key columns")
+    if table.num_rows == 0:
+        return table
+    missing = [k for k in keys if k not in table.column_names]
+    if missing:
+        raise ValueError(f"key columns {missing} are not in the table {table.column_names}")
+    positions = pa.array(range(table.num_rows), pa.int64())
+    last = (
+        table.select(keys)
+        .append_column(_POSITION, positions)
+        .group_by(keys, use_threads=False)
+        .aggregate([(_POSITION, "max")])
+        .column(f"{_POSITION}_max")
+    )
+    return table.take(pc.take(last, pc.sort_indices(last)))
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The rows of one committed batch in a data file."""
+
+    name: str
+    """The batch's manifest name ("<query>-<task>-<batch>")."""
+    task: int
+    batch: int
+    rows: int | None
+    """How many rows, in the file's order; None: the whole file (a file the batch wrote)."""
+
+    @property
+    def order(self) -> tuple[int, int, str]:
+        """Where the batch's rows go in the table: by task, then batch number."""
+        return (self.task, self.batch, self.name)
+
+
+def committed_files(root: Path) -> dict[str, list[Segment]]:
+    """Every data file of the table to read (path relative to `root`), with the batches whose
+    rows it holds, in file order: the files of the batch manifests and of the compaction
+    manifests, less those a compaction replaced. Batch manifests are read first, so a
+    compaction finishing meanwhile is seen whole or not at all."""
+    files: dict[str, list[Segment]] = {}
+    for manifest in (root / METADATA).glob("*.json"):
+        entry = orjson.loads(manifest.read_bytes())
+        segment = Segment(manifest.stem, entry["task"], entry["batch"], None)
+        files.update((rel, [segment]) for rel in entry["files"])
+    replaced: set[str] = set()
+    for manifest in sorted((root / METADATA / COMPACTIONS).glob("*.json")):
+        for group in orjson.loads(manifest.read_bytes())["files"]:
+            files[group["file"]] = [Segment(*s) for s in group["segments"]]
+            replaced.update(group["replaces"])
+    return {rel: segments for rel, segments in files.items() if rel not in replaced}
+
+
+def read_segments(root: Path, rel: str, segments: list[Segment]) -> list[tuple[Segment, pa.Table]]:
+    """The rows of data file `rel` (without partition columns) cut into its batches' rows.
+    Raises ValueError when a compaction manifest's row counts do not match the file."""
+    table = pq.read_table(root / rel)
+    if len(segments) == 1 and segments[0].rows is None:
+        return [(segments[0], table)]
+    out, at = [], 0
+    for segment in segments:
+        out.append((segment, table.slice(at, segment.rows)))
+        at += segment.rows or 0
+    if at != table.num_rows:
+        raise ValueError(f"{rel} has {table.num_rows} rows, its compaction manifest {at}")
+    return out
+
+
+_READ_ATTEMPTS = 5
+_POSITION = "__weir_position"
+
+
+def _read(root: Path) -> pa.Table:
+    pieces = []
+    for rel, segments in committed_files(root).items():
+        folder = Path(rel).parent
+        for segment, table in read_segments(root, rel, segments):
+            order = (*segment.order, folder.as_posix())
+            pieces.append((order, _with_partition_columns(table, folder)))
+    if not pieces:
         return pa.table({})
-    return pa.concat_tables(tables, promote_options="default")
+    pieces.sort(key=lambda piece: piece[0])
+    return pa.concat_tables([table for _, table in pieces], promote_options="default")
+
+
+def _with_partition_columns(table: pa.Table, folder: Path) -> pa.Table:
+    """`table` with the Hive partition columns of `folder` ("<col>=<value>/...") as strings."""
+    for part in reversed(folder.parts):
+        col, _, value = part.partition("=")
+        table = table.append_column(col, pa.array([value] * table.num_rows, pa.string()))
+    return table
 
 
 def _batch_name(ident: BatchIdentity) -> str:
     query = re.sub(r"[^A-Za-z0-9_.-]", "_", ident.query)
     return f"{query}-{ident.task}-{ident.batch_id:08d}"
-
-
-def _write_atomically(target: Path, write: Any) -> None:
-    """Write through a temporary name in the same folder, then rename over `target`."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    write(tmp)
-    os.replace(tmp, target)
 
 
 def _path_value(v: Any) -> str:
