@@ -27,7 +27,7 @@ def run(query: Query, store: Store, batches: list[list[Row]]) -> list[list[Row]]
     task = query.task(store)
     outs = []
     for batch in batches:
-        result = task.run_batch({"events": batch} if batch else {}, 0)
+        result = task.run_batch({query.inputs[0]: batch} if batch else {}, 0)
         task.commit(result)
         outs.append(result.rows)
     return outs
@@ -206,7 +206,7 @@ def run_recorded(
     while todo or task.wants_no_data_batch():
         batch = todo.pop(0) if todo else []
         inputs.extend((seq, dict(r)) for r in batch)
-        result = task.run_batch({"events": batch} if batch else {}, 0)
+        result = task.run_batch({query.inputs[0]: batch} if batch else {}, 0)
         task.commit(result)
         outs.append(result.rows)
         late += len(result.late_rows)

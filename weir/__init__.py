@@ -21,8 +21,11 @@ if TYPE_CHECKING:
     from weir.service.sinks.base import BatchId, Sink, SinkBatch
     from weir.service.sinks.console import console
     from weir.service.sinks.delta import delta
+    from weir.service.sinks.errors import log_and_continue
+    from weir.service.sinks.foreach_batch import foreach_batch, write_batch
     from weir.service.sinks.memory import memory, memory_table
-    from weir.service.sinks.parquet import parquet, read_parquet
+    from weir.service.sinks.parquet import parquet, read_parquet, read_parquet_latest
+    from weir.service.sinks.parquet_compact import compact_parquet
     from weir.service.sinks.postgres import postgres_insert, postgres_upsert
     from weir.service.sources.static import static_table
     from weir.tables.operator import Row
@@ -51,8 +54,11 @@ _HOMES = {
     "weir.service.sinks.base": ["BatchId", "Sink", "SinkBatch"],
     "weir.service.sinks.console": ["console"],
     "weir.service.sinks.delta": ["delta"],
+    "weir.service.sinks.errors": ["log_and_continue"],
+    "weir.service.sinks.foreach_batch": ["foreach_batch", "write_batch"],
     "weir.service.sinks.memory": ["memory", "memory_table"],
-    "weir.service.sinks.parquet": ["parquet", "read_parquet"],
+    "weir.service.sinks.parquet": ["parquet", "read_parquet", "read_parquet_latest"],
+    "weir.service.sinks.parquet_compact": ["compact_parquet"],
     "weir.service.sinks.postgres": ["postgres_insert", "postgres_upsert"],
     "weir.service.sources.static": ["static_table"],
     "weir.tables.operator": ["Row"],
@@ -92,13 +98,16 @@ __all__ = [
     "approx_count_distinct",
     "avg",
     "collect_list",
+    "compact_parquet",
     "console",
     "count",
     "count_distinct",
     "delta",
     "first",
     "flat_map_groups_with_state",
+    "foreach_batch",
     "last",
+    "log_and_continue",
     "map_groups_with_state",
     "max",
     "memory",
@@ -109,11 +118,13 @@ __all__ = [
     "postgres_upsert",
     "read",
     "read_parquet",
+    "read_parquet_latest",
     "session_window",
     "static_table",
     "sum",
     "udaf",
     "window",
+    "write_batch",
 ]
 
 

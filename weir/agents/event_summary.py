@@ -19,29 +19,106 @@ within 5%), so the state per window stays a few kilobytes however many users the
 update mode each micro-batch emits the windows it changed; windows are dropped once the
 watermark passes their end.
 
-Input: topic "events", JSON rows {"event_id", "user_id", "action", "amount", "event_time"}.
+Input: topic "user_events", JSON rows {"event_id", "user_id", "action", "amount",
+"event_time"} (the exercise's schema, checked: a row that does not fit is dead-lettered).
 Output rows: action, window_start, window_end, event_count, total_amount, distinct_users.
+
+The app (`weir run event_summary`) writes them to Parquet in update mode, as the exercise
+asks: every micro-batch appends one row per window it changed, so a window appears once per
+batch that touched it and the latest row is its current value; `read_parquet_latest(path,
+key=["action", "window_start", "window_end"])` reads exactly that. A batch takes at most 5,000
+records (`maxOffsetsPerTrigger=5000`: `max_records_per_trigger`), and a progress listener
+prints `inputRowsPerSecond` after each micro-batch (the exercise's `query.lastProgress`).
 """
 
 from __future__ import annotations
 
-from weir import Query, approx_count_distinct, count, read, window
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from weir import App, Query, Schema, Stream, approx_count_distinct, count, parquet, read, window
 from weir import sum as spark_sum
 
-events = read("events")
-
-summary = (
-    events.with_watermark("event_time", "3 minutes")
-    .group_by(window("event_time", "10 minutes"), "action")
-    .agg(
-        count("*").alias("event_count"),
-        spark_sum("amount").alias("total_amount"),
-        approx_count_distinct("user_id").alias("distinct_users"),
-    )
+SCHEMA = Schema(
+    {
+        "event_id": "string",
+        "user_id": "string",
+        "action": "string",
+        "amount": "double",
+        "event_time": "timestamp",
+    }
 )
+OUTPUT = pa.schema(
+    [
+        ("action", pa.string()),
+        ("window_start", pa.timestamp("ms", tz="UTC")),
+        ("window_end", pa.timestamp("ms", tz="UTC")),
+        ("event_count", pa.int64()),
+        ("total_amount", pa.float64()),
+        ("distinct_users", pa.int64()),
+    ]
+)
+KEY = ["action", "window_start", "window_end"]
+"""One output row per (action, window): `read_parquet_latest(path, key=KEY)`."""
 
+
+def summarize(events: Stream) -> Stream:
+    """The exercise's aggregation: 3-minute watermark, 10-minute windows per action."""
+    return (
+        events.with_watermark("event_time", "3 minutes")
+        .group_by(window("event_time", "10 minutes"), "action")
+        .agg(
+            count("*").alias("event_count"),
+            spark_sum("amount").alias("total_amount"),
+            approx_count_distinct("user_id").alias("distinct_users"),
+        )
+    )
+
+
+summary = summarize(read("user_events"))
 query: Query = summary.query("update")
+
+
+def build_app(
+    name: str = "event-summary",
+    topic: str = "user_events",
+    path: str | Path = "data/output/event_summary",
+    **settings: Any,
+) -> App:
+    """Exercise 1 on Kafka: `topic` -> the summary -> Parquet at `path`, update mode, 5,000
+    records per micro-batch at most, `inputRowsPerSecond` printed after each one."""
+    settings.setdefault("max_records_per_trigger", 5000)
+    settings.setdefault("max_event_time_skew_ms", max_event_time_skew)
+    app = App(name, **settings)
+
+    @app.agent(app.topic(topic), sink=parquet(path, OUTPUT), schema=SCHEMA, name="summary")
+    def event_summary(events: Any) -> Query:
+        return (
+            events.with_watermark("event_time", "3 minutes")
+            .group_by(window("event_time", "10 minutes"), "action")
+            .agg(
+                count("*").alias("event_count"),
+                spark_sum("amount").alias("total_amount"),
+                approx_count_distinct("user_id").alias("distinct_users"),
+            )
+            .query("update")
+        )
+
+    @app.on_progress
+    def print_rate(progress: dict[str, Any]) -> None:
+        print(
+            f"batch {progress['batchId']}: {progress['numInputRows']} rows, "
+            f"inputRowsPerSecond {progress['inputRowsPerSecond']}",
+            flush=True,
+        )
+
+    return app
+
 
 max_event_time_skew = "1 day"
 """The event-time guard for this course pipeline: rows stamped more than a day ahead of the
 clock are dead-lettered instead of moving the watermark (replay and the app use it)."""
+
+app = build_app()

@@ -172,6 +172,27 @@ def _produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compact(args: argparse.Namespace) -> int:
+    from weir.service.sinks.parquet_compact import compact_parquet
+
+    try:
+        done = compact_parquet(args.path, min_files=args.min_files)
+    except (BlockingIOError, OSError, ValueError) as exc:
+        print(f"weir compact: {exc}", file=sys.stderr)
+        return 1
+    if done.files_before == done.files_after:
+        print(
+            f"nothing to compact in {args.path}: {done.files_before} files, no folder with "
+            f"{args.min_files} or more"
+        )
+    else:
+        print(
+            f"compacted {args.path}: {done.folders} folders, {done.files_before} files -> "
+            f"{done.files_after}, {done.rows} rows rewritten"
+        )
+    return 0
+
+
 def _skew(text: str | None) -> int | None:
     """--max-event-time-skew: None keeps the pipeline's own, "off" is -1 (no guard)."""
     from weir.tables.timeutil import parse_duration
@@ -234,6 +255,10 @@ def register(sub: Any) -> None:
     pr.add_argument("--seed", type=int, default=7)
     pr.add_argument("--partitions", type=int, default=1, help="for topics it creates")
     pr.set_defaults(func=_produce)
+    cp = sub.add_parser("compact", help="merge a Parquet sink's small files (readers unaffected)")
+    cp.add_argument("path", help="the Parquet sink's folder")
+    cp.add_argument("--min-files", type=int, default=2, help="compact folders with this many")
+    cp.set_defaults(func=_compact)
 
 
 if __name__ == "__main__":  # pragma: no cover
