@@ -1,8 +1,8 @@
 """The PostgreSQL sink: output rows inserted into a table, or upserted on its key, one
 database transaction per micro-batch, before the checkpoint commits.
 
-The same transaction records the batch's identity (query, task, batch number) in the table
-`weir_batches`; a batch already recorded is skipped. A batch written again after a crash
+The same transaction records the batch's identity (table, query, task, batch number) in the table
+`weir_sink_batches`; a batch already recorded is skipped. A batch written again after a crash
 (after the write, before the Kafka commit) has the same identity and the same rows
 (weir.service.runtime.plans), so even an insert-only table ends the same: idempotent.
 """
@@ -27,12 +27,12 @@ def _ident(name: str) -> str:
 
 
 BATCHES = (
-    "CREATE TABLE IF NOT EXISTS weir_batches (query text NOT NULL, task integer NOT NULL, "
-    "batch_id bigint NOT NULL, written_at timestamptz NOT NULL DEFAULT now(), "
-    "PRIMARY KEY (query, task, batch_id))"
+    "CREATE TABLE IF NOT EXISTS weir_sink_batches (query text NOT NULL, task integer NOT NULL, "
+    "batch_id bigint NOT NULL, sink text NOT NULL DEFAULT '', "
+    "written_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (sink, query, task, batch_id))"
 )
 _RECORD = (
-    "INSERT INTO weir_batches (query, task, batch_id) VALUES (%s, %s, %s) "
+    "INSERT INTO weir_sink_batches (sink, query, task, batch_id) VALUES (%s, %s, %s, %s) "
     "ON CONFLICT DO NOTHING RETURNING 1"
 )
 
@@ -43,7 +43,7 @@ class PostgresUpsertSink(Sink):
 
     The table is created on first use if missing (`column_types` gives SQL types; default
     text), with `key` as its primary key. Each batch is one transaction: all rows or none,
-    with its identity in `weir_batches` (a batch already there is skipped). The
+    with its identity in `weir_sink_batches` (a batch already there is skipped). The
     DSN defaults to `WEIR_POSTGRES_DSN` or the local server of `weir local up`, read at first
     use. A failing write raises `SinkFailure`, which aborts the checkpoint: the batch is
     retried, not lost. Times are written as ISO-8601 UTC text (or into a timestamptz column).
@@ -98,7 +98,7 @@ class PostgresUpsertSink(Sink):
 
     async def upsert(self, rows: list[dict[str, Any]], batch: BatchIdentity | None = None) -> None:
         """Write `rows` (JSON-able values) in one transaction, connecting first if needed;
-        with `batch`, record it in `weir_batches` in that transaction, or skip the rows when
+        with `batch`, record it in `weir_sink_batches` in that transaction, or skip the rows when
         it is there already."""
         import psycopg
 
@@ -112,7 +112,9 @@ class PostgresUpsertSink(Sink):
         cols = self.columns
         async with conn.transaction(), conn.cursor() as cur:
             if batch is not None:
-                await cur.execute(_RECORD, (batch.query, batch.task, batch.batch_id))
+                # per table: two sinks of one query into one database each write the batch
+                ident = (self.table, batch.query, batch.task, batch.batch_id)
+                await cur.execute(_RECORD, ident)
                 if await cur.fetchone() is None:
                     return  # written by an earlier attempt
             await cur.executemany(self._insert, [tuple(r.get(c) for c in cols) for r in rows])
@@ -154,5 +156,5 @@ def postgres_insert(
     column_types: dict[str, str] | None = None,
 ) -> PostgresUpsertSink:
     """A sink that inserts rows into PostgreSQL table `table`, each batch once (its identity
-    recorded in `weir_batches` in the same transaction); see `PostgresUpsertSink`."""
+    recorded in `weir_sink_batches` in the same transaction); see `PostgresUpsertSink`."""
     return PostgresUpsertSink(table, columns, (), dsn=dsn, column_types=column_types)
