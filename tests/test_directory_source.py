@@ -135,6 +135,7 @@ async def test_csv_fields_typed_by_schema_and_a_bad_one_left_as_text(tmp_path: P
         "x1,2,false,,  ,y\r\n"
         "\r\n"
         "3,abc,maybe,2024-05-01,,\r\n"
+        '5,1_0,False,,"a,\n,b",\r\n'  # a quoted field holding a line break
         "-4\r\n",
     )
     src = source(d, tmp_path / "log", format="csv", schema=schema)
@@ -150,10 +151,11 @@ async def test_csv_fields_typed_by_schema_and_a_bad_one_left_as_text(tmp_path: P
         },
         {"id": "x1", "price": 2.0, "ok": False, "at": None, "name": "  ", "extra": "y"},
         {"id": 3, "price": "abc", "ok": "maybe", "at": "2024-05-01", "name": None, "extra": None},
+        {"id": 5, "price": "1_0", "ok": False, "at": None, "name": "a,\n,b", "extra": None},
         {"id": -4, "price": None, "ok": None, "at": None, "name": None, "extra": None},
     ]
-    assert [r.offset for r in recs] == [0, 1, 2, 3]
-    assert where(recs) == [("p.csv", 1), ("p.csv", 2), ("p.csv", 3), ("p.csv", 4)]
+    assert [r.offset for r in recs] == [0, 1, 2, 3, 4]
+    assert where(recs) == [("p.csv", i) for i in range(1, 6)]
     # What the driver does with them: the first fits, the second is rejected naming `id`.
     decoded, errors = decode_values(values_of(recs))
     assert errors == []

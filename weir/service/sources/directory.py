@@ -99,7 +99,9 @@ class FileRecords(Sequence[SourceRecord]):
             return [self[j] for j in range(*i.indices(len(self._values)))]
         if i < 0:
             i += len(self._values)
-        value = self._values[i]  # raises IndexError out of range
+        if not 0 <= i < len(self._values):
+            raise IndexError("batch index out of range")
+        value = self._values[i]
         f = bisect_right(self._starts, i) - 1
         row = self._rows[f] + i - self._starts[f]
         headers = (("file", self._names[f].encode()), ("row", str(row).encode()))
@@ -209,20 +211,18 @@ class DirectorySource(Source):
         """Up to `max_records` rows from the current position: what is available now, waiting
         up to `wait_ms` for a first row (listing the directory every `POLL_MS`), or with
         `fill` what arrives within `wait_ms`; `{}` when there is none. Stops waiting when
-        `stop` is set."""
+        `stop` is set (an empty batch when it is set before the call).
+
+        A call cancelled while waiting leaves the position where it was: its rows come
+        again. Raises ValueError when a logged file to re-read changed (see the class)."""
         if max_records < 1:
             raise ValueError("batch size must be at least 1")
         deadline = time.monotonic() + wait_ms / 1000
         batch = FileRecords(self.topic, self._pos)
-        while True:
+        while not (stop is not None and stop.is_set()):
             await asyncio.to_thread(self._fill, batch, max_records)
             remaining = deadline - time.monotonic()
-            if (
-                len(batch) >= max_records
-                or remaining <= 0
-                or (batch and not fill)
-                or (stop is not None and stop.is_set())
-            ):
+            if len(batch) >= max_records or remaining <= 0 or (batch and not fill):
                 break
             await asyncio.sleep(min(POLL_MS / 1000, remaining))
         if not batch:

@@ -4,8 +4,8 @@ readers, `weir.service.sources.directory`).
 `read_rows(data, format, schema)` gives each row of a file as the JSON bytes of one object, in
 file order, and never raises for what the file holds:
 
-* JSON lines: each non-blank line as it is (a line that is not a JSON object is still a row;
-  the driver dead-letters it). Blank lines are not rows.
+* JSON lines (UTF-8, an optional BOM): each non-blank line as it is (a line that is not a
+  JSON object is still a row; the driver dead-letters it). Blank lines are not rows.
 * CSV (UTF-8, an optional BOM): the header row names the columns; each field becomes the
   schema's type of its column (integer/long: int, double: float, boolean: true/false in any
   case; timestamp, string and columns the schema does not name stay text); an empty field is
@@ -23,13 +23,14 @@ A file that cannot be read at all (not Parquet, not UTF-8 CSV, a broken CSV) giv
 from __future__ import annotations
 
 import base64
+import codecs
 import csv
 import io
 import math
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
+from itertools import islice, zip_longest
 from typing import Any, Literal
 
 import orjson
@@ -49,6 +50,7 @@ def read_rows(data: bytes, format: Format, schema: Schema) -> list[bytes]:
     """Every row of a file's bytes as JSON object bytes, in file order (see the module doc);
     `[unreadable(reason)]` when the file cannot be read at all."""
     if format == "json":
+        data = data.removeprefix(codecs.BOM_UTF8)
         return [line for line in data.splitlines() if line.strip()]
     if format == "csv":
         return _csv_rows(data, schema)
@@ -57,37 +59,63 @@ def read_rows(data: bytes, format: Format, schema: Schema) -> list[bytes]:
     raise ValueError(f"unknown file format {format!r} ({', '.join(FORMATS)})")
 
 
-# -- CSV -----------------------------------------------------------------------------------
+_BETWEEN = orjson.Fragment(b"\n")
 
-_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+def _dump_rows(
+    rows: list[dict[str, Any]], default: Callable[[Any], Any] | None = None, option: int = 0
+) -> list[bytes]:
+    """Each row's JSON bytes, as `orjson.dumps(row)` gives them, from one orjson call (a call
+    per row costs several times more). The rows are written as one array with a raw newline
+    between them, which compact JSON never holds anywhere else (orjson escapes control
+    characters in strings), so splitting there gives each row's bytes exactly."""
+    if not rows:
+        return []
+    parts: list[Any] = [_BETWEEN] * (2 * len(rows) - 1)
+    parts[::2] = rows
+    return orjson.dumps(parts, default=default, option=option)[1:-1].split(b",\n,")
+
+
+# -- CSV -----------------------------------------------------------------------------------
 
 
 def _to_int(text: str) -> Any:
-    s = text.strip()
-    return int(s) if _INTEGER.fullmatch(s) else text
+    if "_" in text:  # int() reads "1_000"; a CSV number does not have them
+        return text
+    try:
+        return int(text)  # surrounding blanks are fine
+    except ValueError:
+        return text
 
 
 def _to_float(text: str) -> Any:
-    s = text.strip()
     try:
-        value = float(s)
+        value = float(text)
     except ValueError:
         return text
-    # float() also takes "1_0", "nan" and "inf"; JSON has no NaN (orjson would write null).
-    return value if math.isfinite(value) and "_" not in s else text
+    # float() also reads "1_0", "nan" and "inf"; JSON has no NaN (orjson would write null).
+    return value if math.isfinite(value) and "_" not in text else text
 
 
-def _to_bool(text: str) -> Any:
-    s = text.strip().lower()
-    return True if s == "true" else False if s == "false" else text
+_BOOLEANS = {"true": True, "false": False}
 
 
-_CONVERTERS: dict[str, Callable[[str], Any]] = {
-    "integer": _to_int,
-    "long": _to_int,
-    "double": _to_float,
-    "boolean": _to_bool,
-}
+def _column(fields: Sequence[str], kind: Any) -> list[Any]:
+    """A CSV column's fields as the schema's type `kind` says (see the module doc)."""
+    if kind in ("integer", "long", "double"):
+        parse: Callable[[str], Any] = float if kind == "double" else int
+        try:  # the usual case first: every field a number, converted in one pass
+            out = [parse(f) for f in fields]
+        except ValueError:
+            pass
+        else:
+            if "_" not in "".join(fields) and (parse is int or all(map(math.isfinite, out))):
+                return out
+        convert = _to_float if kind == "double" else _to_int
+        return [convert(f) if f else None for f in fields]
+    if kind == "boolean":
+        return [_BOOLEANS.get(f.strip().lower(), f) if f else None for f in fields]
+    return [f or None for f in fields]
 
 
 def _csv_rows(data: bytes, schema: Schema) -> list[bytes]:
@@ -96,31 +124,24 @@ def _csv_rows(data: bytes, schema: Schema) -> list[bytes]:
     except UnicodeDecodeError as exc:
         return [unreadable(f"csv: not UTF-8 text: {exc}")]
     try:
-        lines = csv.reader(io.StringIO(text, newline=""))
-        header = next(lines, None)
-        if header is None:
-            return []
-        converters = [
-            _CONVERTERS.get(kind) if isinstance(kind, str) else None
-            for kind in (schema.fields.get(name) for name in header)
-        ]
-        columns = list(zip(header, converters, strict=True))
-        out: list[bytes] = []
-        for fields in lines:
-            if not fields:  # a blank line
-                continue
-            row: dict[str, Any] = {}
-            for (name, convert), field in zip(columns, fields, strict=False):
-                if field == "":
-                    row[name] = None
-                else:
-                    row[name] = convert(field) if convert is not None else field
-            for name, _convert in columns[len(fields) :]:
-                row[name] = None
-            out.append(orjson.dumps(row))
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, None)
+        records = [fields for fields in reader if fields]  # [] is a blank line
     except csv.Error as exc:
         return [unreadable(f"csv: {exc}")]
-    return out
+    if header is None or not records:
+        return []
+    # Column by column: short rows are padded with empty fields (null), long rows' extra
+    # fields fall off the end with the columns the header does not name.
+    fields_of = list(islice(zip_longest(*records, fillvalue=""), len(header)))
+    fields_of += [("",) * len(records)] * (len(header) - len(fields_of))
+    columns = [
+        _column(fields, schema.fields.get(name))
+        for name, fields in zip(header, fields_of, strict=True)
+    ]
+    return _dump_rows(
+        [dict(zip(header, values, strict=True)) for values in zip(*columns, strict=True)]
+    )
 
 
 # -- Parquet -------------------------------------------------------------------------------
@@ -168,8 +189,11 @@ def _parquet_rows(data: bytes, schema: Schema) -> list[bytes]:
         for i, field in enumerate(table.schema):
             if pa.types.is_timestamp(field.type):
                 table = table.set_column(i, field.name, _epoch_ms(table.column(i)))
-        rows = table.to_pylist()
-        option = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
-        return [orjson.dumps(row, default=_json_default, option=option) for row in rows]
+        names = table.column_names
+        if not names:
+            return [b"{}"] * table.num_rows
+        columns = [column.to_pylist() for column in table.columns]
+        rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        return _dump_rows(rows, _json_default, orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
     except Exception as exc:  # whatever a corrupt file makes pyarrow raise is the file's fault
         return [unreadable(f"parquet: {type(exc).__name__}: {exc}")]
