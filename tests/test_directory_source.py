@@ -88,7 +88,7 @@ def where(recs: Sequence[SourceRecord]) -> list[tuple[str, int]]:
 async def test_json_lines_are_records_with_file_and_row_headers(tmp_path: Path) -> None:
     d = tmp_path / "in"
     d.mkdir()
-    put(d, "a.jsonl", '{"f": "a", "n": 1}\n\n{"f": "a", "n": 2}\n   \n{"f": "a", "n": 3}')
+    put(d, "a.jsonl", '\ufeff{"f": "a", "n": 1}\n\n{"f": "a", "n": 2}\n   \n{"f": "a", "n": 3}')
     src = source(d, tmp_path / "log")
     assert src.partitions() == {0} and src.bounded is False
     assert src.description == f"files[json:{d}]"
@@ -130,7 +130,7 @@ async def test_csv_fields_typed_by_schema_and_a_bad_one_left_as_text(tmp_path: P
     put(
         d,
         "p.csv",
-        "id,price,ok,at,name,extra\r\n"
+        "\r\nid,price,ok,at,name,extra\r\n"
         '1,9.5,TRUE,2024-05-01T10:00:00Z,"Smith, J",x\r\n'
         "x1,2,false,,  ,y\r\n"
         "\r\n"

@@ -143,8 +143,8 @@ class DirectorySource(Source):
     checkpointed position gives exactly the rows that followed it before, re-reading logged
     files, then takes new files. Failures raise ValueError: a logged file that must be
     re-read and is gone or changed size or row count (the input changed under a running
-    query), a seek beyond the log's end (the log was lost), a damaged log. One source at a
-    time per `log_dir`.
+    query), a seek beyond the log's end (the log was lost), a damaged log; and on
+    construction, a `path` that is not a directory. One source at a time per `log_dir`.
 
     `next_batch` reads files in a worker thread; the rows of the file being consumed are
     kept in memory (the whole file) until the batch moves past it.

@@ -6,15 +6,16 @@ file order, and never raises for what the file holds:
 
 * JSON lines (UTF-8, an optional BOM): each non-blank line as it is (a line that is not a
   JSON object is still a row; the driver dead-letters it). Blank lines are not rows.
-* CSV (UTF-8, an optional BOM): the header row names the columns; each field becomes the
+* CSV (UTF-8, an optional BOM): the first row names the columns; each field becomes the
   schema's type of its column (integer/long: int, double: float, boolean: true/false in any
   case; timestamp, string and columns the schema does not name stay text); an empty field is
   null. A field that does not convert stays text, so `Schema.conform` rejects the row naming
   the field. As Spark's permissive CSV reader: a short row's missing fields are null, a long
   row's extra fields are dropped. Blank lines are not rows.
-* Parquet: the schema's columns (all columns when the file has none of them); timestamps
-  as epoch milliseconds (a naive timestamp is UTC), dates and times as ISO text, decimals as
-  floats, binary as UTF-8 text (base64 when it is not).
+* Parquet: the columns the schema names (all columns when the file has none of them);
+  timestamp columns as epoch milliseconds (a naive timestamp is UTC; timestamps nested in
+  structs or lists as ISO-8601 UTC text), dates and times as ISO text, decimals as floats,
+  binary as UTF-8 text (base64 when it is not).
 
 A file that cannot be read at all (not Parquet, not UTF-8 CSV, a broken CSV) gives one value
 `unreadable(reason)`, which is not JSON: the driver dead-letters it with the file's headers.
@@ -125,12 +126,12 @@ def _csv_rows(data: bytes, schema: Schema) -> list[bytes]:
         return [unreadable(f"csv: not UTF-8 text: {exc}")]
     try:
         reader = csv.reader(io.StringIO(text, newline=""))
-        header = next(reader, None)
         records = [fields for fields in reader if fields]  # [] is a blank line
     except csv.Error as exc:
         return [unreadable(f"csv: {exc}")]
-    if header is None or not records:
+    if len(records) < 2:
         return []
+    header, records = records[0], records[1:]
     # Column by column: short rows are padded with empty fields (null), long rows' extra
     # fields fall off the end with the columns the header does not name.
     fields_of = list(islice(zip_longest(*records, fillvalue=""), len(header)))
