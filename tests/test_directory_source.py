@@ -202,6 +202,10 @@ async def test_parquet_rows_with_timestamps_as_epoch_ms(tmp_path: Path) -> None:
             "day": pa.array([date(2024, 5, 1), None, None], pa.date32()),
             "price": pa.array([Decimal("1.50"), None, Decimal("-2.25")], pa.decimal128(5, 2)),
             "tags": pa.array([["x", "y"], [], None], pa.list_(pa.string())),
+            "nested": pa.array(
+                [{"at": 1714557600123456789}, None, {"at": None}],
+                pa.struct([("at", pa.timestamp("ns"))]),
+            ),
             "extra": ["not", "in", "schema"],
         }
     )
@@ -213,6 +217,7 @@ async def test_parquet_rows_with_timestamps_as_epoch_ms(tmp_path: Path) -> None:
         "day": "timestamp",
         "price": "double",
         "tags": ["string"],
+        "nested": {"at": "timestamp"},
         "missing": "string",
     }
     recs = await drain(source(d, tmp_path / "log", format="parquet", schema=schema))
@@ -224,13 +229,23 @@ async def test_parquet_rows_with_timestamps_as_epoch_ms(tmp_path: Path) -> None:
             "day": "2024-05-01",
             "price": 1.5,
             "tags": ["x", "y"],
+            "nested": {"at": "2024-05-01T10:00:00.123456Z"},
         },
-        {"id": 2, "at": None, "at_ns": 0, "day": None, "price": None, "tags": []},
-        {"id": None, "at": -1, "at_ns": None, "day": None, "price": -2.25, "tags": None},
+        {"id": 2, "at": None, "at_ns": 0, "day": None, "price": None, "tags": [], "nested": None},
+        {
+            "id": None,
+            "at": -1,
+            "at_ns": None,
+            "day": None,
+            "price": -2.25,
+            "tags": None,
+            "nested": {"at": None},
+        },
     ]
     assert where(recs) == [("t.parquet", 1), ("t.parquet", 2), ("t.parquet", 3)]
     typed = Schema(schema)
-    assert typed.conform(orjson.loads(recs[0].value or b""))["day"] == 1714521600000
+    first = typed.conform(orjson.loads(recs[0].value or b""))
+    assert first["day"] == 1714521600000 and first["nested"] == {"at": 1714557600123}
 
 
 @pytest.mark.asyncio

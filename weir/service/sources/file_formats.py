@@ -14,8 +14,8 @@ file order, and never raises for what the file holds:
   row's extra fields are dropped. Blank lines are not rows.
 * Parquet: the columns the schema names (all columns when the file has none of them);
   timestamp columns as epoch milliseconds (a naive timestamp is UTC; timestamps nested in
-  structs or lists as ISO-8601 UTC text), dates and times as ISO text, decimals as floats,
-  binary as UTF-8 text (base64 when it is not).
+  structs or lists as ISO-8601 text, to the microsecond), dates and times as ISO text,
+  decimals as floats, binary as UTF-8 text (base64 when it is not).
 
 A file that cannot be read at all (not Parquet, not UTF-8 CSV, a broken CSV) gives one value
 `unreadable(reason)`, which is not JSON: the driver dead-letters it with the file's headers.
@@ -178,6 +178,22 @@ def _epoch_ms(column: Any) -> Any:
     return pa.array([None if v is None else v // per_ms for v in raw.to_pylist()], pa.int64())
 
 
+def _micros(kind: Any) -> Any:
+    """`kind` with nanosecond timestamps inside structs and lists made microseconds (Python's
+    datetime has no nanoseconds, so reading them as rows would fail)."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(kind) and kind.unit == "ns":
+        return pa.timestamp("us", kind.tz)
+    if pa.types.is_struct(kind):
+        return pa.struct([f.with_type(_micros(f.type)) for f in kind])
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_micros(kind.value_type)))
+    if pa.types.is_large_list(kind):
+        return pa.large_list(kind.value_field.with_type(_micros(kind.value_type)))
+    return kind
+
+
 def _parquet_rows(data: bytes, schema: Schema) -> list[bytes]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -190,6 +206,8 @@ def _parquet_rows(data: bytes, schema: Schema) -> list[bytes]:
         for i, field in enumerate(table.schema):
             if pa.types.is_timestamp(field.type):
                 table = table.set_column(i, field.name, _epoch_ms(table.column(i)))
+            elif (micros := _micros(field.type)) != field.type:
+                table = table.set_column(i, field.name, table.column(i).cast(micros, safe=False))
         names = table.column_names
         if not names:
             return [b"{}"] * table.num_rows
