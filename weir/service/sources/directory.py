@@ -36,7 +36,7 @@ POLL_MS = 100
 @dataclass(frozen=True, slots=True)
 class FileRecord:
     """One row of a file, as a `SourceRecord`; headers `file` (its name) and `row` (its
-    number among the file's rows, from 1)."""
+    number among the file's rows, from 1: blank lines and a CSV header are not rows)."""
 
     topic: str
     offset: int
