@@ -94,17 +94,8 @@ def build_app(
     app = App(name, **settings)
 
     @app.agent(app.topic(topic), sink=parquet(path, OUTPUT), schema=SCHEMA, name="summary")
-    def event_summary(events: Any) -> Query:
-        return (
-            events.with_watermark("event_time", "3 minutes")
-            .group_by(window("event_time", "10 minutes"), "action")
-            .agg(
-                count("*").alias("event_count"),
-                spark_sum("amount").alias("total_amount"),
-                approx_count_distinct("user_id").alias("distinct_users"),
-            )
-            .query("update")
-        )
+    def event_summary(events: Stream) -> Query:
+        return summarize(events).query("update")
 
     @app.on_progress
     def print_rate(progress: dict[str, Any]) -> None:
