@@ -66,6 +66,8 @@ async def test_restart_mid_directory_reads_each_file_once(
     folder.mkdir()
     for k in range(6):
         write(folder, f"part-{k:02d}.json", range(k * 100, k * 100 + 100))
+    with open(folder / "part-03.json", "ab") as f:  # a row that does not fit the schema
+        f.write(b'{"id": "not a number", "file": "part-03.json"}\n')
     name = f"files-{out[-6:]}"
     await run_until(files_app(name, folder, out, state_dir, kafka.bootstrap), 3)
     first = await kafka.read_json(out, idle_s=1.0)
@@ -98,3 +100,9 @@ async def test_restart_mid_directory_reads_each_file_once(
     for r in rows:
         by_file[r["file"]] = by_file.get(r["file"], 0) + 1
     assert by_file["part-08.json"] == 100, "the file being written was read half"
+    agent = worker_app.agents["copy"]
+    dead = await kafka.read(agent.dead_letter_topic, expect=1)
+    assert len(dead) == 1
+    hdrs = dict(dead[0].headers)
+    assert hdrs["source.file"] == b"part-03.json" and hdrs["source.row"] == b"101"
+    assert hdrs["error"].startswith(b"schema: id: expected integer")

@@ -3,7 +3,8 @@
 A dead letter carries the original key and value bytes and these headers:
 `error` (the exception class and message, or the reason), `error.stage` (decode, schema,
 event_time, user_function, sink, size, batch), and where the record came from:
-`source.topic`, `source.partition`, `source.offset`, `source.timestamp` (ISO-8601 UTC). A
+`source.topic`, `source.partition`, `source.offset`, `source.timestamp` (ISO-8601 UTC), and
+for a record read from a file `source.file` and `source.row` (its row in that file). A
 failure that belongs to no single input record (an aggregate's output row, a whole batch)
 names the batch's input range in `source.offsets` ("first-last") instead of `source.offset`.
 A row that fails after a repartition (in stage 2) carries the repartitioned row as its value
@@ -39,6 +40,8 @@ class SourcePosition:
     """The record's broker timestamp in epoch ms, when known."""
     offsets: tuple[int, int] | None = None
     """(first, last) offsets of the batch the failure belongs to, when not one record."""
+    details: tuple[tuple[str, bytes], ...] = ()
+    """Where in a file the record was (`file`, `row`), for a file source's record."""
 
 
 def headers(error: str, stage: ErrorStage, source: SourcePosition | None) -> Headers:
@@ -54,6 +57,7 @@ def headers(error: str, stage: ErrorStage, source: SourcePosition | None) -> Hea
             out.append(("source.offsets", f"{source.offsets[0]}-{source.offsets[1]}".encode()))
         if source.timestamp is not None and source.timestamp >= 0:
             out.append(("source.timestamp", iso_utc(source.timestamp).encode()))
+        out.extend((f"source.{name}", value) for name, value in source.details)
     return out
 
 

@@ -35,7 +35,7 @@ from weir.service import dead_letters
 from weir.service.dead_letters import SourcePosition
 from weir.service.runtime import topics
 from weir.service.sinks.kafka import SOURCE_HEADER
-from weir.service.sources.base import SourceRecord
+from weir.service.sources.base import POSITION_HEADERS, SourceRecord
 from weir.tables.operator import ErrorStage
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
@@ -215,7 +215,8 @@ def source_of(r: SourceRecord, aliases: Mapping[str, str]) -> SourcePosition:
             if name == SOURCE_HEADER:
                 p, offset, ts = value.split(b":")
                 return SourcePosition(original, int(p), int(offset), int(ts))
-    return SourcePosition(r.topic, r.partition, r.offset, r.timestamp)
+    details = tuple((k, v) for k, v in r.headers if k in POSITION_HEADERS) if r.headers else ()
+    return SourcePosition(r.topic, r.partition, r.offset, r.timestamp, details=details)
 
 
 def batch_position(

@@ -15,6 +15,9 @@ TopicRecords = Mapping[str, Sequence["SourceRecord"]]
 """One task's records of a micro-batch: per topic, in position order."""
 Records = dict[int, TopicRecords]
 """A micro-batch: per partition, per topic, the records in position order."""
+POSITION_HEADERS = ("file", "row")
+"""Headers a file source sets on its records to say where in its input each one was (a
+dead letter repeats them as `source.file`, `source.row`)."""
 
 
 class SourceRecord(Protocol):
