@@ -4,7 +4,6 @@ restart on RocksDB. Expected values come from a brute-force count of the rows.""
 
 from __future__ import annotations
 
-from collections import Counter
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.events import ev, win
+from tests.models import brute_mode
 from weir.tables.operator import Row
 from weir.tables.ops.functions import count
 from weir.tables.ops.mode import mode
@@ -24,16 +24,6 @@ from weir.tables.state.store import Store
 from weir.tables.stream import read
 from weir.tables.timeutil import to_millis
 from weir.tables.window import session_window, window
-
-
-def brute_mode(values: list[Any]) -> Any:
-    """The most frequent non-null value; the smallest among those tied, numbers before
-    strings (None for none)."""
-    counts = Counter(v for v in values if v is not None)
-    if not counts:
-        return None
-    top = max(counts.values())
-    return min((v for v, n in counts.items() if n == top), key=lambda v: (isinstance(v, str), v))
 
 
 def run(query: Query, store: Store, batches: list[list[Row]]) -> list[list[Row]]:
