@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         sum,
         udaf,
     )
+    from weir.tables.ops.mode import mode
     from weir.tables.query import Query
     from weir.tables.stream import Stream, flat_map_groups_with_state, map_groups_with_state, read
     from weir.tables.window import session_window, window
@@ -77,6 +78,7 @@ _HOMES = {
         "sum",
         "udaf",
     ],
+    "weir.tables.ops.mode": ["mode"],
     "weir.tables.query": ["Query"],
     "weir.tables.stream": ["Stream", "flat_map_groups_with_state", "map_groups_with_state", "read"],
     "weir.tables.window": ["session_window", "window"],
@@ -113,6 +115,7 @@ __all__ = [
     "memory",
     "memory_table",
     "min",
+    "mode",
     "parquet",
     "postgres_insert",
     "postgres_upsert",

@@ -18,9 +18,13 @@ impressions that arrive while the clicks' producer is still starting are not dro
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from weir import Query, Stream, count_distinct, read, window
+from weir.agents.activity import user_id
+from weir.service.traffic import Event, Traffic
 
 
 def click_through(impressions: Stream, clicks: Stream) -> Stream:
@@ -61,3 +65,29 @@ alerts: Query = per_hour.filter(lambda r: r["ctr"] > 0.05).query("append")
 
 max_event_time_skew = "1 day"
 """The event-time guard: rows stamped more than a day ahead of the clock are dead-lettered."""
+
+ADS = 10
+"""Generated ads: "ad0" .. "ad9"."""
+CLICKS = 0.1
+"""The share of generated events that are clicks."""
+
+
+def generate(traffic: Traffic, n: int) -> Iterator[Event]:
+    """`weir produce`'s input: `impressions` {ad_id, user_id, impression_time} of ADS ads and
+    `clicks` {ad_id, user_id, click_time}. A CLICKS share of the events are clicks, each on
+    one of the last 50 impressions (its ad and user, stamped when it happens: within 30
+    minutes of the impression at rates above 0.03 events a second), so click-through rates
+    come out around 10%, most (ad, hour) windows above the 5% alert line and some below; a
+    click stamped late by `traffic` misses its impression."""
+    rng = traffic.rng
+    recent: deque[tuple[str, str]] = deque(maxlen=50)
+
+    def make(i: int, at: str) -> Event:
+        if recent and rng.random() < CLICKS:
+            ad, user = rng.choice(recent)
+            return "clicks", {"ad_id": ad, "user_id": user, "click_time": at}
+        ad, user = f"ad{rng.randrange(ADS)}", user_id(traffic)
+        recent.append((ad, user))
+        return "impressions", {"ad_id": ad, "user_id": user, "impression_time": at}
+
+    return traffic.events(n, make)

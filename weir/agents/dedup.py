@@ -24,7 +24,11 @@ What happens to state size without the watermark (or without event_ts in the key
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from weir import App, Query, Stream, postgres_upsert, read
+from weir.agents.activity import activity
+from weir.service.traffic import Event, Traffic
 
 max_event_time_skew = "1 day"
 """The event-time guard for this course pipeline: rows stamped more than a day ahead of the
@@ -70,3 +74,16 @@ def build_app(
 app = build_app()
 query: Query = dedup(read("raw_events"))
 """The same query for replay mode (`weir replay dedup`)."""
+
+
+def generate(traffic: Traffic, n: int) -> Iterator[Event]:
+    """`weir produce`'s input: `raw_events` {event_id, user_id, amount, event_ts}, each
+    event_id once; `traffic`'s duplicates are the producer retries (same event_id and
+    event_ts)."""
+    return activity(
+        traffic,
+        n,
+        topic="raw_events",
+        time_field="event_ts",
+        fields=("event_id", "user_id", "amount"),
+    )

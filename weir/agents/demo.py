@@ -21,48 +21,6 @@ from aiokafka.structs import TopicPartition
 from weir.service.endpoints import configured_bootstrap
 from weir.service.runtime.worker import Worker
 
-_VOCAB = [
-    "stream",
-    "table",
-    "window",
-    "watermark",
-    "kafka",
-    "spark",
-    "state",
-    "join",
-    "late",
-    "event",
-    "time",
-    "batch",
-    "query",
-    "offset",
-    "checkpoint",
-    "exactly",
-    "once",
-    "sink",
-    "source",
-    "update",
-    "append",
-    "complete",
-    "trigger",
-    "agent",
-    "partition",
-    "changelog",
-    "replay",
-    "session",
-    "sliding",
-    "tumbling",
-    "dedup",
-    "order",
-    "payment",
-    "click",
-]
-
-
-def _line(rng: random.Random) -> str:
-    # Zipf-like: a few words are much more frequent, like real text.
-    return " ".join(_VOCAB[min(int(rng.paretovariate(1.2)) - 1, len(_VOCAB) - 1)] for _ in range(8))
-
 
 async def _reset(bootstrap: str, topics: list[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -115,7 +73,7 @@ async def run_demo(seconds: float) -> int:
         while time.monotonic() - start < seconds and not worker_task.done():
             if time.monotonic() < produce_until:
                 for _ in range(200):
-                    line = _line(rng)
+                    line = word_count.line(rng)
                     produced += len(line.split())
                     await producer.send("lines", orjson.dumps({"value": line}))
             got = await reader.getmany(timeout_ms=100)

@@ -33,6 +33,7 @@ prints `inputRowsPerSecond` after each micro-batch (the exercise's `query.lastPr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ import pyarrow as pa
 
 from weir import App, Query, Schema, Stream, approx_count_distinct, count, parquet, read, window
 from weir import sum as spark_sum
+from weir.agents import activity
+from weir.service.traffic import Event, Traffic
 
 SCHEMA = Schema(
     {
@@ -113,3 +116,8 @@ max_event_time_skew = "1 day"
 clock are dead-lettered instead of moving the watermark (replay and the app use it)."""
 
 app = build_app()
+
+
+def generate(traffic: Traffic, n: int) -> Iterator[Event]:
+    """`weir produce`'s input: the course's events on `user_events` (weir.agents.activity)."""
+    return activity.activity(traffic, n, topic="user_events", time_field="event_time")

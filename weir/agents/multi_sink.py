@@ -48,6 +48,7 @@ import pyarrow as pa
 from weir import App, BatchId, Query, Stream, delta, foreach_batch, log_and_continue, parquet
 from weir import read as read_stream
 from weir.agents.event_summary import SCHEMA
+from weir.agents.event_summary import generate as generate
 from weir.service.sinks.postgres import postgres_upsert
 from weir.tables.timeutil import iso_utc
 

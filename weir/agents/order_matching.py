@@ -26,7 +26,12 @@ What determines the state retention period?
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
+
 from weir import Query, read
+from weir.agents.activity import amount, user_id
+from weir.service.traffic import Event, Traffic
 
 orders = read("orders").with_watermark("order_ts", "1 hour")
 payments = read("payments").with_watermark("pay_ts", "2 hours")
@@ -43,3 +48,40 @@ query: Query = matched.query("append")
 max_event_time_skew = "1 day"
 """The event-time guard for this course pipeline: rows stamped more than a day ahead of the
 clock are dead-lettered instead of moving the watermark (replay and the app use it)."""
+
+PAYMENT_METHODS = ("card", "paypal", "bank_transfer", "voucher")
+UNPAID = 0.1
+"""The share of generated orders never paid."""
+
+
+def generate(traffic: Traffic, n: int) -> Iterator[Event]:
+    """`weir produce`'s input: `orders` {order_id, user_id, amount, order_ts} and `payments`
+    {payment_id, order_id, payment_method, pay_ts} as they happen. While orders wait for a
+    payment, an event is a payment with probability 1/2, for the oldest waiting order (so it
+    comes a few events after its order: within 4 hours at any rate above a few events an
+    hour); otherwise a new order, which waits for one unless it is among the UNPAID tenth
+    that `unmatched_orders` reports. Payments stamped late by `traffic` miss their order."""
+    rng = traffic.rng
+    waiting: deque[str] = deque()
+
+    def make(i: int, at: str) -> Event:
+        if waiting and rng.random() < 0.5:
+            payment = {
+                "payment_id": f"p{i}",
+                "order_id": waiting.popleft(),
+                "payment_method": rng.choice(PAYMENT_METHODS),
+                "pay_ts": at,
+            }
+            return "payments", payment
+        order_id = f"o{i}"
+        if rng.random() >= UNPAID:
+            waiting.append(order_id)
+        order = {
+            "order_id": order_id,
+            "user_id": user_id(traffic),
+            "amount": amount(traffic),
+            "order_ts": at,
+        }
+        return "orders", order
+
+    return traffic.events(n, make)

@@ -13,9 +13,12 @@ earliest end + gap. Events at or before the previous watermark are late and drop
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from weir import GroupState, Query, Row, flat_map_groups_with_state, read
+from weir.agents.activity import activity
+from weir.service.traffic import Event, Traffic
 
 GAP_MS = 30 * 60_000
 
@@ -80,3 +83,10 @@ query: Query = flat_map_groups_with_state(
 max_event_time_skew = "1 day"
 """The event-time guard for this course pipeline: rows stamped more than a day ahead of the
 clock are dead-lettered instead of moving the watermark (replay and the app use it)."""
+
+
+def generate(traffic: Traffic, n: int) -> Iterator[Event]:
+    """`weir produce`'s input: `events` {user_id, action, event_ts} of 50 users (a user's
+    sessions close when `traffic` leaves gaps of more than 30 minutes between their events:
+    at a rate of 0.1 events per second, a few percent of the gaps)."""
+    return activity(traffic, n, topic="events", time_field="event_ts", fields=("user_id", "action"))

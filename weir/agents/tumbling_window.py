@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from weir import Query, avg, count, read, window
 from weir import sum as spark_sum
+from weir.agents import activity
 
 events = read("events")
 
@@ -43,3 +44,6 @@ query: Query = tumbling.query("update")
 max_event_time_skew = "1 day"
 """The event-time guard for this course pipeline: rows stamped more than a day ahead of the
 clock are dead-lettered instead of moving the watermark (replay and the app use it)."""
+
+generate = activity.events
+"""`weir produce`'s input: the course's events (weir.agents.activity.events)."""

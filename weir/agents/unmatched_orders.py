@@ -13,6 +13,7 @@ order can no longer match, so no order is reported unmatched too early or twice.
 from __future__ import annotations
 
 from weir import Query
+from weir.agents.order_matching import generate as generate  # the same input events
 from weir.agents.order_matching import orders, payments  # the same watermarked inputs
 
 PAYMENT_COLUMNS = ("payment_id", "order_id", "payment_method", "pay_ts")

@@ -21,6 +21,7 @@ Output rows: user_id, window_start, window_end, count.
 from __future__ import annotations
 
 from weir import Query, read, window
+from weir.agents import activity
 
 events = read("events")
 
@@ -35,3 +36,6 @@ query: Query = windowed_with_watermark.query("append")
 max_event_time_skew = "1 day"
 """The event-time guard for this course pipeline: rows stamped more than a day ahead of the
 clock are dead-lettered instead of moving the watermark (replay and the app use it)."""
+
+generate = activity.events
+"""`weir produce`'s input: the course's events (weir.agents.activity.events)."""

@@ -12,11 +12,20 @@ keyed by the word, so a compacted topic holds the current count of every word.
 
 from __future__ import annotations
 
+import random
 import re
+from collections.abc import Iterator
 
 from weir import App, Query, Row, Stream, read
+from weir.service.traffic import Event, Traffic
 
 _WORD = re.compile(r"[a-z0-9']+")
+VOCABULARY = (
+    "stream", "table", "window", "watermark", "kafka", "spark", "state", "join", "late",
+    "event", "time", "batch", "query", "offset", "checkpoint", "exactly", "once", "sink",
+    "source", "update", "append", "complete", "trigger", "agent", "partition", "changelog",
+    "replay", "session", "sliding", "tumbling", "dedup", "order", "payment", "click",
+)  # fmt: skip
 
 app = App("wordcount")
 lines_topic = app.topic("lines")
@@ -41,3 +50,16 @@ def word_count(lines: Stream) -> Query:
 
 query = build(read("lines"))
 """The same query for replay mode (`weir replay word_count`)."""
+
+
+def line(rng: random.Random, words: int = 8) -> str:
+    """A line of `words` words of VOCABULARY, Zipf-like: a few words are much more frequent,
+    like real text (what `weir demo` produces)."""
+    last = len(VOCABULARY) - 1
+    return " ".join(VOCABULARY[min(int(rng.paretovariate(1.2)) - 1, last)] for _ in range(words))
+
+
+def generate(traffic: Traffic, n: int) -> Iterator[Event]:
+    """`weir produce`'s input: `n` rows {"value": line} on `lines` (no event time: the count
+    is not windowed, so `traffic`'s late events are ordinary lines)."""
+    return traffic.events(n, lambda _i, _at: ("lines", {"value": line(traffic.rng)}))

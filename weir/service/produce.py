@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from weir.service.app import load_attribute
 from weir.service.runtime import topics
+from weir.service.traffic import Event, Row, Traffic
 
 
 @dataclass
@@ -47,15 +48,8 @@ async def produce(
     second of wall time, event times starting now; topics missing are created with
     `partitions`. Raises ValueError (one line) when the pipeline has no generator, and
     aiokafka's errors when Kafka refuses."""
-    from weir.service.traffic import Traffic
-
-    module_name, generate = load_attribute(pipeline.partition(":")[0], "generate", package)
-    if not callable(generate):
-        raise ValueError(f"{module_name} has no generate(traffic, n): nothing to produce")
-    _name, query = load_attribute(pipeline.partition(":")[0], "query", package)
-    routed = query is not None and len(getattr(query, "inputs", ())) > 1
     traffic = Traffic(int(time.time() * 1000), rate, late_fraction, duplicate_fraction, seed=seed)
-    events = list(generate(traffic, count))
+    events, routed = generated(pipeline, traffic, count, package)
     await _create_topics(bootstrap, sorted({t for t, _row in events}), partitions)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, acks="all")
     await producer.start()
@@ -68,7 +62,7 @@ async def produce(
             futures.append(await producer.send(topic, orjson.dumps(row)))
             per_topic[topic] = per_topic.get(topic, 0) + 1
             if out is not None:
-                out.write(orjson.dumps({"topic": topic, **row} if routed else row) + b"\n")
+                out.write(copy_line(topic, row, routed))
             ahead = started + (i + 1) / rate - time.monotonic()
             if ahead > 0.005:
                 await asyncio.sleep(ahead)
@@ -79,6 +73,27 @@ async def produce(
             out.close()
     secs = time.monotonic() - started
     return Produced(len(events), per_topic, traffic.late, traffic.duplicates, secs)
+
+
+def generated(
+    pipeline: str, traffic: Traffic, count: int, package: str | None = None
+) -> tuple[list[Event], bool]:
+    """The first `count` events of `pipeline`'s `generate(traffic, n)` (plus its duplicates),
+    and whether the pipeline has several inputs (then each line of a replay copy names its
+    topic). `pipeline` is a module of `package` or a module (anything after ":" is ignored).
+    Raises ValueError (one line) when the module cannot be imported or has no generator."""
+    module = pipeline.partition(":")[0]
+    module_name, generate = load_attribute(module, "generate", package)
+    if not callable(generate):
+        raise ValueError(f"{module_name} has no generate(traffic, n): nothing to produce")
+    _name, query = load_attribute(module, "query", package)
+    routed = query is not None and len(getattr(query, "inputs", ())) > 1
+    return list(generate(traffic, count)), routed
+
+
+def copy_line(topic: str, row: Row, routed: bool) -> bytes:
+    """One line of the replay copy: the row as JSON, its `"topic"` first when `routed`."""
+    return orjson.dumps({"topic": topic, **row} if routed else row) + b"\n"
 
 
 async def _create_topics(bootstrap: str, names: list[str], partitions: int) -> None:

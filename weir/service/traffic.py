@@ -1,7 +1,8 @@
-"""Generated input for the course pipelines (`weir produce`, the demo, tests).
+"""Generated input for the pipelines (`weir produce`, tests): how events are stamped.
 
 A pipeline module defines `generate(traffic, n)`: its first `n` input events as (topic, row)
-pairs in the order they are produced, each stamped by `traffic`. Event times follow the
+pairs in the order they are produced, each stamped by `traffic` (the course pipelines' rows
+come from weir.agents.activity and the pipeline modules). Event times follow the
 production order (`rate` events per second of event time from `start_ms`); a
 `late_fraction` of the events is stamped `late_by` behind (later than the pipeline's
 watermark allows, so it counts as late), and a `duplicate_fraction` is produced twice, the

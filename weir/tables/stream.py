@@ -19,7 +19,7 @@ from weir.tables.ops.sessions import SessionAggregateOperator
 from weir.tables.ops.static import StaticTable, static_join
 from weir.tables.plan import Node, input_names
 from weir.tables.query import Query
-from weir.tables.timeutil import Duration, parse_duration
+from weir.tables.timeutil import Duration, parse_duration, to_millis
 from weir.tables.window import AnyWindow, SessionWindowSpec, WindowSpec
 
 
@@ -51,6 +51,29 @@ class Stream:
     def flat_map(self, fn: Callable[[Row], Iterable[Row]]) -> Stream:
         """Replace each row by zero or more rows (Spark's `explode`)."""
         return self.then(MapOperator(fn, "flat_map"))
+
+    def with_column(
+        self, name: str, fn: Callable[[Row], Any], *, timestamp: bool = False
+    ) -> Stream:
+        """Spark's `withColumn(name, expr)`: each row with column `name` set to `fn(row)`
+        (added, or replaced), as a new row; a function that raises dead-letters that row.
+
+        `timestamp=True` makes it a timestamp column, as Spark's `to_timestamp(...)` does:
+        the value (ISO-8601 text, a datetime or epoch ms; see `timeutil.to_millis`) is held
+        as epoch ms and written as ISO-8601 UTC at the edges; None stays None, and a value
+        that is not a time dead-letters the row with the reason (Spark would make it null).
+        """
+
+        def parsed(row: Row) -> Any:
+            value = fn(row)
+            return None if value is None else to_millis(value)
+
+        compute = parsed if timestamp else fn
+        op = MapOperator(lambda r: {**r, name: compute(r)}, "map", (name,) if timestamp else ())
+        op.name = f"with_column({name})"
+        s = self.then(op)
+        ts = (self.node.timestamp_columns - {name}) | op.timestamps  # a replaced column
+        return Stream(dataclasses.replace(s.node, timestamp_columns=ts))
 
     def select(self, *columns: str) -> Stream:
         """Keep only `columns`."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import repeat
 from typing import Any, Literal
 
@@ -14,10 +14,18 @@ from weir.tables.timeutil import MAX_MS, MIN_MS, iso_utc, many_to_millis, to_mil
 class MapOperator(Operator):
     """Stateless map, filter or flat-map over rows."""
 
-    def __init__(self, fn: Callable[[Row], Any], kind: Literal["map", "filter", "flat_map"]):
+    def __init__(
+        self,
+        fn: Callable[[Row], Any],
+        kind: Literal["map", "filter", "flat_map"],
+        timestamps: Iterable[str] = (),
+    ):
         self.fn = fn
         self.kind = kind
         self.name = kind
+        self.timestamps = frozenset(timestamps)
+        """Output columns the function fills with epoch-ms times (`with_column(...,
+        timestamp=True)`)."""
 
     def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
         try:
@@ -30,7 +38,7 @@ class MapOperator(Operator):
                     out.extend(self._apply([r]))
                 except Exception as exc:
                     ctx.errors.append(
-                        (r, f"{self.kind} failed: {type(exc).__name__}: {exc}", "user_function")
+                        (r, f"{self.name} failed: {type(exc).__name__}: {exc}", "user_function")
                     )
             return out
 
@@ -50,6 +58,9 @@ class MapOperator(Operator):
             except Exception:
                 continue
         return None
+
+    def timestamp_columns(self) -> set[str]:
+        return set(self.timestamps)
 
     def _apply(self, rows: list[Row]) -> list[Row]:
         fn = self.fn
