@@ -1,11 +1,14 @@
 """A batch that writes outside the Kafka checkpoint runs again, after a crash, over exactly the
 same input: a foreach-batch writer idempotent by batch identity (tests/apps/batch_files.py),
-the Parquet sink read through its manifests, the Delta sink and an insert-only PostgreSQL
-table lose and repeat nothing when the worker dies after its write and before the checkpoint
-and comes back with another `max_records_per_trigger` (which used to change the batch)."""
+the Parquet sink read through its manifests (fed from Kafka, or from a folder of files), the
+Delta sink and an insert-only PostgreSQL table lose and repeat nothing when the worker dies
+after its write and before the checkpoint and comes back with another
+`max_records_per_trigger` (which used to change the batch)."""
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -32,6 +35,7 @@ N = 3000
         ("at_least_once", "files"),
         ("exactly_once", "parquet"),
         ("at_least_once", "delta"),
+        ("exactly_once", "parquet-from-files"),
         pytest.param("exactly_once", "postgres", marks=pytest.mark.postgres),
     ],
 )
@@ -39,9 +43,18 @@ async def test_crash_after_an_external_write_loses_and_repeats_nothing(
     kafka: KafkaHelper, tmp_path: Path, guarantee: str, sink: str, request: pytest.FixtureRequest
 ) -> None:
     src = await kafka.topic("plans-in", partitions=2)
+    files = sink.endswith("-from-files")  # the input is a folder of files, not a topic
+    sink = sink.removesuffix("-from-files")
+    folder = tmp_path / "in"
+    folder.mkdir()
     for start in range(0, N, 250):  # both partitions, in chunks
         rows = [{"id": i} for i in range(start, start + 250)]
-        await kafka.produce(src, rows, partition=(start // 250) % 2)
+        if files:
+            (folder / f"part-{start:05d}.json").write_bytes(
+                b"".join(orjson.dumps(r) + b"\n" for r in rows)
+            )
+        else:
+            await kafka.produce(src, rows, partition=(start // 250) % 2)
     env = {
         "WEIR_BOOTSTRAP_SERVERS": kafka.bootstrap,
         "WEIR_PROCESSING_GUARANTEE": guarantee,
@@ -51,6 +64,11 @@ async def test_crash_after_an_external_write_loses_and_repeats_nothing(
         "WEIR_STATE_DIR": str(tmp_path / "state"),
         "WEIR_TEST_SINK": sink,
     }
+    if files:
+        env["WEIR_TEST_INPUT_DIR"] = str(folder)
+        old = time.time() - 10
+        for f in folder.iterdir():
+            os.utime(f, (old, old))
     table = f"plans_{uuid.uuid4().hex[:8]}"
     if sink == "postgres":
         env["WEIR_POSTGRES_DSN"] = request.getfixturevalue("postgres_dsn")

@@ -3,7 +3,8 @@ rows go to one JSON file named by `batch_id` (its key: query, task, number), wri
 temporary name and renamed, and a batch whose file exists is skipped, as the course's
 exercise 4 asks of a foreach-batch function.
 
-WEIR_TEST_INPUT names the input topic, WEIR_TEST_APP the app, WEIR_TEST_BATCH_DIR the folder;
+WEIR_TEST_INPUT names the input topic (WEIR_TEST_INPUT_DIR: a folder of JSON-lines files
+read by the directory source instead), WEIR_TEST_APP the app, WEIR_TEST_BATCH_DIR the folder;
 WEIR_TEST_SINK=parquet or delta writes through that sink instead (same folder); postgres
 inserts into the PostgreSQL table named like the folder (WEIR_POSTGRES_DSN);
 the worker stops once the input is processed (available-now). WEIR_* settings apply.
@@ -26,7 +27,12 @@ from weir.tables.query import Query
 from weir.tables.stream import Stream
 
 app = App(os.environ.get("WEIR_TEST_APP", "batch-files"))
-_in = app.topic(os.environ.get("WEIR_TEST_INPUT", "batch-files-in"))
+_in_dir = os.environ.get("WEIR_TEST_INPUT_DIR")
+_in = (
+    app.files("batch-files-in", _in_dir, schema={"id": "integer"}, settle="1 second")
+    if _in_dir
+    else app.topic(os.environ.get("WEIR_TEST_INPUT", "batch-files-in"))
+)
 _dir = Path(os.environ.get("WEIR_TEST_BATCH_DIR", "batches"))
 
 
