@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, overload
 
 TopicRecords = Mapping[str, Sequence["SourceRecord"]]
 """One task's records of a micro-batch: per topic, in position order."""
@@ -104,6 +104,46 @@ class Source(ABC):
     def exhausted(self) -> bool:
         """A bounded source that has returned its last record."""
         return False
+
+
+class LazyRecords(Sequence[SourceRecord]):
+    """A batch's records made on demand from its values, offsets `first`, `first + 1`, ...;
+    `values()` gives the values (what the driver decodes) without making a record each, so
+    reading costs nothing per record. Subclasses make record `i` in `record`."""
+
+    __slots__ = ("first", "lines", "topic")
+
+    def __init__(self, topic: str, values: list[bytes], first: int) -> None:
+        self.topic = topic
+        self.lines = values
+        self.first = first
+        """The offset of `lines[0]`."""
+
+    @abstractmethod
+    def record(self, i: int) -> SourceRecord:
+        """Record number `i` of the batch (0 <= i < len)."""
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    @overload
+    def __getitem__(self, i: int) -> SourceRecord: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[SourceRecord]: ...
+
+    def __getitem__(self, i: int | slice) -> SourceRecord | Sequence[SourceRecord]:
+        if isinstance(i, slice):
+            return [self.record(j) for j in range(*i.indices(len(self.lines)))]
+        if i < 0:
+            i += len(self.lines)
+        if not 0 <= i < len(self.lines):
+            raise IndexError("batch index out of range")
+        return self.record(i)
+
+    def values(self) -> list[bytes]:
+        """Every record's value, without making records."""
+        return self.lines
 
 
 def values_of(records: Sequence[SourceRecord]) -> list[bytes | None]:

@@ -16,14 +16,14 @@ import threading
 import time
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal
 
 from weir.service.schema import Schema
-from weir.service.sources.base import Records, Source, SourceRecord
+from weir.service.sources.base import LazyRecords, Records, Source, SourceRecord
 from weir.service.sources.file_formats import FORMATS, Format, read_rows, unreadable
 from weir.service.sources.file_log import FileLog, LoggedFile
 from weir.tables.timeutil import parse_duration
@@ -47,16 +47,14 @@ class FileRecord:
     key: bytes | None = None
 
 
-class FileRecords(Sequence[SourceRecord]):
-    """A batch's rows as `SourceRecord`s made on demand, offsets from `first` on, contiguous;
-    `values()` is the rows' bytes."""
+class FileRecords(LazyRecords):
+    """A batch's rows as `SourceRecord`s (`FileRecord`) made on demand, offsets from `first`
+    on, contiguous; `values()` is the rows' bytes."""
 
-    __slots__ = ("_names", "_rows", "_starts", "_values", "first", "topic")
+    __slots__ = ("_names", "_rows", "_starts")
 
     def __init__(self, topic: str, first: int) -> None:
-        self.topic = topic
-        self.first = first
-        self._values: list[bytes] = []
+        super().__init__(topic, [], first)
         self._starts: list[int] = []
         """Index of each file's first row in the batch."""
         self._names: list[str] = []
@@ -66,10 +64,10 @@ class FileRecords(Sequence[SourceRecord]):
     def add(self, name: str, row: int, values: list[bytes]) -> None:
         """Append rows `row`, `row + 1`, ... of file `name` (continuing its last file or not)."""
         if not self._names or self._names[-1] != name:
-            self._starts.append(len(self._values))
+            self._starts.append(len(self.lines))
             self._names.append(name)
             self._rows.append(row)
-        self._values.extend(values)
+        self.lines.extend(values)
 
     @property
     def files(self) -> int:
@@ -83,33 +81,13 @@ class FileRecords(Sequence[SourceRecord]):
     @property
     def end(self) -> int:
         """The offset after the last record."""
-        return self.first + len(self._values)
+        return self.first + len(self.lines)
 
-    def __len__(self) -> int:
-        return len(self._values)
-
-    @overload
-    def __getitem__(self, i: int) -> SourceRecord: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[SourceRecord]: ...
-
-    def __getitem__(self, i: int | slice) -> SourceRecord | Sequence[SourceRecord]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self._values)))]
-        if i < 0:
-            i += len(self._values)
-        if not 0 <= i < len(self._values):
-            raise IndexError("batch index out of range")
-        value = self._values[i]
+    def record(self, i: int) -> SourceRecord:
         f = bisect_right(self._starts, i) - 1
         row = self._rows[f] + i - self._starts[f]
         headers = (("file", self._names[f].encode()), ("row", str(row).encode()))
-        return FileRecord(self.topic, self.first + i, value, headers)
-
-    def values(self) -> list[bytes]:
-        """Every row's bytes (what the driver decodes), without making records."""
-        return self._values
+        return FileRecord(self.topic, self.first + i, self.lines[i], headers)
 
 
 class DirectorySource(Source):

@@ -23,20 +23,18 @@ A file that cannot be read at all (not Parquet, not UTF-8 CSV, a broken CSV) giv
 
 from __future__ import annotations
 
-import base64
 import codecs
 import csv
 import io
 import math
 from collections.abc import Callable, Sequence
-from datetime import timedelta
-from decimal import Decimal
 from itertools import islice, zip_longest
 from typing import Any, Literal
 
 import orjson
 
 from weir.service.schema import Schema
+from weir.tables.ops.static import normalize_value
 
 Format = Literal["json", "csv", "parquet"]
 FORMATS: tuple[Format, ...] = ("json", "csv", "parquet")
@@ -149,17 +147,11 @@ def _csv_rows(data: bytes, schema: Schema) -> list[bytes]:
 
 
 def _json_default(value: Any) -> Any:
-    """What orjson cannot write itself (it writes datetimes, dates and times as ISO text)."""
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, timedelta):
-        return round(value.total_seconds() * 1000)
-    if isinstance(value, bytes | bytearray | memoryview):
-        raw = bytes(value)
-        try:
-            return raw.decode()
-        except UnicodeDecodeError:
-            return base64.b64encode(raw).decode()
+    """What orjson cannot write itself (it writes datetimes, dates and times as ISO text): as
+    a static table's rows hold it."""
+    out = normalize_value(value)
+    if out is not value:
+        return out
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 

@@ -9,12 +9,11 @@ of the batch skips them. Seeking to a line number and reading again gives the sa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import IO, overload
+from typing import IO
 
-from weir.service.sources.base import Records, Source, SourceRecord
+from weir.service.sources.base import LazyRecords, Records, Source, SourceRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,36 +29,14 @@ class LineRecord:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-class LineRecords(Sequence[SourceRecord]):
-    """The lines of one batch as `SourceRecord`s, made on demand; `values()` is the lines."""
+class LineRecords(LazyRecords):
+    """The lines of one batch as `SourceRecord`s (`LineRecord`), made on demand; `values()` is
+    the lines."""
 
-    __slots__ = ("first", "lines", "topic")
+    __slots__ = ()
 
-    def __init__(self, topic: str, lines: list[bytes], first: int) -> None:
-        self.topic = topic
-        self.lines = lines
-        self.first = first
-        """The line number of `lines[0]`."""
-
-    def __len__(self) -> int:
-        return len(self.lines)
-
-    @overload
-    def __getitem__(self, i: int) -> SourceRecord: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[SourceRecord]: ...
-
-    def __getitem__(self, i: int | slice) -> SourceRecord | Sequence[SourceRecord]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self.lines)))]
-        if i < 0:
-            i += len(self.lines)
+    def record(self, i: int) -> SourceRecord:
         return LineRecord(self.topic, self.first + i, self.lines[i])
-
-    def values(self) -> list[bytes]:
-        """Every line's bytes (what the driver decodes), without making records."""
-        return self.lines
 
 
 class JsonLinesSource(Source):

@@ -14,10 +14,9 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import overload
 
 import orjson
 
@@ -41,17 +40,7 @@ class StampedRecords(LineRecords):
         self.stamps = stamps
         """Epoch ms of each value, in order."""
 
-    @overload
-    def __getitem__(self, i: int) -> SourceRecord: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[SourceRecord]: ...
-
-    def __getitem__(self, i: int | slice) -> SourceRecord | Sequence[SourceRecord]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self.lines)))]
-        if i < 0:
-            i += len(self.lines)
+    def record(self, i: int) -> SourceRecord:
         return LineRecord(self.topic, self.first + i, self.lines[i], timestamp=self.stamps[i])
 
 

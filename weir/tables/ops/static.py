@@ -28,7 +28,9 @@ from weir.tables.state.store import StateView
 from weir.tables.timeutil import to_millis
 
 
-def _normalize(value: Any) -> Any:
+def normalize_value(value: Any) -> Any:
+    """A value from Arrow as rows hold it: times as epoch ms, decimals as floats, durations in
+    ms, bytes as text (base64 when not UTF-8)."""
     if isinstance(value, datetime):
         return to_millis(value)
     if isinstance(value, date | time):
@@ -54,7 +56,7 @@ def normalize_rows(rows: list[dict[str, Any]]) -> tuple[list[Row], set[str]]:
         for c, v in r.items():
             if isinstance(v, datetime):
                 ts_cols.add(c)
-            row[c] = _normalize(v)
+            row[c] = normalize_value(v)
         out.append(row)
     return out, ts_cols
 
