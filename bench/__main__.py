@@ -284,6 +284,12 @@ class Bench:
         (BENCH_DIR / "profile.txt").write_text(text)
         say("profile written to bench/profile.txt")
 
+    async def course(self) -> None:
+        """The course's pipelines, replay and worker (bench/course.py)."""
+        from bench.course import course
+
+        self.results["course"] = await course(self.kafka, self.workdir, say)
+
 
 def _interleave(a: list[bytes], b: list[bytes]) -> list[bytes]:
     out: list[bytes] = []
@@ -315,6 +321,7 @@ async def main_async(cfg: Config, bootstrap: str, root: Path) -> dict[str, Any]:
         ("replay", bench.replay),
         ("latency", bench.latency),
         ("restore", bench.restore),
+        ("course", bench.course),
     ]
     if cfg.profile:
         sections.append(("profile", bench.profile))

@@ -40,7 +40,7 @@ class Config:
     BENCH_LATENCY_SECONDS (measured seconds per latency rate), BENCH_PEER_TIMEOUT (seconds a
     peer may take for one run, default records / PEER_MIN_RATE; a run that takes longer is
     recorded as timed out, with the records it had reached), BENCH_PROFILE=1 (profile one
-    tumbling exactly_once run), BENCH_SKIP (comma list of sections to skip: raw, weir, peers,
+    tumbling exactly_once run), BENCH_SKIP (comma list of sections to skip: raw, weir, peers, course,
     replay, latency, restore).
     """
 

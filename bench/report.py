@@ -123,6 +123,9 @@ def table(res: dict[str, Any]) -> str:
     for name, fig in res.get("replay", {}).items():
         if isinstance(fig, dict):
             row(f"replay {name}", fig["records_per_s"], "ev/s")
+    for name, fig in res.get("course", {}).items():
+        note = f"replay {fig['replay_events_per_s']:,} ev/s, {fig['events']:,} events"
+        row(f"course {name}: worker EOS", fig["worker_events_per_s"], "ev/s", note)
     lat = res.get("latency", {})
     if "p99_ms" in lat:
         note = "fallback rate" if lat["fallback"] else ""
