@@ -40,8 +40,8 @@ class Config:
     BENCH_LATENCY_SECONDS (measured seconds per latency rate), BENCH_PEER_TIMEOUT (seconds a
     peer may take for one run, default records / PEER_MIN_RATE; a run that takes longer is
     recorded as timed out, with the records it had reached), BENCH_PROFILE=1 (profile one
-    tumbling exactly_once run), BENCH_SKIP (comma list of sections to skip: raw, weir, peers, course,
-    replay, latency, restore).
+    tumbling exactly_once run), BENCH_SKIP (comma list of sections to skip: raw, weir, peers,
+    replay, latency, restore, course), BENCH_COURSE_RECORDS (bench/course.py).
     """
 
     records: int
