@@ -68,6 +68,7 @@ async def test_record_columns_exact_and_broker_time_as_event_time(
         app.topic(src),
         sink=app.topic(raw),
         trigger=Trigger.available_now(),
+        headers="h",
         record_columns={
             "key": "key",
             "partition": "partition",
@@ -77,7 +78,7 @@ async def test_record_columns_exact_and_broker_time_as_event_time(
         },
     )
     def copy(s: Stream) -> Query:
-        return s.query()
+        return s.map(lambda r: {**r, "h": {"from-offset": str(r["offset"])}}).query()
 
     @app.agent(
         app.topic(src),
@@ -94,6 +95,10 @@ async def test_record_columns_exact_and_broker_time_as_event_time(
         )
 
     await Worker(app).run()
+    records = await kafka.read(raw, expect=12)
+    assert sorted(dict(r.headers)["from-offset"] for r in records) == sorted(
+        str(off).encode() for _i, _k, _p, off, _ts in sent
+    )
     got = sorted(await kafka.read_json(raw, expect=12), key=lambda r: r["n"])
     assert got == [
         {

@@ -70,6 +70,26 @@ def test_kafka_topic_sink_writes_into_the_transaction() -> None:
         asyncio.run(sink.write(_batch(rows)))
 
 
+def test_kafka_topic_sink_writes_a_headers_column_as_record_headers() -> None:
+    out = Outgoing("dlq", 1_000_000)
+    sink = KafkaTopicSink("alerts", ("ad",), headers="hdrs")
+    rows = [
+        {"ad": "a1", "ctr": 0.1, "hdrs": {"source": "weir", "empty": None}},
+        {"ad": "a2", "ctr": 0.2, "hdrs": [["trace", "t-1"], ["trace", "t-2"]]},
+        {"ad": "a3", "ctr": 0.3},
+        {"ad": "a4", "ctr": 0.4, "hdrs": [["n", 5]]},
+    ]
+    asyncio.run(sink.write(_batch(rows, transaction=out)))
+    assert out.records["alerts"] == [
+        (b"a1", b'{"ad":"a1","ctr":0.1}', [("source", b"weir"), ("empty", b"")]),
+        (b"a2", b'{"ad":"a2","ctr":0.2}', [("trace", b"t-1"), ("trace", b"t-2")]),
+        (b"a3", b'{"ad":"a3","ctr":0.3}', []),
+    ]
+    ((_key, value, hdrs),) = out.records["dlq"]
+    assert orjson.loads(value or b"") == {"ad": "a4", "ctr": 0.4, "hdrs": [["n", 5]]}
+    assert dict(hdrs)["error"] == b"kafka[alerts]: header 'n': value must be text, not 5"
+
+
 def test_a_raw_kafka_sink_names_each_rows_input_record() -> None:
     out = Outgoing("dlq", 1_000_000)
     origin = LineRecord("clicks", 41, b"{}", partition=3, timestamp=1234)

@@ -126,6 +126,8 @@ class Agent:
     """Record field -> column added to every input row (weir.service.record_columns)."""
     key: tuple[str, ...] = ()
     """Columns whose values form the output record key (JSON of one value, or a list)."""
+    headers: str | None = None
+    """The column whose value becomes the output records' headers (weir.service.sinks.kafka)."""
     foreach_batch: BatchFn | Sink | None = None
     """Called with each batch's output rows and batch id before the checkpoint commits (or a
     sink, such as `postgres_upsert(...)`, written at that point)."""
@@ -278,6 +280,7 @@ class App:
         starting_offsets: StartingOffsets | None = None,
         schema: Schema | Mapping[str, Any] | None = None,
         record_columns: RecordColumns | None = None,
+        headers: str | None = None,
     ) -> Callable[[Callable[..., Query]], Callable[..., Query]]:
         """Declare an agent: the decorated function receives one `Stream` per input topic and
         returns the `Query` to run. Raises ValueError at declaration for a bad query.
@@ -287,7 +290,8 @@ class App:
         or a `Schema`), or {topic: Schema} per input; a value that does not fit goes to the
         dead letters with the field and the reason (weir.service.schema). `record_columns`:
         the Kafka record's `key`, `topic`, `partition`, `offset`, `timestamp` as columns
-        (True, a list, or {field: column}; weir.service.record_columns). `repartition`: see
+        (True, a list, or {field: column}; weir.service.record_columns). `headers`: the column
+        that holds each output record's Kafka headers (Spark's `headers` column). `repartition`: see
         `Agent.repartition`."""
         if not inputs:
             raise ValueError("an agent needs at least one input topic")
@@ -329,6 +333,7 @@ class App:
                 sinks=others,
                 schemas=schemas,
                 record_columns=columns,
+                headers=headers,
                 key=(key,) if isinstance(key, str) else tuple(key),
                 foreach_batch=foreach_batch,
                 late_topic=late_topic,

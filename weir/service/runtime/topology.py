@@ -53,7 +53,8 @@ class Stage:
             out.append(fb if isinstance(fb, Sink) else ForeachBatchSink(fb))
         out.extend(agent.sinks)
         if agent.sink is not None:
-            out.append(KafkaTopicSink(agent.sink.name, agent.key, raw=self.internal_sink))
+            headers = None if self.internal_sink else agent.headers
+            out.append(KafkaTopicSink(agent.sink.name, agent.key, self.internal_sink, headers))
         return out
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from weir.service.dead_letters import SourcePosition
 from weir.service.sources.base import SourceRecord
 from weir.tables.operator import ErrorStage, Row
 
@@ -97,6 +98,17 @@ class KafkaRecords(Protocol):
         partition: int | None = None,
     ) -> None:
         """Add a record (partitioned by key hash unless `partition` is given)."""
+        ...
+
+    def dead_letter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        error: str,
+        stage: ErrorStage,
+        source: SourcePosition | None,
+    ) -> None:
+        """Add a dead letter for a row the sink cannot write (weir.service.dead_letters)."""
         ...
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import orjson
 
-from weir.service.codec import encode_key, encode_rows
-from weir.service.sinks.base import Delivery, Sink, SinkBatch
+from weir.service.codec import encode_key, encode_rows, render_row
+from weir.service.sinks.base import Delivery, KafkaRecords, Sink, SinkBatch
 from weir.service.sources.base import SourceRecord
 
 SOURCE_HEADER = "weir.source"
@@ -26,14 +26,26 @@ class KafkaTopicSink(Sink):
     `raw`: an internal (repartition) topic: rows are written as the engine holds them and each
     record names its input record in the `weir.source` header; with no key columns (a global
     aggregation) every row goes to partition 0, so one task sees them all.
+
+    `headers`: a column whose value becomes the record's headers (Spark's `headers` column):
+    a mapping or a list of [name, value] pairs, values as text (UTF-8) or null; the column is
+    left out of the JSON value. A row whose headers cannot be read goes to the dead letters
+    (stage "sink") with the reason; the others are written.
     """
 
     delivery: Delivery = "transactional"
 
-    def __init__(self, topic: str, key: tuple[str, ...] = (), raw: bool = False) -> None:
+    def __init__(
+        self,
+        topic: str,
+        key: tuple[str, ...] = (),
+        raw: bool = False,
+        headers: str | None = None,
+    ) -> None:
         self.topic = topic
         self.key = key
         self.raw = raw
+        self.headers = headers
 
     @property
     def description(self) -> str:
@@ -50,6 +62,9 @@ class KafkaTopicSink(Sink):
                 hdrs = [] if r is None else [(SOURCE_HEADER, source_value(r))]
                 out.add(topic, encode_key(row, key), orjson.dumps(row), hdrs, partition=one)
             return
+        if self.headers is not None:
+            self._write_with_headers(batch, out)
+            return
         values = encode_rows(batch.rows, batch.timestamp_columns)
         if key:
             for row, value in zip(batch.rows, values, strict=True):
@@ -57,3 +72,38 @@ class KafkaTopicSink(Sink):
         else:
             for value in values:
                 out.add(topic, None, value)
+
+    def _write_with_headers(self, batch: SinkBatch, out: KafkaRecords) -> None:
+        col = self.headers
+        assert col is not None
+        for row in batch.rows:
+            value = {k: v for k, v in row.items() if k != col}
+            encoded = encode_rows([value], batch.timestamp_columns)[0]
+            try:
+                hdrs = record_headers(row.get(col))
+            except ValueError as exc:
+                whole = orjson.dumps(render_row(row, batch.timestamp_columns), default=str)
+                out.dead_letter(None, whole, f"{self.description}: {exc}", "sink", None)
+                continue
+            out.add(self.topic, encode_key(row, self.key), encoded, hdrs)
+
+
+def record_headers(given: object) -> list[tuple[str, bytes]]:
+    """Kafka headers from a row's headers column: a mapping or [name, value] pairs (text or
+    null values). Raises ValueError saying what it got otherwise."""
+    if given is None:
+        return []
+    pairs = list(given.items()) if isinstance(given, dict) else given
+    if not isinstance(pairs, list):
+        raise ValueError(f"headers must be a mapping or [name, value] pairs, not {given!r}")
+    out: list[tuple[str, bytes]] = []
+    for pair in pairs:
+        if not isinstance(pair, list | tuple) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise ValueError(f"a header must be [name, value], not {pair!r}")
+        name, value = pair
+        if value is not None and not isinstance(value, str | bytes):
+            raise ValueError(f"header {name!r}: value must be text, not {value!r}")
+        out.append(
+            (name, b"" if value is None else value.encode() if isinstance(value, str) else value)
+        )
+    return out
