@@ -238,6 +238,17 @@ def data_dir() -> Path:
     return state_dir() / "funnel"
 
 
+def default_paths() -> dict[str, Path]:
+    """The module's `app`'s files under `data_dir()`: "delta" (the funnel's Delta table),
+    "parquet" (the enriched purchases) and "catalog" (the product catalog)."""
+    base = data_dir()
+    return {
+        "delta": base / "funnel_metrics",
+        "parquet": base / "enriched_purchases",
+        "catalog": base / "product_catalog.parquet",
+    }
+
+
 def build_app(
     name: str = "funnel",
     *,
@@ -253,14 +264,13 @@ def build_app(
     """The two queries as one app: `funnel_metrics` (the three topics -> the Delta table at
     `delta_path`, merged on the window) and `enriched_purchases` (`purchases_topic` joined with
     the catalog at `catalog_path` -> Parquet at `parquet_path`). Paths default to
-    `data_dir()`; the sample catalog is written to `catalog_path` when no file is there.
-    `settings` go to App (the event-time guard defaults to a day)."""
-    base = data_dir()
-    delta_at = Path(delta_path) if delta_path is not None else base / "funnel_metrics"
-    parquet_at = Path(parquet_path) if parquet_path is not None else base / "enriched_purchases"
-    catalog_at = (
-        Path(catalog_path) if catalog_path is not None else base / "product_catalog.parquet"
-    )
+    `default_paths()`; the sample catalog is written to `catalog_path` when no file is
+    there. `settings` go to App (the event-time guard defaults to a day); `trigger` applies to
+    both queries."""
+    paths = default_paths()
+    delta_at = Path(delta_path) if delta_path is not None else paths["delta"]
+    parquet_at = Path(parquet_path) if parquet_path is not None else paths["parquet"]
+    catalog_at = Path(catalog_path) if catalog_path is not None else paths["catalog"]
     if not catalog_at.exists():
         write_catalog(catalog_at)
     settings.setdefault("max_event_time_skew_ms", max_event_time_skew)
