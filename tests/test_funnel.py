@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from weir.agents import funnel
-from weir.agents.traffic import Traffic
 from weir.service.replay import replay_files
+from weir.service.traffic import Traffic
 from weir.tables.state.memory import MemoryStore
 from weir.tables.stream import read
 

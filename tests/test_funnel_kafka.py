@@ -18,11 +18,11 @@ from deltalake import DeltaTable
 
 from tests.conftest import KafkaHelper
 from weir.agents import funnel
-from weir.agents.traffic import Traffic
 from weir.service.app import Trigger
 from weir.service.local import Endpoints
 from weir.service.runtime.worker import Worker
 from weir.service.sinks.parquet import read_parquet
+from weir.service.traffic import Traffic
 
 pytestmark = [pytest.mark.broker, pytest.mark.asyncio]
 

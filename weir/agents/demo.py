@@ -46,12 +46,12 @@ from rich.console import Console
 
 from weir.agents import funnel
 from weir.agents.funnel_live import KINDS, Feed, Seen, check, display, final, read_windows
-from weir.agents.traffic import Event, Traffic
 from weir.service.app import App
 from weir.service.endpoints import configured_bootstrap
 from weir.service.runtime import topics
 from weir.service.runtime.worker import Worker
 from weir.service.sinks.parquet import read_parquet
+from weir.service.traffic import Event, Traffic
 
 WALL_RATE = 250.0
 """Events produced per second of wall time."""

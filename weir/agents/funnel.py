@@ -57,7 +57,6 @@ query only because each has its own.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -76,8 +75,8 @@ from weir import (
     static_table,
     window,
 )
-from weir.agents.traffic import Event, Traffic
 from weir.service.endpoints import state_dir
+from weir.service.traffic import Event, Traffic
 
 WATERMARK = "5 minutes"
 WINDOW = "15 minutes"
@@ -324,13 +323,14 @@ BUY_RATE = 0.45
 
 
 def generate(traffic: Traffic, n: int, topics: Mapping[str, str] | None = None) -> Iterator[Event]:
-    """`n` funnel events stamped by `traffic` (see weir.agents.traffic), in production order:
+    """`n` funnel events stamped by `traffic` (see weir.service.traffic), in production order:
     mostly clicks by any of 400 users on catalog products (a few products more popular); a
     share of the clicked (user, product) pairs come back as cart events, and a share of those
     as purchases of 1 to 3 items, each later than its click or cart. Ids are unique per event
     (`c<i>`, `k<i>`, `p<i>`); a duplicate repeats one exactly. `topics` renames the default
-    topics ("clicks", "cart_events", "purchases"). The same seed gives the same events."""
-    rng = random.Random(traffic.seed * 1_000_003 + 17)
+    topics ("clicks", "cart_events", "purchases"). Every value comes from `traffic.rng`, so
+    the same seed gives the same events."""
+    rng = traffic.rng
     name = {t: t for t in ("clicks", "cart_events", "purchases")} | dict(topics or {})
     weights = [1.0 / (1 + k % 7) for k in range(len(PRODUCTS))]
     ids = [p[0] for p in PRODUCTS]

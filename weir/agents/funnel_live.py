@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from weir.agents import funnel
-from weir.agents.traffic import Traffic
+from weir.service.traffic import Traffic
 
 WINDOW_MS = funnel.WINDOW_MS
 TIME = {"clicks": "click_time", "cart_events": "cart_time", "purchases": "purchase_time"}
