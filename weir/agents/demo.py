@@ -158,8 +158,10 @@ async def run_demo(seconds: float) -> int:
                     failure = f"producing failed: {producing.exception()!r}"
                     break
                 if now >= next_read:
-                    seen.windows = await asyncio.to_thread(read_windows, paths["delta"])
                     next_read = now + 1.0
+                    # only the view: a read that fails (racing a commit) keeps the last one
+                    with contextlib.suppress(Exception):
+                        seen.windows = await asyncio.to_thread(read_windows, paths["delta"])
                 show(feed, seen, traffic, now - start)
                 if producing.done() and seen.caught_up(feed):
                     break
