@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from weir.agents import funnel
+from weir.agents.funnel_live import Feed, check
 from weir.service.replay import replay_files
 from weir.service.traffic import Traffic
 from weir.tables.state.memory import MemoryStore
@@ -260,3 +261,30 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
+
+
+def test_demo_check_says_in_one_line_what_disagrees() -> None:
+    feed = Feed(late_by_ms=3 * 3_600_000)
+    who = {"user_id": "u1", "product_id": "P001"}
+    at = "2024-05-01T10:02:00Z"
+    rows = [
+        ("clicks", {"click_id": "c0", **who, "click_time": "2024-05-01T10:01:00Z"}),
+        ("purchases", {"purchase_id": "p1", **who, "quantity": 2, "purchase_time": at}),
+        ("clicks", {"click_id": "c2", **who, "click_time": "2024-05-01T06:00:00Z"}),
+    ]
+    for topic, row in rows:
+        feed.add(topic, row)
+    assert feed.late == 1  # four hours behind the latest
+    start = ms("2024-05-01T10:00:00Z")
+    window = {"window_start": start, "window_end": start + WINDOW, "click_count": 1}
+    good = [{**window, "cart_count": 0, "purchase_count": 1, "conversion_rate": 1.0}]
+    t = datetime(2024, 5, 1, 10, 2, tzinfo=UTC)
+    purchase = {"purchase_id": "p1", "user_id": "u1", "product_id": "P001", "quantity": 2}
+    enriched = [{**purchase, "purchase_time": t, "category": "shoes", "price": 89.9}]
+    assert check(feed, good, enriched, dropped=1) is None
+    bad = [{**good[0], "purchase_count": 2, "conversion_rate": 2.0}]
+    problem = check(feed, bad, [], dropped=0)
+    assert problem is not None and "\n" not in problem
+    assert problem.startswith("Delta table: 1 of 1 windows differ, first 10:00")
+    assert "Parquet: 1 of 1 enriched purchases missing, 0 unexpected" in problem
+    assert problem.endswith("late rows: the funnel dropped 0, the traffic made 1")

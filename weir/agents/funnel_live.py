@@ -179,8 +179,16 @@ def status(feed: Feed, seen: Seen, traffic: Traffic) -> list[tuple[str, str]]:
         ("late rows", f"{seen.dropped} dropped by the watermark; the traffic stamped "
                       f"{traffic.late} late ({feed.late} rows with their duplicates)"),
         ("duplicates", f"{traffic.duplicates} produced twice: counted as events (no dedup)"),
-        ("state rows", str(ops[0].get("numRowsTotal", 0))),
+        ("state rows", f"{ops[0].get('numRowsTotal', 0)} (the store's estimate); "
+                       f"{open_windows(seen)} windows open"),
     ]  # fmt: skip
+
+
+def open_windows(seen: Seen) -> int:
+    """Windows of the Delta table whose end the funnel's watermark has not passed yet."""
+    wm = (seen.last.get("funnel_metrics", {}).get("eventTime") or {}).get("watermark")
+    end = to_ms(wm) if wm else None
+    return sum(1 for r in seen.windows if end is None or r["window_end"] > end)
 
 
 @contextlib.contextmanager
