@@ -326,10 +326,10 @@ def generate(traffic: Traffic, n: int, topics: Mapping[str, str] | None = None) 
     """`n` funnel events stamped by `traffic` (see weir.service.traffic), in production order:
     mostly clicks by any of 400 users on catalog products (a few products more popular); a
     share of the clicked (user, product) pairs come back as cart events, and a share of those
-    as purchases of 1 to 3 items, each later than its click or cart. Ids are unique per event
-    (`c<i>`, `k<i>`, `p<i>`); a duplicate repeats one exactly. `topics` renames the default
-    topics ("clicks", "cart_events", "purchases"). Every value comes from `traffic.rng`, so
-    the same seed gives the same events."""
+    as purchases of 1 to 3 items, each later than its click or cart (unless stamped late).
+    Ids are unique per event (`c<i>`, `k<i>`, `p<i>`); a duplicate repeats one exactly.
+    `topics` renames the default topics ("clicks", "cart_events", "purchases"). Every value
+    comes from `traffic.rng`, so the same seed gives the same events."""
     rng = traffic.rng
     name = {t: t for t in ("clicks", "cart_events", "purchases")} | dict(topics or {})
     weights = [1.0 / (1 + k % 7) for k in range(len(PRODUCTS))]
