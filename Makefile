@@ -31,7 +31,8 @@ test: lint typecheck
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not broker and not postgres"
 
-# Starts local Kafka and PostgreSQL, runs the word count over generated text, prints live counts.
+# Starts local Kafka and PostgreSQL, runs exercise 5's funnel (weir.agents.funnel) over generated
+# traffic with a live dashboard, checks its Delta and Parquet outputs (exit 1 if they disagree).
 demo: $(STAMP)
 	$(BIN)/weir local up
 	$(BIN)/weir demo --seconds $(DEMO_SECONDS); status=$$?; $(BIN)/weir local down; exit $$status

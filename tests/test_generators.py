@@ -47,10 +47,15 @@ DOCUMENTED: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "stateless_ops": {"events": ("user_id", "action", "amount", "timestamp")},
     "clickstream_dashboard": {"clickstream": ("user_id", "page", "action", "timestamp")},
+    "funnel": {
+        "clicks": ("click_id", "user_id", "product_id", "click_time"),
+        "cart_events": ("cart_id", "user_id", "product_id", "cart_time"),
+        "purchases": ("purchase_id", "user_id", "product_id", "quantity", "purchase_time"),
+    },
 }
 """Per pipeline, per input topic, the fields its docstring names, in order (the last one,
 but for word_count, is the event time)."""
-IDS = ("event_id", "order_id", "payment_id")
+IDS = ("event_id", "order_id", "payment_id", "click_id", "cart_id", "purchase_id")
 """Fields that make a generated row unique (a copy is then a duplicate, never a look-alike)."""
 
 
