@@ -14,7 +14,7 @@ from weir.service.app import App, load_attribute
 PIPELINES = "weir.agents"
 """Where `weir replay <name>` finds a pipeline given by its bare name."""
 DEMO = "weir.agents.demo:run_demo"
-"""What `weir demo` runs: the word count over generated text."""
+"""What `weir demo` runs: exercise 5's e-commerce funnel over generated traffic, live."""
 
 
 def load_app(spec: str) -> App:
@@ -232,7 +232,7 @@ def register(sub: Any) -> None:
         "default: the pipeline's own (the course pipelines use 1 day); off: no guard",
     )
     rp.set_defaults(func=_replay)
-    demo = sub.add_parser("demo", help="word count over generated text on the local broker")
+    demo = sub.add_parser("demo", help="the e-commerce funnel live on the local broker, checked")
     demo.add_argument("--seconds", type=float, default=30.0)
     demo.set_defaults(func=_demo)
     for name, what in (("worker", "run the agents of an app"), ("run", "the same as worker")):
