@@ -28,22 +28,89 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from typing import Any
 
-from weir import Query, read
+from weir import App, Query, Schema, Stream, read
 from weir.agents.activity import amount, user_id
+from weir.service.sinks.postgres import postgres_insert
 from weir.service.traffic import Event, Traffic
 
-orders = read("orders").with_watermark("order_ts", "1 hour")
-payments = read("payments").with_watermark("pay_ts", "2 hours")
+PAYMENT_COLUMNS = ("payment_id", "order_id", "payment_method", "pay_ts")
+BETWEEN = ("pay_ts", "order_ts", "order_ts + 4 hours")
+"""The exercise's time range: order_ts <= pay_ts <= order_ts + 4 hours."""
+SCHEMAS = {
+    "orders": Schema(
+        {"order_id": "string", "user_id": "string", "amount": "double", "order_ts": "timestamp"}
+    ),
+    "payments": Schema(
+        {
+            "payment_id": "string",
+            "order_id": "string",
+            "payment_method": "string",
+            "pay_ts": "timestamp",
+        }
+    ),
+}
 
-matched = orders.join(
-    payments,
-    on=["order_id"],
-    how="inner",
-    between=("pay_ts", "order_ts", "order_ts + 4 hours"),
-)
 
-query: Query = matched.query("append")
+def watermarked(orders: Stream, payments: Stream) -> tuple[Stream, Stream]:
+    """Step 3: 1 hour on order_ts, 2 hours on pay_ts."""
+    return orders.with_watermark("order_ts", "1 hour"), payments.with_watermark("pay_ts", "2 hours")
+
+
+def match(orders: Stream, payments: Stream) -> Query:
+    """Steps 4-5: orders inner-joined with their payments within 4 hours, appended."""
+    o, p = watermarked(orders, payments)
+    return o.join(p, on=["order_id"], how="inner", between=BETWEEN).query("append")
+
+
+def unmatched(orders: Stream, payments: Stream) -> Query:
+    """Step 6: orders no payment matched within 4 hours, each once, when the watermark says
+    none can come any more (the left outer join's null rows)."""
+    o, p = watermarked(orders, payments)
+    joined = o.join(
+        p, on=["order_id"], how="left_outer", between=BETWEEN, right_columns=PAYMENT_COLUMNS
+    )
+    # pay_ts is the payments' watermarked column: never null in a matched row.
+    return (
+        joined.filter(lambda r: r["pay_ts"] is None)
+        .select("order_id", "user_id", "amount", "order_ts")
+        .query("append")
+    )
+
+
+query: Query = match(read("orders"), read("payments"))
+"""The matched pairs, for replay mode (`weir replay order_matching`)."""
+
+
+def build_app(
+    name: str = "order-matching",
+    orders_topic: str = "orders",
+    payments_topic: str = "payments",
+    matched_topic: str = "matched_orders",
+    table: str = "unmatched_orders",
+    dsn: str | None = None,
+    **settings: Any,
+) -> App:
+    """Exercise 3 on Kafka: matched pairs to the `matched_topic` topic as JSON (exactly once,
+    in the checkpoint's transaction), unmatched orders to the PostgreSQL table `table`
+    (idempotent on the batch id), each its own query with its own checkpoint."""
+    settings.setdefault("max_event_time_skew_ms", max_event_time_skew)
+    app = App(name, **settings)
+    ins = (app.topic(orders_topic), app.topic(payments_topic))
+    schemas = {orders_topic: SCHEMAS["orders"], payments_topic: SCHEMAS["payments"]}
+    app.agent(*ins, sink=app.topic(matched_topic), key="order_id", schema=schemas, name="matched")(
+        match
+    )
+    pg = postgres_insert(
+        table,
+        ["order_id", "user_id", "amount", "order_ts"],
+        dsn=dsn,
+        column_types={"amount": "double precision", "order_ts": "timestamptz"},
+    )
+    app.agent(*ins, sink=pg, schema=schemas, name="unmatched")(unmatched)
+    return app
+
 
 max_event_time_skew = "1 day"
 """The event-time guard for this course pipeline: rows stamped more than a day ahead of the
@@ -85,3 +152,6 @@ def generate(traffic: Traffic, n: int) -> Iterator[Event]:
         return "orders", order
 
     return traffic.events(n, make)
+
+
+app = build_app()

@@ -12,26 +12,12 @@ order can no longer match, so no order is reported unmatched too early or twice.
 
 from __future__ import annotations
 
-from weir import Query
+from weir import Query, read
 from weir.agents.order_matching import generate as generate  # the same input events
-from weir.agents.order_matching import orders, payments  # the same watermarked inputs
+from weir.agents.order_matching import unmatched
 
-PAYMENT_COLUMNS = ("payment_id", "order_id", "payment_method", "pay_ts")
-
-joined = orders.join(
-    payments,
-    on=["order_id"],
-    how="left_outer",
-    between=("pay_ts", "order_ts", "order_ts + 4 hours"),
-    right_columns=PAYMENT_COLUMNS,
-)
-
-# pay_ts is the payments' watermarked column: never null in a matched row.
-unmatched = joined.filter(lambda r: r["pay_ts"] is None).select(
-    "order_id", "user_id", "amount", "order_ts"
-)
-
-query: Query = unmatched.query("append")
+query: Query = unmatched(read("orders"), read("payments"))
+"""The app of exercise 3 (`weir run order_matching`) writes these rows to PostgreSQL."""
 
 max_event_time_skew = "1 day"
 """The event-time guard for this course pipeline: rows stamped more than a day ahead of the
