@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,8 @@ def files_app(name: str, folder: Path, out: str, state_dir: Path, bootstrap: str
     return app
 
 
-async def run_until(app: App, batches: int, timeout: float = 60) -> None:
-    """Run the worker until `batches` batches committed, then stop it."""
+async def run_until(app: App, batches: int, timeout: float = 60, settle_s: float = 0) -> None:
+    """Run the worker until `batches` batches committed (then `settle_s` more), then stop it."""
     worker = Worker(app)
     seen: list[dict[str, Any]] = []
     app.on_progress(seen.append)
@@ -53,6 +54,7 @@ async def run_until(app: App, batches: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while len(seen) < batches and time.monotonic() < deadline and not task.done():
         await asyncio.sleep(0.05)
+    await asyncio.sleep(settle_s)
     worker.stop()
     await asyncio.wait_for(task, 60)
     assert len(seen) >= batches, f"only {len(seen)} batches in {timeout}s"
@@ -106,3 +108,25 @@ async def test_restart_mid_directory_reads_each_file_once(
     hdrs = dict(dead[0].headers)
     assert hdrs["source.file"] == b"part-03.json" and hdrs["source.row"] == b"101"
     assert hdrs["error"].startswith(b"schema: id: expected integer")
+
+
+async def test_a_new_machine_reads_on_from_the_checkpoint_alone(
+    kafka: KafkaHelper, state_dir: Path, tmp_path: Path
+) -> None:
+    """The state folder (with the local file log) is lost between runs, as on a rescheduled
+    pod: the taken files come back from the changelog with the state, so the restarted query
+    neither reads the first files again nor skips any (before: it stopped, the log lost)."""
+    out = await kafka.topic("files-moved-out")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(6):
+        write(folder, f"part-{k:02d}.json", range(k * 100, k * 100 + 100))
+    name = f"files-moved-{out[-6:]}"
+    await run_until(files_app(name, folder, out, state_dir, kafka.bootstrap), 3)
+    done = len(await kafka.read_json(out, idle_s=1.0))
+    shutil.rmtree(state_dir)
+    write(folder, "part-00a.json", range(1000, 1050))  # sorts first, arrives late
+    left = 1 + (600 - done) // 100  # files still to read, one a batch
+    await run_until(files_app(name, folder, out, state_dir, kafka.bootstrap), left)
+    ids = sorted(r["id"] for r in await kafka.read_json(out, idle_s=1.0))
+    assert ids == sorted([*range(0, 600), *range(1000, 1050)])

@@ -155,6 +155,7 @@ def process(
     transaction: KafkaRecords | None = None,
     schemas: Mapping[str, Schema] | None = None,
     record_columns: Mapping[str, str] | None = None,
+    source_state: Mapping[bytes, Any] | None = None,
 ) -> Driven:
     """Run one micro-batch of `task` up to its sinks: `records` per source topic (an empty
     mapping is a no-data batch) at processing time `now` (epoch ms).
@@ -165,7 +166,8 @@ def process(
     (per source topic, the position after the batch) are committed with the state.
     `schemas` (per query input) conform each decoded row, rejecting a misfit with its record
     (weir.service.schema); `record_columns` adds the record's own fields to every row
-    (weir.service.record_columns). The returned `output` is what the sinks get: the rows
+    (weir.service.record_columns); `source_state` is committed with the state too (what a
+    source needs to find its positions again). The returned `output` is what the sinks get: the rows
     with the batch identity (`identity.batch_id` is set from the task) and `transaction`
     for transactional sinks.
     Raises what the query raises (the batch could not run at all); the task's state is
@@ -178,7 +180,7 @@ def process(
     )
     n_input = sum(len(recs) for recs in records.values())
     decoded_at = time.monotonic()
-    result = task.run_batch(rows_by_input, now, event_time_limit, positions)
+    result = task.run_batch(rows_by_input, now, event_time_limit, positions, source_state)
     ctx = result.ctx
     for (row, reason, stage), origin in zip(ctx.errors, result.error_origins, strict=True):
         rec = kept.record_of(origin)

@@ -23,9 +23,11 @@ from weir.tables.watermark import WatermarkPlan, WatermarkTracker
 _QUERY_PREFIX = b"\x01query/"
 _POSITIONS = _QUERY_PREFIX + b"positions"
 _PLAN = _QUERY_PREFIX + b"plan"
-QUERY_KEYS = (_QUERY_PREFIX + b"progress", _POSITIONS, _QUERY_PREFIX + b"operators", _PLAN)
-"""The query's own keys in the store (batch id and watermark, positions, fingerprints); every
-other key belongs to a stateful operator."""
+_SOURCES = _QUERY_PREFIX + b"source/"
+QUERY_PREFIX = _QUERY_PREFIX
+"""Every key of the query's own (batch id and watermark, positions, fingerprints, plan, its
+sources' checkpoint state) starts with this; every other key belongs to a stateful
+operator."""
 
 
 class Query:
@@ -214,6 +216,19 @@ class QueryTask:
         the state (so as current as the state itself); {} before any."""
         return dict(StateTxn(self.store).get(_POSITIONS) or {})
 
+    def source_state(self) -> dict[bytes, Any]:
+        """What the query's sources keep with its checkpoint beyond their positions (a file
+        source's taken files), as committed (see `run_batch`)."""
+        return {k[len(_SOURCES) :]: v for k, v in StateTxn(self.store).items(_SOURCES)}
+
+    def encode_source_state(self, state: Mapping[bytes, Any]) -> dict[bytes, bytes | None]:
+        """`state` (as `run_batch` takes it) as store records, for a changelog write of their
+        own (a batch plan's); the store itself is not changed."""
+        txn = StateTxn(self.store)
+        for key, value in state.items():
+            txn.put(_SOURCES + key, value)
+        return txn.changes()
+
     def plan(self, ranges: Mapping[str, tuple[int, int]]) -> tuple[bytes, bytes]:
         """The store record (key, encoded value) saying that the next batch covers exactly
         `ranges` (per input source, first position and the one after the last; {} for a
@@ -230,12 +245,17 @@ class QueryTask:
             return None
         return {k: (v[0], v[1]) for k, v in plan["ranges"].items()}
 
-    def skip_batch(self, positions: Mapping[str, int]) -> StateTxn:
+    def skip_batch(
+        self, positions: Mapping[str, int], source_state: Mapping[bytes, Any] | None = None
+    ) -> StateTxn:
         """The uncommitted state change for a batch whose input was dead-lettered instead of
-        run: its end `positions` (per input source) become the committed ones and its plan is
-        dropped. Put `changes()` in the checkpoint, commit it after."""
+        run: its end `positions` (per input source) become the committed ones, with its
+        `source_state`, and its plan is dropped. Put `changes()` in the checkpoint, commit it
+        after."""
         txn = StateTxn(self.store)
         txn.put(_POSITIONS, {**(txn.get(_POSITIONS) or {}), **positions})
+        for key, value in (source_state or {}).items():
+            txn.put(_SOURCES + key, value)
         txn.delete(_PLAN)
         return txn
 
@@ -266,14 +286,19 @@ class QueryTask:
         processing_time: int,
         event_time_limit: int | None = None,
         positions: Mapping[str, int] | None = None,
+        source_state: Mapping[bytes, Any] | None = None,
     ) -> BatchResult:
         """Run one micro-batch (empty mapping: a no-data batch); see the class contract.
         Rows whose event time is after `event_time_limit` are dead-lettered (the event-time
         guard: they never move the watermark). `positions` (per input source, the position
-        after the batch) are committed with the state, see `positions()`."""
+        after the batch) are committed with the state, see `positions()`, and so is
+        `source_state` (what a source needs to find those positions again), see
+        `source_state()`."""
         txn = StateTxn(self.store)
         if positions:
             txn.put(_POSITIONS, {**(txn.get(_POSITIONS) or {}), **positions})
+        for key, value in (source_state or {}).items():
+            txn.put(_SOURCES + key, value)
         wm, late = self.tracker.start_batch()
         ctx = BatchContext(
             batch_id=self.next_batch_id,

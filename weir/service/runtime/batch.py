@@ -9,7 +9,7 @@ their topic become dead letters. Nothing is written here: the checkpoint writes 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +89,7 @@ async def run_batch(
     limits: dict[str, topics.TopicLimits],
     now: int,
     event_time_limit: int | None,
+    source_state: Mapping[bytes, Any] | None = None,
 ) -> Batch:
     """Run one micro-batch of `partition` of `stage` (records per input topic) through `query` at
     processing time `now`, collecting what it writes in `out`. Raises SinkFailure when a
@@ -118,6 +119,7 @@ async def run_batch(
         aliases=stage.aliases,
         schemas=agent.schemas,
         record_columns=agent.record_columns,
+        source_state=source_state,
         positions={topic: end for topic, (_first, end) in ranges.items()},
         transaction=out,
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from weir.service import metrics
 from weir.service.app import Agent
-from weir.tables.query import QUERY_KEYS, BatchResult
+from weir.tables.query import QUERY_PREFIX, BatchResult
 from weir.tables.timeutil import iso_utc
 
 log = logging.getLogger("weir.worker")
@@ -89,8 +89,8 @@ def state_operators(
     ops = result.operators
     out = []
     for op in ops:
-        if len(ops) == 1:  # all but the query's own keys (no scan on the hot path)
-            updated = len(changes) - sum(k in changes for k in QUERY_KEYS)
+        if len(ops) == 1:  # all but the query's own keys
+            updated = sum(1 for k in changes if not k.startswith(QUERY_PREFIX))
         else:
             updated = sum(1 for k in changes if k.startswith(op.prefix))
         out.append(

@@ -132,6 +132,15 @@ class AgentRunner:
         whose position is in the task's state only)."""
         return {} if isinstance(self.source, ExternalSource) else offsets_after(recs, p)
 
+    def _source_state(self, recs: TopicRecords) -> dict[bytes, Any]:
+        """What a non-Kafka source keeps with the checkpoint of the batch `recs`."""
+        if not isinstance(self.source, ExternalSource):
+            return {}
+        ranges = ranges_of(recs)
+        if self.source.input_topic not in ranges:
+            return {}
+        return self.source.source.checkpoint_state(*ranges[self.source.input_topic])
+
     def assigned(self) -> set[int] | None:
         """The input partitions the group assigned this agent (None before it started)."""
         return self.source.partitions()
@@ -264,6 +273,9 @@ class AgentRunner:
             task = self.tasks.get(tp.partition)
             return task.query.positions().get(tp.topic) if task is not None else None
 
+        if isinstance(self.source, ExternalSource) and 0 in self.tasks:
+            self.source.source.restore_state(self.tasks[0].query.source_state())
+
         await self.source.resume_at_committed(tps, stored)
 
     async def _caught_up(self) -> bool:
@@ -382,7 +394,7 @@ class AgentRunner:
         # the rewind after this, resumes after it even when the coordinator still answers the
         # offset from before (and a plan for it is dropped).
         ends = {topic: end for topic, (_first, end) in ranges_of(recs).items()}
-        txn = task.query.skip_batch(ends)
+        txn = task.query.skip_batch(ends, self._source_state(recs))
         for key, value in txn.changes().items():
             out.add(self.agent.changelog_topic, key, value, partition=task.partition)
         await self._produce_and_commit(task, out, self._kafka_offsets(recs, task.partition))
@@ -413,6 +425,7 @@ class AgentRunner:
             self._limits,
             now,
             None if skew is None else now + skew,
+            self._source_state(recs),
         )
         t_processed = time.monotonic()
         result = batch.result
@@ -449,6 +462,10 @@ class AgentRunner:
         key, value = task.query.plan(ranges_of(recs))
         out = self._outgoing()
         out.add(self.agent.changelog_topic, key, value, partition=task.partition)
+        # the files (say) the plan covers: a rerun elsewhere reads the same ones
+        state = task.query.encode_source_state(self._source_state(recs))
+        for k, v in state.items():
+            out.add(self.agent.changelog_topic, k, v, partition=task.partition)
         await self._produce_and_commit(task, out, {})
 
     async def _produce_and_commit(

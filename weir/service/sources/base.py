@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Protocol, overload
+from typing import Any, Protocol, overload
 
 TopicRecords = Mapping[str, Sequence["SourceRecord"]]
 """One task's records of a micro-batch: per topic, in position order."""
@@ -104,6 +104,17 @@ class Source(ABC):
     def exhausted(self) -> bool:
         """A bounded source that has returned its last record."""
         return False
+
+    def checkpoint_state(self, first: int, end: int) -> dict[bytes, Any]:
+        """What must be kept with the checkpoint of a batch covering positions [first, end) of
+        partition 0, beyond the end position, for `seek` to mean the same records on another
+        machine (a file source: the files it took there). Keys are the source's own; values
+        are JSON-able. Most sources need nothing."""
+        return {}
+
+    def restore_state(self, state: Mapping[bytes, Any]) -> None:  # noqa: B027 - optional hook
+        """Take back what `checkpoint_state` gave, as the checkpoint has it (all committed
+        batches' entries), before the first `seek` after a restart."""
 
 
 class LazyRecords(Sequence[SourceRecord]):

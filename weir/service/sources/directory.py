@@ -25,10 +25,12 @@ from typing import Any, Literal
 from weir.service.schema import Schema
 from weir.service.sources.base import LazyRecords, Records, Source, SourceRecord
 from weir.service.sources.file_formats import FORMATS, Format, read_rows, unreadable
-from weir.service.sources.file_log import FileLog, LoggedFile
+from weir.service.sources.file_log import FileLog, LoggedFile, as_dict, from_dict
 from weir.tables.timeutil import parse_duration
 
 Order = Literal["name", "modified"]
+_KEY = b"files/"
+"""Checkpoint state keys: a taken file's entry, by its first offset (8 bytes, big-endian)."""
 POLL_MS = 100
 """How often a waiting `next_batch` lists the directory again."""
 
@@ -223,6 +225,21 @@ class DirectorySource(Source):
                 "or replaced, so which files the checkpoint has read is unknown"
             )
         self._pos = position
+
+    def checkpoint_state(self, first: int, end: int) -> dict[bytes, Any]:
+        """The log entries of the files with rows in [first, end), keyed by first offset."""
+        return {
+            _KEY + e.first.to_bytes(8, "big"): as_dict(e) for e in self.log.covering(first, end)
+        }
+
+    def restore_state(self, state: Mapping[bytes, Any]) -> None:
+        """Rebuild the file log from a checkpoint's entries (`FileLog.adopt`): a worker whose
+        state folder was lost, or another machine, reads the same files at the same offsets."""
+        entries = [from_dict(v) for k, v in sorted(state.items()) if k.startswith(_KEY)]
+        with self._lock:
+            self.log.adopt(entries)
+            self._current = None
+            self._ready.clear()  # listed before: some may be taken files now
 
     def _check(self, topic: str, partition: int) -> None:
         if topic != self.topic or partition != 0:

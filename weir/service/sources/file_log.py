@@ -7,6 +7,7 @@ import os
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -46,6 +47,39 @@ class FileLog:
         self._with_rows: list[LoggedFile] = []
         self._load()
 
+    def covering(self, first: int, end: int) -> list[LoggedFile]:
+        """The logged files with rows in offsets [first, end), in order."""
+        if first >= end or first >= self.end:
+            return []
+        i = bisect_right(self._firsts, first) - 1
+        out = []
+        for entry in self._with_rows[max(i, 0) :]:
+            if entry.first >= end:
+                break
+            out.append(entry)
+        return out
+
+    def adopt(self, entries: list[LoggedFile]) -> None:
+        """Make the log start with `entries` (the files with rows a checkpoint has, in
+        order): kept as it is when it already does (it may hold files taken after them),
+        rewritten to exactly `entries` when it does not (it was lost, or another machine's
+        checkpoint took other files there), atomically and durably."""
+        if self._with_rows[: len(entries)] == entries:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(b"".join(_line(e) + b"\n" for e in entries))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.names, self.end, self._firsts, self._with_rows = set(), 0, [], []
+        self._load()
+
     def _load(self) -> None:
         try:
             data = self.path.read_bytes()
@@ -54,14 +88,7 @@ class FileLog:
         *lines, torn = data.split(b"\n")
         for n, line in enumerate(lines, 1):
             try:
-                obj = orjson.loads(line)
-                entry = LoggedFile(
-                    str(obj["name"]),
-                    int(obj["first"]),
-                    int(obj["rows"]),
-                    int(obj["size"]),
-                    int(obj["mtime_ms"]),
-                )
+                entry = from_dict(orjson.loads(line))
             except (ValueError, KeyError, TypeError) as exc:
                 where = f"file log {self.path}, line {n}"
                 raise ValueError(f"{where}: not a file entry ({exc})") from None
@@ -91,15 +118,7 @@ class FileLog:
         when it cannot be written (the log is left as it was)."""
         self._check(entry, f"file log {self.path}")
         created = not self.path.exists()
-        line = orjson.dumps(
-            {
-                "name": entry.name,
-                "first": entry.first,
-                "rows": entry.rows,
-                "size": entry.size,
-                "mtime_ms": entry.mtime_ms,
-            }
-        )
+        line = _line(entry)
         with open(self.path, "ab") as f:
             start = f.tell()
             try:
@@ -120,3 +139,29 @@ class FileLog:
     def at(self, offset: int) -> LoggedFile:
         """The logged file holding row `offset` (which must be below `end`)."""
         return self._with_rows[bisect_right(self._firsts, offset) - 1]
+
+
+def _line(entry: LoggedFile) -> bytes:
+    return orjson.dumps(as_dict(entry))
+
+
+def as_dict(entry: LoggedFile) -> dict[str, Any]:
+    """The entry as the log (and a checkpoint) keeps it."""
+    return {
+        "name": entry.name,
+        "first": entry.first,
+        "rows": entry.rows,
+        "size": entry.size,
+        "mtime_ms": entry.mtime_ms,
+    }
+
+
+def from_dict(obj: Any) -> LoggedFile:
+    """An entry from `as_dict`'s form; raises KeyError, TypeError or ValueError otherwise."""
+    return LoggedFile(
+        str(obj["name"]),
+        int(obj["first"]),
+        int(obj["rows"]),
+        int(obj["size"]),
+        int(obj["mtime_ms"]),
+    )
