@@ -51,3 +51,38 @@ async def test_rate_source_restarts_where_it_stopped(kafka: KafkaHelper, state_d
     t0 = rows[0]["timestamp"]
     assert all(isinstance(r["timestamp"], str) and r["timestamp"].endswith("Z") for r in rows)
     assert t0 <= rows[-1]["timestamp"]
+
+
+async def test_socket_word_count_as_the_course_starts(kafka: KafkaHelper, state_dir: Path) -> None:
+    """Section 1.2's first query: lines from a socket, words counted in update mode."""
+    from weir.agents.word_count import build
+
+    lines = [b"the stream is a table\n", b"a table that grows\n", b"The end\n"]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for line in lines:
+            writer.write(line)
+            await writer.drain()
+            await asyncio.sleep(0.2)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    out = await kafka.topic("socket-counts")
+    app = App(f"sock-{out[-6:]}", state_dir=state_dir, bootstrap_servers=kafka.bootstrap)
+    app.agent(app.socket(host="127.0.0.1", port=port), sink=app.topic(out), key="word")(build)
+    try:
+        await run_for(app, 5)
+    finally:
+        server.close()
+    finals = {r["word"]: r["count"] for r in await kafka.read_json(out, idle_s=1.0)}
+    assert finals == {
+        "the": 2,
+        "stream": 1,
+        "is": 1,
+        "a": 2,
+        "table": 2,
+        "that": 1,
+        "grows": 1,
+        "end": 1,
+    }

@@ -11,6 +11,7 @@ seeks the source there, so a replayable source gives the same records again.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from aiokafka import ConsumerRebalanceListener
@@ -80,10 +81,14 @@ class ExternalSource(KafkaSource):
             await asyncio.sleep(min(wait_ms, 100) / 1000)
             return {}
         seeks = self._seeks
+        started = time.monotonic()
         got = await self.source.next_batch(max_records, wait_ms)
         if self._paused or seeks != self._seeks:
             return {}  # read before a rebalance or a rewind repositioned the source
         self.drained = not any(rs for by_topic in got.values() for rs in by_topic.values())
+        if self.drained:  # a source that answers at once (one that ended) must not spin the loop
+            left = wait_ms / 1000 - (time.monotonic() - started)
+            await asyncio.sleep(max(left, 0.001))
         return got
 
     async def resume_at_committed(
