@@ -8,7 +8,6 @@ runs the same query over the same events as JSON lines (memory store)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pkgutil
 import uuid
@@ -24,6 +23,7 @@ from bench.replay_runs import replay_seconds
 from bench.weir_runs import run_worker
 from weir.service.app import load_attribute
 from weir.service.produce import copy_line, generated
+from weir.service.runtime import topics
 from weir.service.traffic import Traffic
 from weir.tables.query import Query
 
@@ -86,17 +86,9 @@ async def course(kafka: Kafka, workdir: Path, say: Any) -> dict[str, Any]:
 
 
 async def _delete(kafka: Kafka, names: list[str]) -> None:
-    """Delete the topics of `names` that exist and wait until they are gone (the next
-    pipeline may create topics of the same names)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     await admin.start()
     try:
-        doomed = [t for t in names if t in set(await admin.list_topics())]
-        if doomed:
-            await admin.delete_topics(doomed)
-        for _ in range(200):
-            if not set(await admin.list_topics()) & set(doomed):
-                break
-            await asyncio.sleep(0.1)
+        await topics.delete(admin, names)
     finally:
         await admin.close()

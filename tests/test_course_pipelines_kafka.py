@@ -7,7 +7,6 @@ An event a day later closes every window, so append-mode pipelines emit them all
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from weir.agents import (
 from weir.service.app import App, Trigger
 from weir.service.produce import generated
 from weir.service.replay import replay
+from weir.service.runtime import topics
 from weir.service.runtime.worker import Worker
 from weir.service.traffic import Traffic
 from weir.tables.query import Query
@@ -47,13 +47,7 @@ async def recreate(bootstrap: str, names: list[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        doomed = [t for t in names if t in set(await admin.list_topics())]
-        if doomed:
-            await admin.delete_topics(doomed)
-        for _ in range(200):
-            if not set(await admin.list_topics()) & set(doomed):
-                break
-            await asyncio.sleep(0.1)
+        await topics.delete(admin, names)
     finally:
         await admin.close()
 

@@ -73,13 +73,7 @@ async def _reset(bootstrap: str, app: App) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        doomed = [t for t in existing if t in inputs or t.startswith(prefixes)]
-        if doomed:
-            await admin.delete_topics(doomed)
-            for _ in range(100):
-                if not set(await admin.list_topics()) & set(doomed):
-                    break
-                await asyncio.sleep(0.1)
+        await topics.delete(admin, [t for t in existing if t in inputs or t.startswith(prefixes)])
         for name in inputs:
             await topics.create(admin, name, 1, {})
         await topics.wait_for_leaders(admin, inputs)

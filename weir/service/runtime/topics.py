@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
@@ -89,6 +90,19 @@ async def ensure_config(
         return
     await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, dict(wanted))])
     log.info("topic %s: set %s", name, wanted)
+
+
+async def delete(admin: AIOKafkaAdminClient, names: Collection[str]) -> None:
+    """Delete the topics of `names` that exist and wait (up to 20 s) until the broker no
+    longer lists them, so topics of the same names can be created again at once."""
+    doomed = set(names) & set(await admin.list_topics())
+    if not doomed:
+        return
+    await admin.delete_topics(sorted(doomed))
+    for _ in range(200):
+        if not doomed & set(await admin.list_topics()):
+            return
+        await asyncio.sleep(0.1)
 
 
 async def delete_before(admin: AIOKafkaAdminClient, offsets: dict[TopicPartition, int]) -> None:
