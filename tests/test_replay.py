@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from weir.service.codec import decode_values
 from weir.service.commands import PIPELINES
@@ -184,3 +185,28 @@ def test_decode_values_keeps_order_and_explains_each_bad_value() -> None:
     assert errors[0][1] == "record has no value"
     assert "expected an object" in errors[1][1] and "not JSON" in errors[2][1]
     assert decode_values([]) == ([], [])
+
+
+def test_worker_takes_what_replay_takes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`weir worker` / `weir run` load an App, one agent of it (`app.<agent>` or the agent's
+    function) or a shipped pipeline by name; a bare query is refused in one line."""
+    from weir.service.commands import load_app
+
+    (tmp_path / "shop.py").write_text(
+        "from weir import App, read\n"
+        "app = App('shop')\n"
+        "@app.agent(app.topic('a'))\n"
+        "def first(s):\n"
+        "    return s.query()\n"
+        "@app.agent(app.topic('b'))\n"
+        "def second(s):\n"
+        "    return s.query()\n"
+        "query = read('a').query()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert list(load_app("shop:app").agents) == ["first", "second"]
+    assert list(load_app("shop:app.second").agents) == ["second"]
+    assert list(load_app("shop:first").agents) == ["first"]
+    assert list(load_app("order_matching").agents) == ["matched", "unmatched"]
+    with pytest.raises(SystemExit, match="not a weir App or agent"):
+        load_app("shop:query")

@@ -60,6 +60,19 @@ def load_attribute(spec: str, default_attr: str, package: str | None = None) -> 
     raise ValueError(f"cannot import {tries[0]!r} for {spec!r}: {first}") from None
 
 
+def app_of_agent_function(module_name: str, fn: Any) -> tuple[App, str] | None:
+    """The App of module `module_name` that declared an agent from function `fn`, with the
+    agent's name; None when none did."""
+    import sys
+
+    module = sys.modules.get(module_name)
+    for app in (v for v in vars(module).values() if isinstance(v, App)) if module else ():
+        for agent in app.agents.values():
+            if agent.name == getattr(fn, "__name__", None):
+                return app, agent.name
+    return None
+
+
 @dataclass(frozen=True)
 class Topic:
     """A Kafka topic the app reads or writes."""

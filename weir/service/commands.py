@@ -1,15 +1,16 @@
-"""Sub-commands of `weir` beyond `local`: worker, replay, demo."""
+"""Sub-commands of `weir` beyond `local`: worker and run, replay, produce, compact, demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import logging
 import signal
 import sys
 from typing import Any
 
-from weir.service.app import App, load_attribute
+from weir.service.app import App, app_of_agent_function, load_attribute
 
 PIPELINES = "weir.agents"
 """Where `weir replay <name>` finds a pipeline given by its bare name."""
@@ -19,21 +20,30 @@ DEMO = "weir.agents.demo:run_demo"
 
 def load_app(spec: str) -> App:
     """The App `spec` names: `module:attribute` (attribute defaults to `app`; a bare name is
-    a pipeline of weir/agents first), or `module:app.<agent>` for that agent alone. Raises
-    SystemExit with one readable line when it cannot."""
+    a pipeline of weir/agents first), or for one agent alone `module:app.<agent>` or
+    `module:<agent function>`, as `weir replay` takes them. Raises SystemExit with one
+    readable line when it cannot."""
     module, colon, attr = spec.partition(":")
     attr, _, agent = attr.partition(".")
     head = f"{module}:{attr}" if colon else module
     try:
-        _module, app = load_attribute(head, "app", PIPELINES)
+        module_name, app = load_attribute(head, "app", PIPELINES)
     except ValueError as exc:
         raise SystemExit(f"weir: {exc}") from None
+    declared = app_of_agent_function(module_name, app) if callable(app) else None
+    if declared is not None:
+        app, agent = declared
     if not isinstance(app, App):
-        raise SystemExit(f"weir: {spec!r} is not a weir App")
+        raise SystemExit(
+            f"weir: {spec!r} is not a weir App or agent (a Query alone has no topics to run on: "
+            "weir replay runs it)"
+        )
     if agent:
         if agent not in app.agents:
             raise SystemExit(f"weir: {head} has no agent {agent!r} ({', '.join(app.agents)})")
-        app.agents = {agent: app.agents[agent]}
+        one = copy.copy(app)  # the module's App keeps all its agents
+        one.agents = {agent: app.agents[agent]}
+        return one
     return app
 
 

@@ -18,7 +18,6 @@ the dead-letter file whole.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from typing import IO, Literal
 import orjson
 
 from weir.service import driver
-from weir.service.app import Agent, App, load_attribute
+from weir.service.app import Agent, App, app_of_agent_function, load_attribute
 from weir.service.runtime.topology import Stage
 from weir.service.schema import Schema
 from weir.service.sinks.base import BatchIdentity, Sink
@@ -98,12 +97,10 @@ def load_pipeline(name: str, package: str | None = None) -> Pipeline:
         return Pipeline.of(next(iter(found.agents.values())))
     if isinstance(found, Query):
         return Pipeline(found)
-    if callable(found):  # the function an agent was declared with
-        module = sys.modules[module_name]
-        for app in (v for v in vars(module).values() if isinstance(v, App)):
-            for agent in app.agents.values():
-                if agent.name == getattr(found, "__name__", None):
-                    return Pipeline.of(agent)
+    declared = app_of_agent_function(module_name, found) if callable(found) else None
+    if declared is not None:  # the function an agent was declared with
+        app, agent_name = declared
+        return Pipeline.of(app.agents[agent_name])
     raise ValueError(f"{module_name} has no Query, App or agent named {what!r}")
 
 
