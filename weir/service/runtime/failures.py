@@ -1,7 +1,8 @@
 """What goes wrong in a worker, and how it is retried.
 
 A failure Kafka may get over without anything changing (the broker unreachable, a leader
-moving, a request timing out) is `transient` and retried without limit; any other failure of
+moving, a request timing out), or a sink's server unreachable, is `transient` and retried
+without limit; any other failure of
 a micro-batch is retried `max_batch_retries` times, the same records each time (`Failure`
 remembers the batch's range), then `on_batch_failure` applies.
 """
@@ -73,6 +74,8 @@ def transient(exc: BaseException) -> bool:
     """True for failures that retrying may get over without anything changing (the broker
     unreachable, a leader moving, a request timing out)."""
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError):
+        return True
+    if getattr(exc, "transient", False) is True:  # a sink's server unreachable (SinkFailure)
         return True
     if isinstance(exc, KafkaError):
         return bool(getattr(exc, "retriable", False))

@@ -31,9 +31,15 @@ Delivery = Literal["transactional", "idempotent", "at_least_once"]
 
 
 class SinkFailure(RuntimeError):
-    """A sink (or a foreach-batch function) raised: the batch is retried, then the policy."""
+    """A sink (or a foreach-batch function) raised: the batch is retried, then the policy.
+    A `transient` failure (the sink's server unreachable) is retried without limit, as Kafka
+    being away is: the batch is written once the server is back, nothing lost or doubled."""
 
     stage: ErrorStage = "sink"
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)

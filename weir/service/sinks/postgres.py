@@ -9,6 +9,7 @@ The same transaction records the batch's identity (table, query, task, batch num
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -90,11 +91,20 @@ class PostgresUpsertSink(Sink):
         return f"postgres[{self.table}]"
 
     async def write(self, batch: SinkBatch) -> None:
+        """Write the batch in one transaction. An unreachable server (connection refused or
+        lost) is a transient `SinkFailure`: the connection is dropped and the batch retried
+        until the server is back; any other error fails the batch as usual."""
+        import psycopg
+
         ts_cols = batch.timestamp_columns
         try:
             await self.upsert([render_row(r, ts_cols) for r in batch.rows], batch.identity)
         except Exception as exc:
-            raise SinkFailure(f"{self.description} failed: {type(exc).__name__}: {exc}") from exc
+            lost = isinstance(exc, psycopg.OperationalError)
+            if lost:
+                await self.close()
+            why = f"{self.description} failed: {type(exc).__name__}: {exc}"
+            raise SinkFailure(why, transient=lost) from exc
 
     async def upsert(self, rows: list[dict[str, Any]], batch: BatchIdentity | None = None) -> None:
         """Write `rows` (JSON-able values) in one transaction, connecting first if needed;
@@ -120,9 +130,10 @@ class PostgresUpsertSink(Sink):
             await cur.executemany(self._insert, [tuple(r.get(c) for c in cols) for r in rows])
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # a connection the server dropped
+                await conn.close()
 
     async def __call__(self, rows: list[dict[str, Any]], batch_id: int) -> None:
         """The sink as a foreach-batch function (rows already rendered); a `BatchId` is
