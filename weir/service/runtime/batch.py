@@ -74,17 +74,13 @@ class KafkaRejects:
             self.out.add(late_topic.name, None, value, [("operator", op_name.encode())])
 
 
-def offsets_after(recs: TopicRecords, partition: int) -> dict[TopicPartition, int]:
-    """The input offsets to commit once `recs` (of task `partition`) are processed."""
-    return {TopicPartition(topic, partition): rs[-1].offset + 1 for topic, rs in recs.items()}
-
-
 async def run_batch(
     stage: Stage,
     sinks: Sequence[Sink],
     query: QueryTask,
     partition: int,
     recs: TopicRecords,
+    offsets: dict[TopicPartition, int],
     out: Outgoing,
     limits: dict[str, topics.TopicLimits],
     now: int,
@@ -92,10 +88,11 @@ async def run_batch(
     source_state: Mapping[bytes, Any] | None = None,
 ) -> Batch:
     """Run one micro-batch of `partition` of `stage` (records per input topic) through `query` at
-    processing time `now`, collecting what it writes in `out`. Raises SinkFailure when a
-    sink raises; the query's own failures propagate."""
+    processing time `now`, collecting what it writes in `out`; `offsets` are the input offsets
+    to commit with it and `source_state` what the source keeps with it (the source's
+    `offsets_after` and `state_for`). Raises SinkFailure when a sink raises; the
+    query's own failures propagate."""
     agent = stage.agent
-    offsets = offsets_after(recs, partition)
     ranges = ranges_of(recs)
     sources = []
     for topic, rs in recs.items():

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from aiokafka import ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 
-from weir.service.sources.base import Records, Source
+from weir.service.sources.base import Records, Source, TopicRecords
 from weir.service.sources.kafka import KafkaSource
 
 
@@ -90,6 +91,18 @@ class ExternalSource(KafkaSource):
             left = wait_ms / 1000 - (time.monotonic() - started)
             await asyncio.sleep(max(left, 0.001))
         return got
+
+    def offsets_after(self, recs: TopicRecords, partition: int) -> dict[TopicPartition, int]:
+        """None: the position is in the task's state only."""
+        return {}
+
+    def state_for(self, recs: TopicRecords) -> dict[bytes, Any]:
+        """The source's own state for the positions `recs` cover (`Source.checkpoint_state`)."""
+        rs = recs.get(self.input_topic)
+        return self.source.checkpoint_state(rs[0].offset, rs[-1].offset + 1) if rs else {}
+
+    def restore_state(self, state: Mapping[bytes, Any]) -> None:
+        self.source.restore_state(state)
 
     async def resume_at_committed(
         self, tps: list[TopicPartition], stored: Callable[[TopicPartition], int | None]

@@ -21,7 +21,7 @@ from aiokafka.structs import TopicPartition
 
 from weir.service import metrics
 from weir.service.runtime import progress, topics
-from weir.service.runtime.batch import KafkaRejects, offsets_after, run_batch
+from weir.service.runtime.batch import KafkaRejects, run_batch
 from weir.service.runtime.checkpoint import (
     Committer,
     Outgoing,
@@ -126,20 +126,6 @@ class AgentRunner:
             self._reset_policy(),
             self.settings.fail_on_data_loss,
         )
-
-    def _kafka_offsets(self, recs: TopicRecords, p: int) -> dict[TopicPartition, int]:
-        """The input offsets to commit after `recs` of task `p` (none for a non-Kafka input,
-        whose position is in the task's state only)."""
-        return {} if isinstance(self.source, ExternalSource) else offsets_after(recs, p)
-
-    def _source_state(self, recs: TopicRecords) -> dict[bytes, Any]:
-        """What a non-Kafka source keeps with the checkpoint of the batch `recs`."""
-        if not isinstance(self.source, ExternalSource):
-            return {}
-        ranges = ranges_of(recs)
-        if self.source.input_topic not in ranges:
-            return {}
-        return self.source.source.checkpoint_state(*ranges[self.source.input_topic])
 
     def assigned(self) -> set[int] | None:
         """The input partitions the group assigned this agent (None before it started)."""
@@ -273,8 +259,8 @@ class AgentRunner:
             task = self.tasks.get(tp.partition)
             return task.query.positions().get(tp.topic) if task is not None else None
 
-        if isinstance(self.source, ExternalSource) and 0 in self.tasks:
-            self.source.source.restore_state(self.tasks[0].query.source_state())
+        for p in {tp.partition for tp in tps} & set(self.tasks):
+            self.source.restore_state(self.tasks[p].query.source_state())
 
         await self.source.resume_at_committed(tps, stored)
 
@@ -394,10 +380,10 @@ class AgentRunner:
         # the rewind after this, resumes after it even when the coordinator still answers the
         # offset from before (and a plan for it is dropped).
         ends = {topic: end for topic, (_first, end) in ranges_of(recs).items()}
-        txn = task.query.skip_batch(ends, self._source_state(recs))
+        txn = task.query.skip_batch(ends, self.source.state_for(recs))
         for key, value in txn.changes().items():
             out.add(self.agent.changelog_topic, key, value, partition=task.partition)
-        await self._produce_and_commit(task, out, self._kafka_offsets(recs, task.partition))
+        await self._produce_and_commit(task, out, self.source.offsets_after(recs, task.partition))
         txn.commit()
         metrics.DEAD_LETTERS.labels(self.name).inc(out.n_dead)
         log.error(
@@ -421,11 +407,12 @@ class AgentRunner:
             task.query,
             task.partition,
             recs,
+            self.source.offsets_after(recs, task.partition),
             self._outgoing(),
             self._limits,
             now,
             None if skew is None else now + skew,
-            self._source_state(recs),
+            self.source.state_for(recs),
         )
         t_processed = time.monotonic()
         result = batch.result
@@ -436,8 +423,7 @@ class AgentRunner:
                 os._exit(CRASH_EXIT_CODE)
         jump = self.settings.watermark_jump_warn_ms
         progress.check_watermark(self.name, task.partition, result, task.query.watermark, now, jump)
-        offsets = self._kafka_offsets(recs, task.partition)
-        changelog_end = await self._produce_and_commit(task, batch.out, offsets)
+        changelog_end = await self._produce_and_commit(task, batch.out, batch.offsets)
         t_committed = time.monotonic()
         meta = {"changelog_offset": changelog_end} if changelog_end is not None else None
         task.query.commit(result, meta, batch.changes)
@@ -463,7 +449,7 @@ class AgentRunner:
         out = self._outgoing()
         out.add(self.agent.changelog_topic, key, value, partition=task.partition)
         # the files (say) the plan covers: a rerun elsewhere reads the same ones
-        state = task.query.encode_source_state(self._source_state(recs))
+        state = task.query.encode_source_state(self.source.state_for(recs))
         for k, v in state.items():
             out.add(self.agent.changelog_topic, k, v, partition=task.partition)
         await self._produce_and_commit(task, out, {})

@@ -19,7 +19,7 @@ from aiokafka.structs import TopicPartition
 
 from weir.service import metrics
 from weir.service.runtime.failures import DataLossError, stop_client
-from weir.service.sources.base import Records, Source
+from weir.service.sources.base import Records, Source, TopicRecords
 
 log = logging.getLogger("weir.worker")
 
@@ -208,6 +208,15 @@ class KafkaSource(Source):
                 log.info("%s: starting offsets %s", self.name, to_commit)
         finally:
             await consumer.stop()
+
+    def offsets_after(self, recs: TopicRecords, partition: int) -> dict[TopicPartition, int]:
+        """The input offsets to commit once `recs` (of task `partition`) are processed."""
+        return {TopicPartition(t, partition): rs[-1].offset + 1 for t, rs in recs.items()}
+
+    def state_for(self, recs: TopicRecords) -> dict[bytes, Any]:
+        """What the batch `recs` keeps with its checkpoint beyond its offsets: nothing here
+        (a file source has some: `Source.checkpoint_state`)."""
+        return {}
 
     def pause(self, tps: list[TopicPartition]) -> None:
         """Fetch nothing of `tps` until `resume`."""
