@@ -16,6 +16,7 @@ own checkpoint location.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -60,17 +61,24 @@ def load_attribute(spec: str, default_attr: str, package: str | None = None) -> 
     raise ValueError(f"cannot import {tries[0]!r} for {spec!r}: {first}") from None
 
 
-def app_of_agent_function(module_name: str, fn: Any) -> tuple[App, str] | None:
-    """The App of module `module_name` that declared an agent from function `fn`, with the
-    agent's name; None when none did."""
-    import sys
-
-    module = sys.modules.get(module_name)
-    for app in (v for v in vars(module).values() if isinstance(v, App)) if module else ():
-        for agent in app.agents.values():
-            if agent.name == getattr(fn, "__name__", None):
-                return app, agent.name
-    return None
+def load_agent_spec(
+    spec: str, default_attr: str, package: str | None = None
+) -> tuple[str, str, Any, str]:
+    """Import what `module[:attribute[.agent]]` names (see `load_attribute`): (module name,
+    attribute as written, the attribute or None, the agent named after the dot or ""). The
+    function an agent was declared with stands for its App, with that agent named. Raises
+    ValueError as `load_attribute` does."""
+    module, colon, attr = spec.partition(":")
+    attr, _, agent = attr.partition(".")
+    module_name, found = load_attribute(
+        f"{module}:{attr}" if colon else module, default_attr, package
+    )
+    if callable(found):
+        by_name = getattr(found, "__name__", None)
+        for app in (v for v in vars(sys.modules[module_name]).values() if isinstance(v, App)):
+            if by_name in app.agents:
+                return module_name, attr, app, str(by_name)
+    return module_name, attr, found, agent
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import signal
 import sys
 from typing import Any
 
-from weir.service.app import App, app_of_agent_function, load_attribute
+from weir.service.app import App, load_agent_spec, load_attribute
 
 PIPELINES = "weir.agents"
 """Where `weir replay <name>` finds a pipeline given by its bare name."""
@@ -23,16 +23,10 @@ def load_app(spec: str) -> App:
     a pipeline of weir/agents first), or for one agent alone `module:app.<agent>` or
     `module:<agent function>`, as `weir replay` takes them. Raises SystemExit with one
     readable line when it cannot."""
-    module, colon, attr = spec.partition(":")
-    attr, _, agent = attr.partition(".")
-    head = f"{module}:{attr}" if colon else module
     try:
-        module_name, app = load_attribute(head, "app", PIPELINES)
+        module_name, attr, app, agent = load_agent_spec(spec, "app", PIPELINES)
     except ValueError as exc:
         raise SystemExit(f"weir: {exc}") from None
-    declared = app_of_agent_function(module_name, app) if callable(app) else None
-    if declared is not None:
-        app, agent = declared
     if not isinstance(app, App):
         raise SystemExit(
             f"weir: {spec!r} is not a weir App or agent (a Query alone has no topics to run on: "
@@ -40,7 +34,8 @@ def load_app(spec: str) -> App:
         )
     if agent:
         if agent not in app.agents:
-            raise SystemExit(f"weir: {head} has no agent {agent!r} ({', '.join(app.agents)})")
+            where = f"{module_name}:{attr}" if attr else module_name
+            raise SystemExit(f"weir: {where} has no agent {agent!r} ({', '.join(app.agents)})")
         one = copy.copy(app)  # the module's App keeps all its agents
         one.agents = {agent: app.agents[agent]}
         return one

@@ -28,7 +28,7 @@ from typing import IO, Literal
 import orjson
 
 from weir.service import driver
-from weir.service.app import Agent, App, app_of_agent_function, load_attribute
+from weir.service.app import Agent, App, load_agent_spec, load_attribute
 from weir.service.runtime.topology import Stage
 from weir.service.schema import Schema
 from weir.service.sinks.base import BatchIdentity, Sink
@@ -76,17 +76,15 @@ def load_pipeline(name: str, package: str | None = None) -> Pipeline:
     `module:attribute` where the attribute is a Query, an App with one agent, `app.<agent>`,
     or the function an agent was declared with (what `weir worker` takes works here too).
     Raises ValueError with one readable line when there is none."""
-    spec, _, attr = name.partition(":")
-    head, _, agent_name = attr.partition(".")
     try:
-        module_name, found = load_attribute(f"{spec}:{head}" if head else spec, "query", package)
+        module_name, attr, found, agent_name = load_agent_spec(name, "query", package)
     except ValueError as exc:
         raise ValueError(f"no pipeline {name!r}: {exc}") from None
     what = attr or "query"
     if isinstance(found, App) and agent_name:
         agent = found.agents.get(agent_name)
         if agent is None:
-            raise ValueError(f"{module_name}:{head} has no agent {agent_name!r}: {_agents(found)}")
+            raise ValueError(f"{module_name}:{attr} has no agent {agent_name!r}: {_agents(found)}")
         return Pipeline.of(agent)
     if isinstance(found, App):
         if len(found.agents) != 1:
@@ -97,10 +95,6 @@ def load_pipeline(name: str, package: str | None = None) -> Pipeline:
         return Pipeline.of(next(iter(found.agents.values())))
     if isinstance(found, Query):
         return Pipeline(found)
-    declared = app_of_agent_function(module_name, found) if callable(found) else None
-    if declared is not None:  # the function an agent was declared with
-        app, agent_name = declared
-        return Pipeline.of(app.agents[agent_name])
     raise ValueError(f"{module_name} has no Query, App or agent named {what!r}")
 
 
