@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 30
 
-.PHONY: all install demo test lint typecheck unit bench local-up local-down clean
+.PHONY: all install demo test lint typecheck unit bench soak local-up local-down clean
 
 all: test
 
@@ -45,6 +45,12 @@ bench: $(STAMP)
 	test -x $(QUIX_VENV)/bin/python || $(PYTHON) -m venv $(QUIX_VENV)
 	$(QUIX_VENV)/bin/pip install --quiet 'quixstreams>=3.0' || echo "quixstreams not installable; the bench records it"
 	BENCH_QUIX_PYTHON=$(QUIX_VENV)/bin/python $(BIN)/python -m bench
+
+# Memory soak (not part of `make test`): tumbling, dedup and join workers at SOAK_RATE records/s
+# each for SOAK_SECONDS (default 600) on their own broker; RSS and state rows over time, exact
+# output checks, bench/soak.json.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
 
 local-up: $(STAMP)
 	$(BIN)/weir local up

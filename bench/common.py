@@ -190,6 +190,17 @@ class Kafka:
         finally:
             await producer.stop()
 
+    async def partitions(self, topic: str) -> list[int]:
+        """The topic's partition numbers, from the broker (a consumer's cached metadata may
+        not know the topic yet)."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            (desc,) = await admin.describe_topics([topic])
+        finally:
+            await admin.close()
+        return sorted(p["partition"] for p in desc["partitions"])
+
     async def end_offsets(self, topic: str) -> dict[int, int]:
         """End offsets per partition (read_committed: the last stable offsets)."""
         consumer = AIOKafkaConsumer(
@@ -197,8 +208,7 @@ class Kafka:
         )
         await consumer.start()
         try:
-            parts = consumer.partitions_for_topic(topic) or {0}
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            tps = [TopicPartition(topic, p) for p in await self.partitions(topic)]
             ends = await consumer.end_offsets(tps)
             return {tp.partition: off for tp, off in ends.items()}
         finally:
@@ -230,9 +240,7 @@ class Kafka:
         )
         await consumer.start()
         try:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic(topic) or {0}
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            tps = [TopicPartition(topic, p) for p in await self.partitions(topic)]
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
             out: list[tuple[bytes | None, bytes]] = []

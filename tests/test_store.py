@@ -4,13 +4,15 @@ through many small and large batches of writes, deletes and re-inserts."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 import weir.tables.state.memory as store_mod
 from weir.tables.state.memory import MemoryStore
-from weir.tables.state.store import StateTxn, Store
+from weir.tables.state.rocksdb import RocksDBStore
+from weir.tables.state.store import OPERATOR_PREFIX, StateTxn, Store
 
 PREFIXES = [b"", b"a", b"ab", b"b\xff", b"\xff", b"c"]
 V = TypeVar("V")
@@ -84,3 +86,33 @@ def test_txn_scans_merge_pending_writes_with_the_store(store: Store, seed: int) 
         txn.commit()
         for prefix in PREFIXES:
             assert list(StateTxn(store).items(prefix)) == _expect(model, prefix)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rows_is_the_exact_number_of_operator_keys(store: Store, seed: int, tmp_path: Path) -> None:
+    """Through transactions that read some keys before writing them and not others, deletes
+    of absent keys, puts over held keys and metadata writes, `rows()` equals the count of
+    operator keys; a reopened RocksDB store counts the same."""
+    rng = random.Random(seed)
+    model: dict[bytes, int] = {}
+    for _batch in range(40):
+        txn = StateTxn(store)
+        for _ in range(rng.randint(1, 40)):
+            key = OPERATOR_PREFIX + _random_key(rng) if rng.random() < 0.8 else _random_key(rng)
+            if rng.random() < 0.5:
+                txn.get(key)  # the transaction now knows whether the store held it
+            if rng.random() < 0.35:
+                txn.delete(key)
+                model.pop(key, None)
+            else:
+                txn.put(key, rng.randint(0, 9))
+                model[key] = 1
+        txn.commit({"offset": _batch})
+        assert store.rows() == sum(k.startswith(OPERATOR_PREFIX) for k in model)
+    if isinstance(store, RocksDBStore):
+        store.close()
+        again = RocksDBStore(tmp_path / "db")
+        assert again.rows() == sum(k.startswith(OPERATOR_PREFIX) for k in model)
+        again.clear()
+        assert again.rows() == 0
+        again.close()

@@ -179,7 +179,7 @@ def status(feed: Feed, seen: Seen, traffic: Traffic) -> list[tuple[str, str]]:
         ("late rows", f"{seen.dropped} dropped by the watermark; the traffic stamped "
                       f"{traffic.late} late ({feed.late} rows with their duplicates)"),
         ("duplicates", f"{traffic.duplicates} produced twice: counted as events (no dedup)"),
-        ("state rows", f"{ops[0].get('numRowsTotal', 0)} (the store's estimate); "
+        ("state rows", f"{ops[0].get('numRowsTotal', 0)}; "
                        f"{open_windows(seen)} windows open"),
     ]  # fmt: skip
 

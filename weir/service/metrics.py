@@ -41,7 +41,10 @@ BATCH_SECONDS = Histogram(
     registry=REGISTRY,
 )
 STATE_ROWS = Gauge(
-    "weir_state_rows", "Approximate state rows held.", ["agent", "partition"], registry=REGISTRY
+    "weir_state_rows",
+    "State keys held by the operators of a task (exact).",
+    ["agent", "partition"],
+    registry=REGISTRY,
 )
 WATERMARK = Gauge(
     "weir_watermark_seconds",

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from weir.tables.operator import Operator
+from weir.tables.state.store import OPERATOR_PREFIX
 
 
 class IncompatibleStateError(ValueError):
@@ -39,7 +40,7 @@ def state_names(ops: Iterable[Operator]) -> list[str]:
 
 def prefix_for(name: str) -> bytes:
     """The state key prefix of the operator named `name` (fixed length, so prefix-free)."""
-    return b"s" + hashlib.blake2b(name.encode(), digest_size=8).digest() + b"/"
+    return OPERATOR_PREFIX + hashlib.blake2b(name.encode(), digest_size=8).digest() + b"/"
 
 
 def check_compatible(stored: Mapping[str, Any], current: Mapping[str, Any]) -> None:

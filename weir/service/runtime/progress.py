@@ -84,8 +84,9 @@ def state_operators(
     result: BatchResult, changes: Mapping[bytes, bytes | None], state_rows: int
 ) -> list[dict[str, Any]]:
     """Spark's `stateOperators`, one entry per stateful operator in plan order, with the
-    operator's own input watermark. `numRowsTotal` is the store's estimate, given only when
-    the task has a single stateful operator (None otherwise)."""
+    operator's own input watermark. `numRowsTotal` is the exact number of state keys the
+    task holds (groups, rows and their index entries), given only when the task has a single
+    stateful operator (None otherwise)."""
     ops = result.operators
     out = []
     for op in ops:

@@ -488,7 +488,7 @@ class AgentRunner:
         changes: Mapping[bytes, bytes | None],
         times: BatchTimes,
     ) -> None:
-        state_rows = task.store.approximate_rows()
+        state_rows = task.store.rows()
         wm = task.query.watermark
         record = progress.batch_progress(
             self.agent,

@@ -79,7 +79,7 @@ async def open_task(
         idle_timeout_ms=settings.idle_timeout_ms,
         no_data_batches=settings.no_data_batches,
     )
-    metrics.STATE_ROWS.labels(agent.name, str(p)).set(store.approximate_rows())
+    metrics.STATE_ROWS.labels(agent.name, str(p)).set(store.rows())
     return PartitionTask(p, store, qtask, producer, offset)
 
 

@@ -6,7 +6,7 @@ import bisect
 from collections.abc import Iterator, Mapping
 from itertools import islice
 
-from weir.tables.state.store import Changes, Store
+from weir.tables.state.store import OPERATOR_PREFIX, Changes, Store
 
 _BLOCK = 1000
 """Target keys per `MemoryStore` index block; a block is split when it exceeds twice that."""
@@ -49,21 +49,26 @@ class MemoryStore(Store):
         self._blocks: list[list[bytes]] = []
         self._maxes: list[bytes] = []  # the last key of each block
         self._changed: set[bytes] = set()
+        self._rows = 0
 
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
-    def write(self, changes: Changes) -> None:
+    def write(self, changes: Changes, existed: Mapping[bytes, bool] | None = None) -> None:
         data = self._data
         changed = self._changed
+        rows = 0
         for key, value in changes.items():
             if value is None:
                 if data.pop(key, None) is not None:
                     changed.add(key)
+                    rows -= key.startswith(OPERATOR_PREFIX)
             else:
                 if key not in data:
                     changed.add(key)
+                    rows += key.startswith(OPERATOR_PREFIX)
                 data[key] = value
+        self._rows += rows
 
     def _index(self) -> tuple[list[list[bytes]], list[bytes]]:
         if self._changed:
@@ -115,6 +120,7 @@ class MemoryStore(Store):
         self._blocks = []
         self._maxes = []
         self._changed = set()
+        self._rows = 0
 
-    def approximate_rows(self) -> int:
-        return len(self._data)
+    def rows(self) -> int:
+        return self._rows

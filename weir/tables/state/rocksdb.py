@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, cast
 
-from weir.tables.state.store import Changes, Store
+from weir.tables.state.store import OPERATOR_PREFIX, Changes, Store
 
 
 class RocksDBStore(Store):
@@ -20,21 +21,43 @@ class RocksDBStore(Store):
         opts.create_if_missing(True)
         self._db = Rdict(str(self._path), options=opts)
         self._wb_cls = WriteBatch
+        self._closed = False
+        self._rows = sum(1 for _ in self._keys(OPERATOR_PREFIX))
 
     def get(self, key: bytes) -> bytes | None:
         value = self._db.get(key)
         return None if value is None else bytes(value)
 
-    def write(self, changes: Changes) -> None:
+    def write(self, changes: Changes, existed: Mapping[bytes, bool] | None = None) -> None:
         if not changes:
             return
+        known = existed or {}
+        unknown = [k for k in changes if k not in known and k.startswith(OPERATOR_PREFIX)]
+        found = cast(list[bytes | None], self._db.get(list[Any](unknown))) if unknown else []
+        held = dict(zip(unknown, (v is not None for v in found), strict=True))
         wb = self._wb_cls(raw_mode=True)
+        rows = 0
         for key, value in changes.items():
             if value is None:
                 wb.delete(key)
+                if key.startswith(OPERATOR_PREFIX):
+                    rows -= known.get(key, False) or held.get(key, False)
             else:
                 wb.put(key, value)
+                if key.startswith(OPERATOR_PREFIX):
+                    rows += not (known.get(key, False) or held.get(key, False))
         self._db.write(wb)
+        self._rows += rows
+
+    def _keys(self, prefix: bytes) -> Iterator[bytes]:
+        it = self._db.iter()
+        it.seek(prefix)
+        while it.valid():
+            key = it.key()
+            if not key.startswith(prefix):
+                break
+            yield key
+            it.next()
 
     def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         it = self._db.iter()
@@ -47,11 +70,13 @@ class RocksDBStore(Store):
             it.next()
 
     def clear(self) -> None:
-        keys = [k for k, _ in self.items()]
-        self.write(dict.fromkeys(keys))
+        keys = list(self._keys(b""))
+        self.write(dict.fromkeys(keys), dict.fromkeys(keys, True))
 
-    def approximate_rows(self) -> int:
-        return int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)
+    def rows(self) -> int:
+        return self._rows
 
     def close(self) -> None:
-        self._db.close()
+        if not self._closed:
+            self._closed = True
+            self._db.close()

@@ -21,6 +21,8 @@ Changes = Mapping[bytes, bytes | None]
 
 META_PREFIX = b"\x00meta/"
 """Keys under this prefix are store metadata (offsets, watermarks), never operator state."""
+OPERATOR_PREFIX = b"s"
+"""Every operator's state keys start with this byte (weir.tables.state_names.prefix_for)."""
 
 
 class Store(ABC):
@@ -35,8 +37,10 @@ class Store(ABC):
         """Return the value stored under `key`, or None."""
 
     @abstractmethod
-    def write(self, changes: Changes) -> None:
-        """Apply `changes` atomically; a None value deletes the key."""
+    def write(self, changes: Changes, existed: Mapping[bytes, bool] | None = None) -> None:
+        """Apply `changes` atomically; a None value deletes the key. `existed` may say for
+        some changed keys whether they were held before (what the writer already read), so
+        the row count need not look them up."""
 
     @abstractmethod
     def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
@@ -50,8 +54,10 @@ class Store(ABC):
         """Release resources; the store must not be used afterwards."""
 
     @abstractmethod
-    def approximate_rows(self) -> int:
-        """Return about how many keys the store holds, cheaply (for progress and metrics)."""
+    def rows(self) -> int:
+        """Return exactly how many operator state keys the store holds (groups, rows, index
+        entries: every key under OPERATOR_PREFIX) as of the last write; metadata not
+        counted. Cheap: kept up to date by `write` and `clear`."""
 
     def get_meta(self, name: str) -> Any:
         """Return the metadata value `name` (JSON-decoded), or None."""
@@ -80,20 +86,25 @@ class StateTxn:
     transaction is simply dropped: the store is unchanged.
     """
 
-    __slots__ = ("_fresh", "_pending", "_sorted", "store")
+    __slots__ = ("_fresh", "_held", "_pending", "_sorted", "store")
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._pending: dict[bytes, Any] = {}
         self._sorted: list[bytes] = []  # the pending keys, ascending, except those in _fresh
         self._fresh: list[bytes] = []  # pending keys first written since `_sorted` was made
+        self._held: dict[bytes, bool] = {}  # whether the store held a key read from it
 
     def get(self, key: bytes) -> Any:
         """Return the value under `key` as of this transaction, or None."""
         if key in self._pending:
             return self._pending[key]
         raw = self.store.get(key)
-        return None if raw is None else orjson.loads(raw)
+        if raw is None:
+            self._held[key] = False
+            return None
+        self._held[key] = True
+        return orjson.loads(raw)
 
     def put(self, key: bytes, value: Any) -> None:
         """Set `key` to a JSON-able `value` (None is not allowed: use `delete`)."""
@@ -169,7 +180,8 @@ class StateTxn:
         for name, value in (meta or {}).items():
             key, raw = Store.meta_change(name, value)
             to_write[key] = raw
-        self.store.write(to_write)
+        self.store.write(to_write, self._held)
+        self._held.clear()
         self._pending.clear()
         self._sorted = []
         self._fresh = []
