@@ -29,6 +29,21 @@ class DataLossError(RuntimeError):
     and `fail_on_data_loss` is set."""
 
 
+class StateLimitError(RuntimeError):
+    """A task holds more state keys than `max_state_rows`: the worker stops with this
+    one-line message rather than grow until it runs out of memory or disk."""
+
+
+def check_state_limit(name: str, partition: int, rows: int, limit: int | None) -> None:
+    """Raise StateLimitError when `rows` (a task's exact state keys) is over `limit`."""
+    if limit is not None and rows > limit:
+        raise StateLimitError(
+            f"{name}[{partition}]: the state holds {rows:,} keys, over max_state_rows="
+            f"{limit:,}; bound it with a watermark (with_watermark) or raise "
+            "WEIR_MAX_STATE_ROWS"
+        )
+
+
 class BatchFailedError(RuntimeError):
     """A micro-batch failed more than `max_batch_retries` times and `on_batch_failure` is
     "fail": the worker stops with this one-line message."""

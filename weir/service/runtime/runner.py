@@ -32,6 +32,8 @@ from weir.service.runtime.failures import (
     BatchFailedError,
     DataLossError,
     Failure,
+    StateLimitError,
+    check_state_limit,
     stop_client,
     transient,
 )
@@ -272,8 +274,15 @@ class AgentRunner:
 
     # -- tasks ---------------------------------------------------------------------------
     async def _open_task(self, p: int) -> PartitionTask:
-        """Open partition `p`'s task (see `tasks.open_task`)."""
-        return await open_task(self.agent, self.settings, self.bootstrap, self.state_root, p)
+        """Open partition `p`'s task (see `tasks.open_task`); StateLimitError when its
+        restored state is already over `max_state_rows`."""
+        task = await open_task(self.agent, self.settings, self.bootstrap, self.state_root, p)
+        try:
+            check_state_limit(self.name, p, task.store.rows(), self.settings.max_state_rows)
+        except StateLimitError:
+            await close_task(task)
+            raise
+        return task
 
     async def _close_task(self, p: int) -> None:
         self._planned.forget(p)
@@ -308,7 +317,7 @@ class AgentRunner:
                 else:
                     await self._checkpoint(task, task_recs)
             except Exception as exc:
-                if isinstance(exc, DataLossError | BatchFailedError):
+                if isinstance(exc, DataLossError | BatchFailedError | StateLimitError):
                     raise
                 await self._recover(task, task_recs, exc)
                 continue
@@ -441,6 +450,9 @@ class AgentRunner:
             metrics.DEAD_LETTERS.labels(self.name).inc(batch.out.n_dead)
         if self.stage.aliases:
             await self._delete_consumed(batch.offsets)
+        check_state_limit(
+            self.name, task.partition, task.store.rows(), self.settings.max_state_rows
+        )
 
     async def _write_plan(self, task: PartitionTask, recs: TopicRecords) -> None:
         """Record durably which input the next batch covers (weir.service.runtime.plans),
