@@ -9,7 +9,7 @@ import contextlib
 import errno
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +30,54 @@ TRANSIENT_ERRNOS = frozenset(
 """OS errors of a file system that is away (a network mount timing out), not refusing."""
 
 
+class FileWriteError(OSError):
+    """A file the file system refused to write (`write_files`): `path` is its name (not the
+    temporary one), errno and strerror those of the OSError it is raised from."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
+        self.path = path
+
+
 def write_atomically(target: Path, write: Callable[[Path], Any], sync: bool = False) -> None:
     """Call `write(tmp)` for a temporary name in `target`'s folder (created if missing), then
-    rename it over `target`: a reader sees the old file or the whole new one, and a crash
-    leaves at most a ".<name>.tmp" file behind. With `sync`, the new file is fsync'ed before
-    the rename and the folder after it, so the rename survives a power loss with its content.
-    Raises what `write` or the file system raises."""
-    ensure_folder(target.parent)
-    tmp = target.with_name(f".{target.name}.tmp")
+    rename it over `target`: a reader sees the old file or the whole new one. With `sync`, the
+    new file is fsync'ed before the rename and the folder after it, so the rename survives a
+    power loss with its content. Raises what `write` or the file system raises, having
+    removed the temporary file (an OSError as a FileWriteError); a crash leaves at most a
+    ".<name>.tmp" file behind."""
+    write_files([(target, write)], sync)
+
+
+def write_files(files: Sequence[tuple[Path, Callable[[Path], Any]]], sync: bool = False) -> None:
+    """`write_atomically` for several files at once: every file is written (and, with `sync`,
+    fsync'ed) under its temporary name first, then all are renamed (then, with `sync`, their
+    folders fsync'ed). A write that fails (a full disk, a file too large, a refused path)
+    raises before any file appears, and leaves no temporary file behind; only a crash or a
+    failing rename in the last step can leave some of the files renamed and not others.
+    An OSError is raised as a FileWriteError naming the file."""
+    tmps: list[Path] = []
+    at = files[0][0] if files else Path()
     try:
-        write(tmp)
-        if sync:
-            fsync_path(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):  # a half-written file is not left behind
-            tmp.unlink()
+        for at, write in files:
+            ensure_folder(at.parent)
+            tmp = at.with_name(f".{at.name}.tmp")
+            tmps.append(tmp)
+            write(tmp)
+            if sync:
+                fsync_path(tmp)
+        for tmp, (at, _write) in zip(tmps, files, strict=False):
+            os.replace(tmp, at)
+    except BaseException as exc:
+        for tmp in tmps:  # a half-written file is not left behind
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, FileWriteError):
+            raise FileWriteError(at, exc) from exc
         raise
     if sync:
-        fsync_path(target.parent)
+        for folder in dict.fromkeys(target.parent for target, _write in files):
+            fsync_path(folder)
 
 
 def ensure_folder(path: Path) -> None:

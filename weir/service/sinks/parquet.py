@@ -4,7 +4,7 @@ by a manifest, as Spark's file sink commits through `_spark_metadata`.
 Layout of `path`:
 
 * data files `[<col>=<value>/...]<query>-<task>-<batch>-<n>.parquet`, partitioned by the
-  `partition_by` columns (Hive style), each written under a temporary name and renamed;
+  `partition_by` columns (Hive style), all written under temporary names, then renamed;
 * `_weir_metadata/<query>-<task>-<batch>.json`, written (atomically) after the batch's data
   files: the files the batch committed;
 * after a compaction (`parquet_compact`), `[<col>=<value>/...]compacted-<n>.parquet` files
@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from weir.service.sinks.arrow import UNFIT, Schema, as_schema, to_table
 from weir.service.sinks.base import BatchIdentity, Delivery, Sink, SinkBatch, SinkFailure
-from weir.service.sinks.files import cannot_write, write_atomically
+from weir.service.sinks.files import FileWriteError, cannot_write, write_atomically, write_files
 
 METADATA = "_weir_metadata"
 COMPACTIONS = "compactions"
@@ -54,12 +54,12 @@ class ParquetSink(Sink):
     survives a power loss. A write the file system refuses (permission denied, read-only file
     system, a path through a file, disk full, file too large) fails the batch with one line,
     "parquet[<path>]: cannot write <file>: <OS reason>" (`files.cannot_write`), and leaves no
-    half-written file (the temporary one is removed) and no manifest: the batch is not
-    committed. That failure is not transient: like Spark's file sink failing the query, the
-    batch is retried `max_batch_retries` times and then, by default, the worker stops with
-    its input uncommitted, so that once the path is fixed a restart writes each row once. A
-    file system that is away (a network mount timing out) is transient: retried without
-    limit."""
+    half-written file (the temporary files are removed, none of them renamed) and no
+    manifest: the batch is not committed. That failure is not transient: like Spark's file
+    sink failing the query, the batch is retried `max_batch_retries` times and then, by
+    default, the worker stops with its input uncommitted, so that once the path is fixed a
+    restart writes each row once. A file system that is away (a network mount timing out) is
+    transient: retried without limit."""
 
     delivery: Delivery = "idempotent"
 
@@ -84,19 +84,21 @@ class ParquetSink(Sink):
             table = to_table(batch.rows, self.schema)
         except UNFIT as exc:
             raise SinkFailure(f"{self.description}: a row does not fit the schema: {exc}") from exc
-        files: list[str] = []
-        target = self.path
+        parts = [
+            (Path(folder) / f"{name}-{i}.parquet", part)
+            for i, (folder, part) in enumerate(self._parts(table))
+        ]
         try:
-            for i, (folder, part) in enumerate(self._parts(table)):
-                rel = Path(folder) / f"{name}-{i}.parquet"
-                target = self.path / rel
-                write_atomically(target, partial(pq.write_table, part), sync=True)
-                files.append(str(rel))
+            write_files(
+                [(self.path / rel, partial(pq.write_table, part)) for rel, part in parts],
+                sync=True,
+            )
+            files = [str(rel) for rel, _part in parts]
             entry = {"batch": batch.identity.batch_id, "task": batch.identity.task, "files": files}
-            target = manifest
             write_atomically(manifest, lambda p: p.write_bytes(orjson.dumps(entry)), sync=True)
         except OSError as exc:
-            raise cannot_write(self.description, target, exc) from exc
+            path = exc.path if isinstance(exc, FileWriteError) else self.path
+            raise cannot_write(self.description, path, exc) from exc
 
     def _parts(self, table: pa.Table) -> list[tuple[str, pa.Table]]:
         """(Hive-style folder, rows) per distinct value of the partition columns."""
