@@ -9,11 +9,12 @@ committing the same app id at once (a worker and the one taking its partition ov
 refused by Delta's conflict check for all but one, whose commit the retry then finds.
 
 Concurrent writers: tasks of one query, other queries or other programs may commit to the
-same table. Delta retries a commit that only raced another (blind appends never conflict);
-a commit that conflicts (a merge that read files another writer changed or added to:
-delta-rs's `CommitFailedError`) is retried here from a fresh snapshot, `CONFLICT_RETRIES`
-times with jittered backoff, one warning each; a batch still conflicting fails as a
-transient `SinkFailure`, which the worker retries without limit.
+same table. delta-rs retries a commit that only raced another (two appends), and refuses one
+that conflicts with `CommitFailedError`: a merge racing any commit that added files (an
+append), an append or merge racing a merge, delete or overwrite that removed files. Such a
+batch is retried here from a fresh snapshot, `CONFLICT_RETRIES` times with jittered backoff
+and one warning each; one still conflicting fails as a transient `SinkFailure`, which the
+worker retries without limit (a merge racing a steady stream of appends waits for a gap).
 
 Files: delta-rs writes data files under new unique names and commits by creating the next
 `_delta_log` entry atomically, so a reader (`DeltaTable(path).to_pyarrow_table()`) sees a
