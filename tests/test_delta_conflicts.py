@@ -3,7 +3,8 @@ another program's appends conflict for real (delta-rs's CommitFailedError "a con
 transaction added new data", and for an append racing a merge "deleted data this operation
 read"); each conflict is retried from a fresh snapshot, one warning a
 retry, and every batch lands once: exact rows, one MERGE commit per merged batch. Two writers of the
-same batch at once (a worker and the one taking its partition over) commit it once."""
+same batch at once (a worker and the one taking its partition over) commit it once (with
+delta-rs's commit retries on, both committed now and then under load: the batch twice)."""
 
 from __future__ import annotations
 

@@ -4,17 +4,22 @@ Delta table, exactly once through Delta's application transactions.
 Each commit carries the transaction (app id, version) = ("<query>-<task>", batch number); a
 batch whose version the table already holds for its app id is skipped, so a batch run again
 after a crash (same identity, same rows: weir.service.runtime.plans) changes nothing, and
-neither does a retry after a commit that went through but was not answered. Two writers
-committing the same app id at once (a worker and the one taking its partition over) are
-refused by Delta's conflict check for all but one, whose commit the retry then finds.
+neither does a retry after a commit that went through but was not answered. The check and
+the commit are one step: the commit must be the next version after the snapshot the check
+read (delta-rs's own commit retries are off), so two writers of the same batch at once (a
+worker and the one taking its partition over) commit it once. delta-rs's conflict check
+alone lets both commit (seen with deltalake 1.6 under load), as it does not treat the
+check's read of the app id as part of the transaction.
 
 Concurrent writers: tasks of one query, other queries or other programs may commit to the
-same table. delta-rs retries a commit that only raced another (two appends), and refuses one
-that conflicts with `CommitFailedError`: a merge racing any commit that added files (an
-append), an append or merge racing a merge, delete or overwrite that removed files. Such a
-batch is retried here from a fresh snapshot, `CONFLICT_RETRIES` times with jittered backoff
-and one warning each; one still conflicting fails as a transient `SinkFailure`, which the
-worker retries without limit (a merge racing a steady stream of appends waits for a gap).
+same table. A commit that finds the table moved on since its snapshot, or that conflicts
+(delta-rs's `CommitFailedError`: a merge racing an append that added files, an append or
+merge racing a merge, delete or overwrite that removed files), is tried again from a fresh
+snapshot, `CONFLICT_RETRIES` times with jittered backoff and one warning each (writing the
+batch's data files again: the failed attempt's are left unreferenced, for `vacuum`); a
+batch still conflicting fails as a transient `SinkFailure`, which the worker retries without
+limit. Writers racing on one table thus cost retries, not correctness (a merge racing a
+steady stream of appends waits for a gap).
 
 Files: delta-rs writes data files under new unique names and commits by creating the next
 `_delta_log` entry atomically, so a reader (`DeltaTable(path).to_pyarrow_table()`) sees a
@@ -44,8 +49,6 @@ from weir.service.sinks.files import cannot_write, ensure_folder, one_line, os_r
 
 log = logging.getLogger("weir.worker")
 
-MAX_COMMIT_RETRIES = 20
-"""delta-rs's own retries of a commit whose version another writer took (no conflict)."""
 CONFLICT_RETRIES = 6
 """Retries of a conflicting commit from a fresh snapshot, before the batch fails (transient)."""
 CONFLICT_BACKOFF_S = 0.05
@@ -129,7 +132,8 @@ class DeltaSink(Sink):
                 raise SinkFailure(f"{self.description}: {one_line(exc)}") from exc
 
     def _commit_once(self, table: pa.Table, app_id: str, version: int) -> None:
-        """One Delta commit of the batch, unless the table has its version already."""
+        """One Delta commit of the batch, unless the table has its version already; raises
+        CommitFailedError when another commit (or the table's creation) came first."""
         try:
             dt: DeltaTable | None = DeltaTable(self.path)
         except TableNotFoundError:
@@ -138,13 +142,13 @@ class DeltaSink(Sink):
             done = dt.transaction_version(app_id)
             if done is not None and done >= version:
                 return
+        # the next version after `dt` or a CommitFailedError: nobody committed the batch since
         props = CommitProperties(
-            app_transactions=[Transaction(app_id, version)],
-            max_commit_retries=MAX_COMMIT_RETRIES,
+            app_transactions=[Transaction(app_id, version)], max_commit_retries=0
         )
         if dt is None or self.mode == "append":
             write_deltalake(
-                self.path,
+                self.path if dt is None else dt,
                 table,
                 mode="append",
                 partition_by=self.partition_by or None,
