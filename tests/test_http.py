@@ -50,6 +50,7 @@ METRIC_NAMES = [
     "weir_restore_remaining_records",
     "weir_watermark_jumps_total",
     "weir_sink_errors_total",
+    "weir_sink_write_failures_total",
 ]
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from weir.service import metrics
 from weir.service.codec import decode_values
 from weir.service.record_columns import add_record_columns
 from weir.service.schema import Schema, SchemaError
@@ -210,9 +211,14 @@ async def run_batch(
     **options: Any,
 ) -> Driven:
     """`process` the batch (same arguments), then write its rows to `sinks` in order. Raises
-    what `process` raises and `SinkFailure`."""
+    what `process` raises and `SinkFailure`; a sink's failure counts in
+    `weir_sink_write_failures{sink}`."""
     driven = process(task, records, **options)
     if driven.output is not None:
         for sink in sinks:
-            await sink.write(driven.output)
+            try:
+                await sink.write(driven.output)
+            except Exception:
+                metrics.SINK_WRITE_FAILURES.labels(sink.description).inc()
+                raise
     return driven

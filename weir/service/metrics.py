@@ -76,3 +76,9 @@ SINK_ERRORS = Counter(
     ["sink"],
     registry=REGISTRY,
 )
+SINK_WRITE_FAILURES = Counter(
+    "weir_sink_write_failures",
+    "Batch writes a sink failed, each attempt (the batch is retried, or given up on).",
+    ["sink"],
+    registry=REGISTRY,
+)

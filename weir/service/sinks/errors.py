@@ -109,6 +109,7 @@ class LogAndContinueSink(Sink):
                 return None
             except Exception as exc:
                 error = exc
+                metrics.SINK_WRITE_FAILURES.labels(self.sink.description).inc()
                 log.debug("%s: attempt %d failed: %s", self.sink.description, attempt + 1, exc)
         return error
 

@@ -4,7 +4,7 @@ by a manifest, as Spark's file sink commits through `_spark_metadata`.
 Layout of `path`:
 
 * data files `[<col>=<value>/...]<query>-<task>-<batch>-<n>.parquet`, partitioned by the
-  `partition_by` columns (Hive style), each written under a temporary name and renamed;
+  `partition_by` columns (Hive style), all written under temporary names, then renamed;
 * `_weir_metadata/<query>-<task>-<batch>.json`, written (atomically) after the batch's data
   files: the files the batch committed;
 * after a compaction (`parquet_compact`), `[<col>=<value>/...]compacted-<n>.parquet` files
@@ -14,8 +14,10 @@ Layout of `path`:
 Idempotent: a batch whose manifest exists is skipped, and a batch written again after a crash
 (same identity, same rows: weir.service.runtime.plans) rewrites the same file names. A reader
 that goes through the manifests (`read_parquet`) never sees a file of an uncommitted batch, a
-half-written file, or a row twice during a compaction; a reader that lists the folder may, as
-with Spark's file sink.
+half-written file, or a row twice during a compaction; a reader that lists the folder
+(`pyarrow.dataset`, which skips names starting with "." or "_") never sees a half-written file
+either, but may see the files of a batch not yet committed, or both a compaction's file and
+the ones it replaces, as with Spark's file sink.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import pyarrow.parquet as pq
 
 from weir.service.sinks.arrow import UNFIT, Schema, as_schema, to_table
 from weir.service.sinks.base import BatchIdentity, Delivery, Sink, SinkBatch, SinkFailure
-from weir.service.sinks.files import write_atomically
+from weir.service.sinks.files import FileWriteError, cannot_write, write_atomically, write_files
 
 METADATA = "_weir_metadata"
 COMPACTIONS = "compactions"
@@ -45,7 +47,19 @@ class ParquetSink(Sink):
     """Rows to Parquet files under `path` with a fixed `schema`; see the module docstring.
 
     A row without a column gets null; a value that does not fit its column's type fails the
-    batch with the column and the reason (`SinkFailure`), so nothing of it is committed."""
+    batch with the column and the reason (`SinkFailure`), so nothing of it is committed.
+
+    Each file is fsync'ed before its rename and the folder after it, data files before the
+    manifest: once `write` returns (and the checkpoint commits the input offsets) the batch
+    survives a power loss. A write the file system refuses (permission denied, read-only file
+    system, a path through a file, disk full, file too large) fails the batch with one line,
+    "parquet[<path>]: cannot write <file>: <OS reason>" (`files.cannot_write`), and leaves no
+    half-written file (the temporary files are removed, none of them renamed) and no
+    manifest: the batch is not committed. That failure is not transient: like Spark's file
+    sink failing the query, the batch is retried `max_batch_retries` times and then, by
+    default, the worker stops with its input uncommitted, so that once the path is fixed a
+    restart writes each row once. A file system that is away (a network mount timing out) is
+    transient: retried without limit."""
 
     delivery: Delivery = "idempotent"
 
@@ -70,13 +84,21 @@ class ParquetSink(Sink):
             table = to_table(batch.rows, self.schema)
         except UNFIT as exc:
             raise SinkFailure(f"{self.description}: a row does not fit the schema: {exc}") from exc
-        files = []
-        for i, (folder, part) in enumerate(self._parts(table)):
-            rel = Path(folder) / f"{name}-{i}.parquet"
-            write_atomically(self.path / rel, partial(pq.write_table, part))
-            files.append(str(rel))
-        entry = {"batch": batch.identity.batch_id, "task": batch.identity.task, "files": files}
-        write_atomically(manifest, lambda p: p.write_bytes(orjson.dumps(entry)))
+        parts = [
+            (Path(folder) / f"{name}-{i}.parquet", part)
+            for i, (folder, part) in enumerate(self._parts(table))
+        ]
+        try:
+            write_files(
+                [(self.path / rel, partial(pq.write_table, part)) for rel, part in parts],
+                sync=True,
+            )
+            files = [str(rel) for rel, _part in parts]
+            entry = {"batch": batch.identity.batch_id, "task": batch.identity.task, "files": files}
+            write_atomically(manifest, lambda p: p.write_bytes(orjson.dumps(entry)), sync=True)
+        except OSError as exc:
+            path = exc.path if isinstance(exc, FileWriteError) else self.path
+            raise cannot_write(self.description, path, exc) from exc
 
     def _parts(self, table: pa.Table) -> list[tuple[str, pa.Table]]:
         """(Hive-style folder, rows) per distinct value of the partition columns."""
