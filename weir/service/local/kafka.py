@@ -239,11 +239,11 @@ log.flush.interval.messages=9223372036854775807
 async def _metadata_ok(bootstrap: str) -> bool:
     import logging
 
-    from aiokafka.admin import AIOKafkaAdminClient
+    from weir.service.connection import KafkaConnection
 
     # Connection errors while the broker boots are expected; keep them out of the user's view.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    admin = KafkaConnection(bootstrap).admin(request_timeout_ms=3000)
     try:
         await asyncio.wait_for(admin.start(), 5)
         await asyncio.wait_for(admin.describe_cluster(), 5)
