@@ -22,7 +22,11 @@ class Settings(BaseSettings):
     defaults; keyword arguments override both. Durations accept "200 ms" or timedeltas and are
     held in milliseconds."""
 
-    model_config = SettingsConfigDict(env_prefix="WEIR_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="WEIR_", frozen=True, extra="forbid", hide_input_in_errors=True
+    )
+    """hide_input_in_errors: a validation error names the setting, never its value (which may
+    be a password)."""
 
     bootstrap_servers: str | None = None
     """Kafka bootstrap servers; None: the broker recorded by `weir local up`."""
