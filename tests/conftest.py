@@ -51,16 +51,18 @@ def postgres_dsn(local_stack: Endpoints) -> str:
 
 
 class KafkaHelper:
-    """Unique topics, JSON producing and read_committed reading against the test broker."""
+    """Unique topics, JSON producing and read_committed reading against the test broker.
+    `options` (security_protocol, ssl_context, sasl_*) go to every client it makes."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, **options: Any) -> None:
         self.bootstrap = bootstrap
+        self.options = options
         self.producer: AIOKafkaProducer | None = None
 
     async def topic(self, prefix: str, partitions: int = 1, **config: str) -> str:
         """Create a topic with a unique name and return the name."""
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.options)
         await admin.start()
         try:
             await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config)])
@@ -70,7 +72,9 @@ class KafkaHelper:
 
     async def _producer(self) -> AIOKafkaProducer:
         if self.producer is None:
-            self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+            self.producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, linger_ms=5, **self.options
+            )
             await self.producer.start()
         return self.producer
 
@@ -104,6 +108,7 @@ class KafkaHelper:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             enable_auto_commit=False,
+            **self.options,
         )
         await consumer.start()
         try:
@@ -130,7 +135,9 @@ class KafkaHelper:
 
     async def end_offset_total(self, topic: str) -> int:
         """Sum of the topic's end offsets (transaction markers included): grows with commits."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.options
+        )
         await consumer.start()
         try:
             parts = sorted(await (await self._producer()).partitions_for(topic))

@@ -296,7 +296,8 @@ async def test_stop_closes_the_port() -> None:
 async def test_serve_follows_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(HOST_ENV, raising=False)
     assert await serve(Worker(make_app(), bootstrap="127.0.0.1:1"), None) is None
-    server = await serve(Worker(make_app(web_port=0), bootstrap="127.0.0.1:1"), 0)
+    worker = Worker(make_app(web_port=0), bootstrap="127.0.0.1:1")
+    server = await serve(worker, 0, worker.app.settings.web_host)
     assert server is not None
     try:
         assert server.host == "127.0.0.1"
@@ -304,7 +305,8 @@ async def test_serve_follows_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         await server.stop()
     monkeypatch.setenv(HOST_ENV, "0.0.0.0")
-    server = await serve(Worker(make_app(web_port=0), bootstrap="127.0.0.1:1"), 0)
+    worker = Worker(make_app(web_port=0), bootstrap="127.0.0.1:1")
+    server = await serve(worker, 0, worker.app.settings.web_host)
     assert server is not None
     try:
         assert server.host == "0.0.0.0"

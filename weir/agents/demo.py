@@ -40,13 +40,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 
 from weir.agents import funnel
 from weir.agents.funnel_live import KINDS, Feed, Seen, check, display, final, read_windows
 from weir.service.app import App
+from weir.service.connection import KafkaConnection
 from weir.service.endpoints import configured_bootstrap
 from weir.service.runtime import topics
 from weir.service.runtime.worker import Worker
@@ -65,11 +64,11 @@ DRAIN_S = 6.0
 """Production stops this long before the end, for the worker to catch up."""
 
 
-async def _reset(bootstrap: str, app: App) -> None:
+async def _reset(kafka: KafkaConnection, app: App) -> None:
     """Delete the input topics and every topic of the app's agents; create the inputs anew."""
     inputs = list(KINDS)
     prefixes = tuple(f"{a.group_id}-" for a in app.agents.values())
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka.admin()
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -82,10 +81,15 @@ async def _reset(bootstrap: str, app: App) -> None:
 
 
 async def _produce(
-    bootstrap: str, traffic: Traffic, events: Iterator[Event], feed: Feed, until: float, seen: Seen
+    kafka: KafkaConnection,
+    traffic: Traffic,
+    events: Iterator[Event],
+    feed: Feed,
+    until: float,
+    seen: Seen,
 ) -> None:
     """Produce `events` at WALL_RATE until `until` (monotonic); late ones once `seen` says."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10)
+    producer = kafka.producer(linger_ms=10)
     await producer.start()
     try:
         started = time.monotonic()
@@ -118,11 +122,12 @@ async def run_demo(seconds: float) -> int:
         shutil.rmtree(folder, ignore_errors=True)
     funnel.write_catalog(paths["catalog"])
     app = funnel.build_app()
-    await _reset(bootstrap, app)
+    kafka = KafkaConnection.from_settings(app.settings, bootstrap)
+    await _reset(kafka, app)
     shutil.rmtree(app.settings.state_dir / app.name, ignore_errors=True)
     seen = Seen()
     app.on_progress(seen.progress)
-    worker = Worker(app, bootstrap)
+    worker = Worker(app, bootstrap)  # the same connection: the app's settings
     worker_task = asyncio.create_task(worker.run())
     start = time.monotonic()
     produce_s = max(seconds - DRAIN_S, 2.0)
@@ -138,7 +143,7 @@ async def run_demo(seconds: float) -> int:
         flush=True,
     )
     producing = asyncio.create_task(
-        _produce(bootstrap, traffic, funnel.generate(traffic, n), feed, start + produce_s, seen)
+        _produce(kafka, traffic, funnel.generate(traffic, n), feed, start + produce_s, seen)
     )
     failure: str | None = None
     next_read = 0.0

@@ -91,8 +91,13 @@ def _worker(args: argparse.Namespace) -> int:
     )
     app = load_app(args.app)
     tune_gc()
+    from weir.service.connection import KafkaAccessError
+
     try:
         asyncio.run(run_worker(app))
+    except KafkaAccessError as exc:  # the brokers refuse us: say why, in one line
+        print(f"weir: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # one readable line; the traceback only at debug level
         logging.getLogger("weir").debug("worker failed", exc_info=True)
         print(f"weir worker: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -146,15 +151,20 @@ def _replay(args: argparse.Namespace) -> int:
 def _produce(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from aiokafka.errors import KafkaError
+
+    from weir.service.connection import KafkaAccessError, KafkaConnection
     from weir.service.endpoints import configured_bootstrap
     from weir.service.produce import produce
+    from weir.service.settings import Settings
 
+    kafka = KafkaConnection.from_settings(Settings(), configured_bootstrap())
     count = args.count if args.count is not None else int(args.rate * args.seconds)
     try:
         done = asyncio.run(
             produce(
                 args.pipeline,
-                configured_bootstrap(),
+                kafka,
                 rate=args.rate,
                 count=count,
                 late_fraction=args.late_fraction,
@@ -165,7 +175,10 @@ def _produce(args: argparse.Namespace) -> int:
                 package=PIPELINES,
             )
         )
-    except ValueError as exc:
+    except KafkaAccessError as exc:
+        print(f"weir: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, KafkaError) as exc:
         print(f"weir produce: {exc}", file=sys.stderr)
         return 1
     topics = ", ".join(f"{t}: {n}" for t, n in sorted(done.per_topic.items()))

@@ -12,10 +12,10 @@ only, one request per connection (`Connection: close`):
 
 What it serves comes from a `weir.service.status.Status` (the worker implements it). It
 binds 127.0.0.1 unless another host is passed explicitly: `WebServer(status, port,
-host="0.0.0.0")`. `serve` is what `Worker.run` calls; it reads the host from the
-`WEIR_WEB_HOST` environment variable (default 127.0.0.1), so exposing the endpoints beyond the
-loopback interface (as in a Kubernetes pod, where probes and Prometheus use the pod IP) is an
-explicit operator choice.
+host="0.0.0.0")`. `serve` is what `Worker.run` calls with the `web_port` and `web_host`
+settings (`WEIR_WEB_PORT`, `WEIR_WEB_HOST`; the host defaults to 127.0.0.1), so exposing the
+endpoints beyond the loopback interface (as in a Kubernetes pod, where probes and Prometheus
+use the pod IP) is an explicit operator choice.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -42,7 +41,7 @@ log = logging.getLogger("weir.http")
 DEFAULT_HOST = "127.0.0.1"
 """Loopback: the endpoints are local unless a host is given explicitly."""
 HOST_ENV = "WEIR_WEB_HOST"
-"""Environment variable read by `serve` for the bind host."""
+"""Environment variable of the `web_host` setting (the bind host)."""
 DEFAULT_PROGRESS_RECORDS = 10
 """Recent progress records per agent in /progress when `?n=` is not given."""
 
@@ -207,12 +206,12 @@ class WebServer:
         return (200 if ready else 503), _TEXT, ("\n".join(lines) + "\n").encode()
 
 
-async def serve(status: Status, port: int | None) -> WebServer | None:
-    """Start the endpoints of `status` on `port` (None: no server, returns None), bound to
-    `WEIR_WEB_HOST` or 127.0.0.1. The caller stops the returned server."""
+async def serve(status: Status, port: int | None, host: str = DEFAULT_HOST) -> WebServer | None:
+    """Start the endpoints of `status` on `host:port` (port None: no server, returns None).
+    The caller stops the returned server."""
     if port is None:
         return None
-    server = WebServer(status, port, host=os.environ.get(HOST_ENV) or DEFAULT_HOST)
+    server = WebServer(status, port, host=host)
     await server.start()
     return server
 

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from weir.service.app import load_attribute
+from weir.service.connection import KafkaConnection, check_access
 from weir.service.runtime import topics
 from weir.service.traffic import Event, Row, Traffic
 
@@ -33,7 +32,7 @@ class Produced:
 
 async def produce(
     pipeline: str,
-    bootstrap: str,
+    kafka: KafkaConnection,
     *,
     rate: float,
     count: int,
@@ -46,12 +45,15 @@ async def produce(
 ) -> Produced:
     """Produce `count` generated events of `pipeline` (plus its duplicates) at `rate` per
     second of wall time, event times starting now; topics missing are created with
-    `partitions`. Raises ValueError (one line) when the pipeline has no generator, and
-    aiokafka's errors when Kafka refuses."""
+    `partitions`; `kafka` says where and how to connect (TLS, SASL). Raises ValueError (one
+    line) when the pipeline has no generator, KafkaAccessError when a broker refuses the
+    login or its certificate is not trusted, and aiokafka's errors when Kafka is unreachable
+    or refuses otherwise."""
     traffic = Traffic(int(time.time() * 1000), rate, late_fraction, duplicate_fraction, seed=seed)
     events, routed = generated(pipeline, traffic, count, package)
-    await _create_topics(bootstrap, sorted({t for t, _row in events}), partitions)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, acks="all")
+    await check_access(kafka)
+    await _create_topics(kafka, sorted({t for t, _row in events}), partitions)
+    producer = kafka.producer(linger_ms=10, acks="all")
     await producer.start()
     per_topic: dict[str, int] = {}
     started = time.monotonic()
@@ -96,8 +98,8 @@ def copy_line(topic: str, row: Row, routed: bool) -> bytes:
     return orjson.dumps({"topic": topic, **row} if routed else row) + b"\n"
 
 
-async def _create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _create_topics(kafka: KafkaConnection, names: list[str], partitions: int) -> None:
+    admin = kafka.admin()
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -6,13 +6,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from weir.tables.timeutil import parse_duration
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
 StoreKind = Literal["rocksdb", "memory"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class Settings(BaseSettings):
@@ -20,7 +22,11 @@ class Settings(BaseSettings):
     defaults; keyword arguments override both. Durations accept "200 ms" or timedeltas and are
     held in milliseconds."""
 
-    model_config = SettingsConfigDict(env_prefix="WEIR_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="WEIR_", frozen=True, extra="forbid", hide_input_in_errors=True
+    )
+    """hide_input_in_errors: a validation error names the setting, never its value (which may
+    be a password)."""
 
     bootstrap_servers: str | None = None
     """Kafka bootstrap servers; None: the broker recorded by `weir local up`."""
@@ -63,9 +69,41 @@ class Settings(BaseSettings):
     partition and the count; the batch that crossed it is committed, so a restart with a
     higher limit goes on exactly (None: no limit)."""
     web_port: int | None = None
-    """HTTP port for /metrics and /progress on 127.0.0.1 (None: no HTTP server; 0: any port)."""
+    """HTTP port for /metrics, /progress, /healthz and /readyz (None: no HTTP server; 0: any
+    port)."""
+    web_host: str = "127.0.0.1"
+    """Address the HTTP endpoints bind: loopback unless set (a container sets 0.0.0.0 so that
+    probes and Prometheus reach the pod IP)."""
 
-    @field_validator("commit_interval_ms", "transaction_timeout_ms", mode="before")
+    # -- Kafka security: every Kafka client Weir creates (consumers, transactional producers,
+    # admin clients, restore readers, `weir produce`) connects with these. --------------------
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    """How to talk to the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (a SASL
+    login over TLS). SSL and SASL_SSL verify the broker's certificate and host name."""
+    sasl_mechanism: SaslMechanism | None = None
+    """PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required with SASL_PLAINTEXT and SASL_SSL."""
+    sasl_username: str | None = None
+    """The SASL user; required with SASL_PLAINTEXT and SASL_SSL."""
+    sasl_password: SecretStr | None = None
+    """The SASL password; required with SASL_*. Never printed: repr, dumps, logs and error
+    messages show `**********`."""
+    ssl_cafile: Path | None = None
+    """PEM file of the CA(s) that signed the brokers' certificates (None: the system's
+    trusted CAs). Used with SSL and SASL_SSL."""
+    ssl_certfile: Path | None = None
+    """PEM client certificate (chain) for brokers that require TLS client authentication."""
+    ssl_keyfile: Path | None = None
+    """PEM private key of `ssl_certfile` (None: the key is in `ssl_certfile`)."""
+    ssl_key_password: SecretStr | None = None
+    """Password of an encrypted `ssl_keyfile`; never printed."""
+    kafka_connect_timeout_ms: int = 10_000
+    """Bound on one connection attempt to a broker (TCP, TLS handshake, SASL login) when the
+    worker checks why Kafka is unreachable: a refused login or an untrusted certificate stops
+    `weir worker` within about this time; a broker merely down is waited for."""
+
+    @field_validator(
+        "commit_interval_ms", "transaction_timeout_ms", "kafka_connect_timeout_ms", mode="before"
+    )
     @classmethod
     def _duration(cls, value: object) -> int:
         if isinstance(value, str | timedelta | int) and not isinstance(value, bool):
@@ -78,3 +116,23 @@ class Settings(BaseSettings):
     @classmethod
     def _opt_duration(cls, value: object) -> int | None:
         return None if value is None else cls._duration(value)
+
+    @model_validator(mode="after")
+    def _security(self) -> Settings:
+        """SASL protocols need a mechanism, a user and a password; a key without a
+        certificate is a mistake. Messages name settings, never values of secrets."""
+        if self.security_protocol.startswith("SASL_"):
+            missing = [
+                name
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"security_protocol {self.security_protocol} needs {', '.join(missing)}"
+                )
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile is set but ssl_certfile is not")
+        if self.kafka_connect_timeout_ms <= 0:
+            raise ValueError("kafka_connect_timeout_ms must be positive")
+        return self

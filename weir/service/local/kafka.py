@@ -11,8 +11,11 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from weir.service.local.proc import LocalStartError, free_port, pid_alive, stop_pid, tail
 
@@ -74,21 +77,39 @@ def kafka_classpath() -> str:
     return f"{libs}/*"
 
 
+@dataclass(frozen=True)
+class BrokerExtras:
+    """What a broker has beyond `weir local up`'s: more listeners (TLS, SASL), more
+    configuration and more storage-format arguments (SCRAM users). Tests of secured
+    connections use it; the PLAINTEXT listener stays (health checks use it)."""
+
+    listeners: Mapping[str, str] = field(default_factory=dict)
+    """Listener name -> security protocol, e.g. {"SASL_SSL": "SASL_SSL"}; each listens on a
+    free port of 127.0.0.1 (`LocalKafka.listener` tells which)."""
+    config: Mapping[str, str] = field(default_factory=dict)
+    """More server.properties entries (listener.name.<name>.* settings, TLS files, ...)."""
+    format_args: Sequence[str] = ()
+    """More arguments of the storage format (e.g. "--add-scram", "SCRAM-SHA-512=[...]");
+    they apply when the data folder is formatted, on the first `up`."""
+
+
 class LocalKafka:
     """A KRaft broker whose data, config, log and pid live in `root`.
 
     Contract: `up` is idempotent (a running broker is reused) and returns only once the broker
     answers a metadata request; on failure it stops what it started and raises LocalStartError
-    with the last log lines. `down` stops only the pid that `up` recorded.
+    with the last log lines. `down` stops only the pid that `up` recorded. `extras` add
+    listeners and configuration; every listener binds 127.0.0.1.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extras: BrokerExtras | None = None) -> None:
         self.root = root
+        self.extras = extras or BrokerExtras()
         self.pid_file = root / "kafka.pid"
         self.log_file = root / "kafka.log"
         self.info_file = root / "kafka.json"
 
-    def _info(self) -> dict[str, int] | None:
+    def _info(self) -> dict[str, Any] | None:
         try:
             return dict(json.loads(self.info_file.read_text()))
         except (OSError, ValueError):
@@ -108,6 +129,14 @@ class LocalKafka:
             raise LocalStartError("local Kafka was never started here")
         return f"127.0.0.1:{info['port']}"
 
+    def listener(self, name: str) -> str:
+        """The address of the extra listener `name`; valid once `up` has run."""
+        info = self._info()
+        ports = (info or {}).get("listeners", {})
+        if name not in ports:
+            raise LocalStartError(f"local Kafka has no listener {name} (yet)")
+        return f"127.0.0.1:{ports[name]}"
+
     def up(self) -> str:
         """Start (or reuse) the broker and return its bootstrap address."""
         if self._pid() is not None and self._answers():
@@ -116,13 +145,17 @@ class LocalKafka:
         classpath = kafka_classpath()
         info = self._info()
         port = free_port(info["port"] if info else 9092)
-        controller = free_port(info["controller"] if info else 9093)
-        if controller == port:
-            controller = free_port()
-        self.info_file.write_text(json.dumps({"port": port, "controller": controller}))
+        taken = {port}
+        controller = _distinct(info["controller"] if info else 9093, taken)
+        recorded = (info or {}).get("listeners", {})
+        extra = {name: _distinct(recorded.get(name), taken) for name in self.extras.listeners}
+        self.info_file.write_text(
+            json.dumps({"port": port, "controller": controller, "listeners": extra})
+        )
         data = self.root / "data"
         props = self.root / "server.properties"
-        props.write_text(_server_properties(port, controller, data))
+        listeners = {name: (self.extras.listeners[name], p) for name, p in extra.items()}
+        props.write_text(_server_properties(port, controller, data, listeners, self.extras.config))
         java = shutil.which("java")
         if java is None:
             raise LocalStartError("java is not on PATH; Java 17 is needed to run Kafka")
@@ -133,6 +166,7 @@ class LocalKafka:
                 [
                     *(java, "-cp", classpath, "kafka.tools.StorageTool", "format"),
                     *("-t", cluster_id, "-c", str(props), "--ignore-formatted"),
+                    *self.extras.format_args,
                 ],
                 capture_output=True,
                 text=True,
@@ -210,15 +244,37 @@ def _cluster_id() -> str:
             return cid
 
 
-def _server_properties(port: int, controller: int, data: Path) -> str:
-    return f"""# Written by `weir local up`: a single-node KRaft broker on loopback only.
+def _distinct(preferred: int | None, taken: set[int]) -> int:
+    """A free port, `preferred` when possible, not in `taken` (which it joins)."""
+    port = free_port(preferred)
+    while port in taken:
+        port = free_port()
+    taken.add(port)
+    return port
+
+
+def _server_properties(
+    port: int,
+    controller: int,
+    data: Path,
+    extra_listeners: Mapping[str, tuple[str, int]] | None = None,
+    extra_config: Mapping[str, str] | None = None,
+) -> str:
+    """The broker's server.properties: PLAINTEXT and CONTROLLER listeners on 127.0.0.1, plus
+    `extra_listeners` (name -> (security protocol, port)) and `extra_config` entries."""
+    extra = dict(extra_listeners or {})
+    listeners = "".join(f",{n}://127.0.0.1:{p}" for n, (_proto, p) in extra.items())
+    protocols = "".join(f",{n}:{proto}" for n, (proto, _p) in extra.items())
+    more = "".join(f"{k}={v}\n" for k, v in (extra_config or {}).items())
+    return (
+        f"""# Written by `weir local up`: a single-node KRaft broker on loopback only.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}{listeners}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}{listeners}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{protocols}
 inter.broker.listener.name=PLAINTEXT
 log.dirs={data}
 num.partitions=1
@@ -234,16 +290,18 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 log.flush.interval.messages=9223372036854775807
 """
+        + more
+    )
 
 
 async def _metadata_ok(bootstrap: str) -> bool:
     import logging
 
-    from aiokafka.admin import AIOKafkaAdminClient
+    from weir.service.connection import KafkaConnection
 
     # Connection errors while the broker boots are expected; keep them out of the user's view.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    admin = KafkaConnection(bootstrap).admin(request_timeout_ms=3000)
     try:
         await asyncio.wait_for(admin.start(), 5)
         await asyncio.wait_for(admin.describe_cluster(), 5)

@@ -18,6 +18,7 @@ from typing import Any
 from aiokafka import ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 
+from weir.service.connection import KafkaConnection
 from weir.service.sources.base import Records, Source, TopicRecords
 from weir.service.sources.kafka import KafkaSource
 
@@ -31,14 +32,14 @@ class ExternalSource(KafkaSource):
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         group_id: str,
         membership_topic: str,
         name: str,
         source: Source,
         input_topic: str,
     ) -> None:
-        super().__init__(bootstrap, group_id, [membership_topic], name, "earliest", True)
+        super().__init__(kafka, group_id, [membership_topic], name, "earliest", True)
         self.source = source
         self.input_topic = input_topic
         """The query input the source feeds (its records' topic)."""

@@ -7,11 +7,11 @@ import logging
 import sys
 import time
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from weir.service import metrics
+from weir.service.connection import KafkaConnection
 from weir.service.runtime.failures import MAX_BACKOFF_S, stop_client, transient
 from weir.tables.state.store import Store
 
@@ -21,7 +21,7 @@ _RESTORE_BATCH = 10_000
 
 
 async def restore(
-    bootstrap: str, name: str, changelog: str, store: Store, p: int, offset: int
+    kafka: KafkaConnection, name: str, changelog: str, store: Store, p: int, offset: int
 ) -> int:
     """Bring `store` (partition `p` of agent `name`) up to the end of its changelog from
     `offset` (the changelog offset it reflects); return the offset it reflects then.
@@ -31,7 +31,7 @@ async def restore(
     attempt = 0
     while True:
         try:
-            return await _restore_once(bootstrap, name, changelog, store, p, offset)
+            return await _restore_once(kafka, name, changelog, store, p, offset)
         except (KafkaError, TimeoutError) as exc:
             if not transient(exc):
                 attempt += 1
@@ -43,11 +43,10 @@ async def restore(
 
 
 async def _restore_once(
-    bootstrap: str, name: str, changelog: str, store: Store, p: int, offset: int
+    kafka: KafkaConnection, name: str, changelog: str, store: Store, p: int, offset: int
 ) -> int:
     tp = TopicPartition(changelog, p)
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    reader = kafka.consumer(
         enable_auto_commit=False,
         isolation_level="read_committed",
         auto_offset_reset="earliest",

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from weir.service import metrics
+from weir.service.connection import KafkaConnection
 from weir.service.runtime import progress, topics
 from weir.service.runtime.batch import KafkaRejects, run_batch
 from weir.service.runtime.checkpoint import (
@@ -79,12 +80,12 @@ class AgentRunner:
     `StreamingQueryProgress`. Revoked partitions finish their in-flight checkpoint first.
     """
 
-    def __init__(self, stage: Stage, settings: Settings, bootstrap: str) -> None:
+    def __init__(self, stage: Stage, settings: Settings, kafka: KafkaConnection) -> None:
         agent = stage.agent
         self.stage = stage
         self.agent = agent
         self.settings = settings
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.name = agent.name
         self.tasks: dict[int, PartitionTask] = {}
         self.state_root = Path(settings.state_dir) / agent.app.name / agent.name
@@ -118,10 +119,10 @@ class AgentRunner:
         if ext is not None and ext.make is not None:
             src = ext.make(self.state_root / "sources" / ext.name)
             return ExternalSource(
-                self.bootstrap, agent.group_id, agent.changelog_topic, agent.name, src, ext.name
+                self.kafka, agent.group_id, agent.changelog_topic, agent.name, src, ext.name
             )
         return KafkaSource(
-            self.bootstrap,
+            self.kafka,
             agent.group_id,
             [t.name for t in agent.inputs],
             agent.name,
@@ -142,15 +143,14 @@ class AgentRunner:
     async def start(self) -> None:
         """Create missing topics, join the consumer group."""
         self._limits = await topics.ensure_agent_topics(
-            self.bootstrap, self.agent, self.stage.dead_letter_topic, self.stage.internal_sink
+            self.kafka, self.agent, self.stage.dead_letter_topic, self.stage.internal_sink
         )
         if isinstance(self.agent.starting_offsets, dict):
             await self.source.commit_starting_offsets(self.agent.starting_offsets)
         for sink in self.sinks:
             await sink.open()
         if not self._eos:
-            self.shared_producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
+            self.shared_producer = self.kafka.producer(
                 enable_idempotence=True,
                 max_batch_size=MAX_BATCH_BYTES,
                 linger_ms=5,
@@ -158,7 +158,7 @@ class AgentRunner:
             await self.shared_producer.start()
         await self.source.start(_Listener(self))
         if self.stage.aliases:
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            self._admin = self.kafka.admin()
             await self._admin.start()
 
     async def stop(self) -> None:
@@ -276,7 +276,7 @@ class AgentRunner:
     async def _open_task(self, p: int) -> PartitionTask:
         """Open partition `p`'s task (see `tasks.open_task`); StateLimitError when its
         restored state is already over `max_state_rows`."""
-        task = await open_task(self.agent, self.settings, self.bootstrap, self.state_root, p)
+        task = await open_task(self.agent, self.settings, self.kafka, self.state_root, p)
         try:
             check_state_limit(self.name, p, task.store.rows(), self.settings.max_state_rows)
         except StateLimitError:

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from weir.service import metrics
 from weir.service.app import Agent
+from weir.service.connection import KafkaConnection
 from weir.service.runtime.failures import stop_client
 from weir.service.runtime.restore import restore
 from weir.service.settings import Settings
@@ -35,7 +36,7 @@ class PartitionTask:
 
 
 async def open_task(
-    agent: Agent, settings: Settings, bootstrap: str, state_root: Path, p: int
+    agent: Agent, settings: Settings, kafka: KafkaConnection, state_root: Path, p: int
 ) -> PartitionTask:
     """Open partition `p`'s task: fence the previous owner, then restore its state.
 
@@ -47,8 +48,7 @@ async def open_task(
     eos = settings.processing_guarantee == "exactly_once"
     producer = None
     if eos:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+        producer = kafka.producer(
             transactional_id=f"{agent.group_id}-{p}",
             enable_idempotence=True,
             transaction_timeout_ms=settings.transaction_timeout_ms,
@@ -68,7 +68,7 @@ async def open_task(
     store: Store = MemoryStore() if in_memory else RocksDBStore(state_root / str(p))
     offset = int(store.get_meta("changelog_offset") or 0)
     try:
-        offset = await restore(bootstrap, agent.name, agent.changelog_topic, store, p, offset)
+        offset = await restore(kafka, agent.name, agent.changelog_topic, store, p, offset)
     except BaseException:
         store.close()
         if producer is not None:

@@ -15,6 +15,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import TopicPartition
 
 from weir.service.app import Agent
+from weir.service.connection import KafkaConnection
 
 log = logging.getLogger("weir.topics")
 
@@ -112,12 +113,12 @@ async def delete_before(admin: AIOKafkaAdminClient, offsets: dict[TopicPartition
 
 
 async def ensure_agent_topics(
-    bootstrap: str, agent: Agent, dead_letter_topic: str, internal_sink: bool
+    kafka: KafkaConnection, agent: Agent, dead_letter_topic: str, internal_sink: bool
 ) -> dict[str, TopicLimits]:
     """Create the inputs, sink, changelog and dead-letter topics of `agent` that do not
     exist, give an `internal_sink` (a repartition topic) its configs, and return the limits
     of the topics it writes. Raises ValueError when inputs of a join are not co-partitioned."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka.admin()
     await admin.start()
     try:
         existing = set(await admin.list_topics())

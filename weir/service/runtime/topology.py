@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from weir.service.app import Agent, App, Topic
 from weir.service.codec import WHOLE_ROW
+from weir.service.connection import KafkaConnection
 from weir.service.runtime import topics
 from weir.service.sinks.base import Sink
 from weir.service.sinks.foreach_batch import ForeachBatchSink
@@ -58,11 +59,11 @@ class Stage:
         return out
 
 
-async def stages(app: App, bootstrap: str) -> list[Stage]:
+async def stages(app: App, kafka: KafkaConnection) -> list[Stage]:
     """The stages replacing agents that must be split, in start order (each stage 1 before
     its stage 2, which keeps the agent's name); agents that run as declared are not listed.
     Creates missing input topics, whose partition counts decide."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka.admin()
     await admin.start()
     out: list[Stage] = []
     try:

@@ -11,6 +11,7 @@ from typing import Any
 
 from weir.service import http
 from weir.service.app import App
+from weir.service.connection import KafkaConnection, check_access
 from weir.service.runtime import topology
 from weir.service.runtime.failures import MAX_BACKOFF_S, transient
 from weir.service.runtime.runner import AgentRunner
@@ -28,14 +29,13 @@ class Worker:
 
     def __init__(self, app: App, bootstrap: str | None = None) -> None:
         """`bootstrap` (else the app's `bootstrap_servers` setting) names the Kafka brokers;
-        ValueError when neither does (`weir worker` falls back to `weir local up`'s broker)."""
+        ValueError when neither does (`weir worker` falls back to `weir local up`'s broker).
+        The app's security settings (TLS, SASL) apply to every Kafka client of the worker."""
         self.app = app
-        found = bootstrap or app.settings.bootstrap_servers
-        if not found:
-            raise ValueError("no Kafka: set bootstrap_servers (WEIR_BOOTSTRAP_SERVERS)")
-        self.bootstrap = found
+        self.kafka = KafkaConnection.from_settings(app.settings, bootstrap)
+        self.bootstrap = self.kafka.bootstrap_servers
         self.runners = {
-            name: AgentRunner(topology.Stage(agent), app.settings, self.bootstrap)
+            name: AgentRunner(topology.Stage(agent), app.settings, self.kafka)
             for name, agent in app.agents.items()
         }
         self.stop_event = asyncio.Event()
@@ -44,8 +44,8 @@ class Worker:
 
     async def _expand(self) -> None:
         """Split agents whose keyed state needs a repartition topic into their two stages."""
-        for stage in await topology.stages(self.app, self.bootstrap):
-            runner = AgentRunner(stage, self.app.settings, self.bootstrap)
+        for stage in await topology.stages(self.app, self.kafka):
+            runner = AgentRunner(stage, self.app.settings, self.kafka)
             runner.available_now.upstream = [self.runners[u].finished for u in stage.upstream]
             self.runners[stage.agent.name] = runner
 
@@ -78,7 +78,9 @@ class Worker:
     async def run(self) -> None:
         """Start all agents and run them until stopped."""
         started: list[AgentRunner] = []
-        web = await http.serve(self, self.app.settings.web_port)
+        settings = self.app.settings
+        web = await http.serve(self, settings.web_port, settings.web_host)
+        log.info("Kafka at %s", self.kafka.describe())
         try:
             if not await self._until_connected(self._expand, "starting"):
                 return
@@ -118,7 +120,9 @@ class Worker:
         undo: Callable[[], Awaitable[None]] | None = None,
     ) -> bool:
         """Run `step`, retrying with backoff while Kafka is unreachable (`waiting_for_kafka`
-        says so meanwhile, and /readyz reports it). False when a stop came first."""
+        says so meanwhile, and /readyz reports it). False when a stop came first. Raises
+        KafkaAccessError when a broker refuses the login or its certificate is not trusted
+        (checked after each failed attempt, within `kafka_connect_timeout_ms`)."""
         delay = 0.5
         while not self.stop_event.is_set():
             try:
@@ -128,6 +132,7 @@ class Worker:
             except Exception as exc:
                 if not transient(exc):
                     raise
+                await check_access(self.kafka)  # a refusal is final: KafkaAccessError
                 self.waiting_for_kafka = f"waiting for Kafka at {self.bootstrap}: {exc}"
                 log.warning("%s: Kafka unreachable (%s); retrying in %.1fs", what, exc, delay)
                 if undo is not None:

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 
 from weir.service import metrics
+from weir.service.connection import KafkaConnection
 from weir.service.runtime.failures import DataLossError, stop_client
 from weir.service.sources.base import Records, Source, TopicRecords
 
@@ -35,14 +36,14 @@ class KafkaSource(Source):
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         group_id: str,
         topics: Sequence[str],
         name: str,
         reset_policy: str,
         fail_on_data_loss: bool,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.group_id = group_id
         self.topics = list(topics)
         self.name = name
@@ -58,8 +59,7 @@ class KafkaSource(Source):
 
     async def start(self, listener: ConsumerRebalanceListener | None = None) -> None:
         """Join the group; `listener` hears of partitions revoked and assigned."""
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+        self.consumer = self.kafka.consumer(
             group_id=self.group_id,
             enable_auto_commit=False,
             isolation_level="read_committed",
@@ -180,9 +180,7 @@ class KafkaSource(Source):
         it has no committed offset yet, so they take effect exactly once and committed
         offsets win afterwards (seeking in the rebalance listener would race the consumer's
         own reset). -2 is the earliest offset, -1 the latest."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False
-        )
+        consumer = self.kafka.consumer(group_id=self.group_id, enable_auto_commit=False)
         await consumer.start()
         try:
             tps = {
