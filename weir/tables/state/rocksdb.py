@@ -22,7 +22,7 @@ class RocksDBStore(Store):
         self._db = Rdict(str(self._path), options=opts)
         self._wb_cls = WriteBatch
         self._closed = False
-        self._rows = sum(1 for _ in self._keys(OPERATOR_PREFIX))
+        self._rows = sum(1 for _ in self.items(OPERATOR_PREFIX))
 
     def get(self, key: bytes) -> bytes | None:
         value = self._db.get(key)
@@ -49,16 +49,6 @@ class RocksDBStore(Store):
         self._db.write(wb)
         self._rows += rows
 
-    def _keys(self, prefix: bytes) -> Iterator[bytes]:
-        it = self._db.iter()
-        it.seek(prefix)
-        while it.valid():
-            key = it.key()
-            if not key.startswith(prefix):
-                break
-            yield key
-            it.next()
-
     def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         it = self._db.iter()
         it.seek(prefix)
@@ -70,7 +60,7 @@ class RocksDBStore(Store):
             it.next()
 
     def clear(self) -> None:
-        keys = list(self._keys(b""))
+        keys = [k for k, _ in self.items()]
         self.write(dict.fromkeys(keys), dict.fromkeys(keys, True))
 
     def rows(self) -> int:
