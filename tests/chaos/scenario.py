@@ -198,7 +198,6 @@ async def run(pipeline: str, broker: ChaosBroker, tmp: Path) -> list[Result]:
     """Run `pipeline` under the plan with both guarantees side by side on the same inputs;
     return each app's final outcome (checked by the caller)."""
     plan = plan_for(pipeline)
-    rng = random.Random(plan.seed)
     bootstrap = await asyncio.to_thread(broker.up)
     kills_before = broker.kills
     tag = uuid.uuid4().hex[:6]
@@ -218,45 +217,58 @@ async def run(pipeline: str, broker: ChaosBroker, tmp: Path) -> list[Result]:
     await harness.create_topics(bootstrap, [*inputs, *(a.output for a in apps)])
     produced: models.Inputs = {t: [] for t in inputs}
     try:
-        for k, actions in enumerate(plan.steps):
-            wave = models.wave(pipeline, k, plan.per_wave, rng, produced)
-            chunks = len(actions) + 1
-            for t, rows in wave.items():
-                produced[t] += rows
-            parts = [{t: rows[i::chunks] for t, rows in wave.items()} for i in range(chunks)]
-            for i, action in enumerate([*actions, ""]):
-                for t, rows in parts[i].items():
-                    await harness.produce(bootstrap, t, rows)
-                if k == 0 and i == 0:
-                    for app in apps:
-                        (app.root).mkdir(parents=True)
-                        app.start(0)
-                        app.start(1)
-                if action:
-                    await _act(action, broker, apps, rng)
-            await _until_complete(apps, produced)
-        for app in apps:
-            app.stop_all()
-        results = []
-        n_in = sum(len(rows) for rows in produced.values())
-        for app in apps:
-            outcome = models.check(
-                pipeline, await harness.read_all(bootstrap, app.output), produced
-            )
-            written = [app.output, *await harness.topics_of(bootstrap, app.name)]
-            still_open = await harness.open_transactions(bootstrap, written)
-            line = (
-                f"chaos {pipeline} {app.guarantee}: in={n_in} out={outcome.out} "
-                f"duplicates={outcome.duplicates} lost={outcome.lost} wrong={outcome.wrong} "
-                f"open_txn={len(still_open)} worker_kills={app.kills} "
-                f"rebalances={app.rebalances} broker_kills={broker.kills - kills_before} "
-                f"seed={plan.seed}"
-            )
-            results.append(Result(app, outcome, still_open, line))
-        return results
+        return await _run(pipeline, plan, broker, apps, produced, kills_before)
+    except AssertionError as exc:
+        raise AssertionError(f"chaos {pipeline} seed={plan.seed}: {exc}") from None
     finally:
         for app in apps:
             app.cleanup()
+
+
+async def _run(
+    pipeline: str,
+    plan: Plan,
+    broker: ChaosBroker,
+    apps: list[AppRun],
+    produced: models.Inputs,
+    kills_before: int,
+) -> list[Result]:
+    rng = random.Random(plan.seed)
+    bootstrap = broker.bootstrap
+    for k, actions in enumerate(plan.steps):
+        wave = models.wave(pipeline, k, plan.per_wave, rng, produced)
+        chunks = len(actions) + 1
+        for t, rows in wave.items():
+            produced[t] += rows
+        parts = [{t: rows[i::chunks] for t, rows in wave.items()} for i in range(chunks)]
+        for i, action in enumerate([*actions, ""]):
+            for t, rows in parts[i].items():
+                await harness.produce(bootstrap, t, rows)
+            if k == 0 and i == 0:
+                for app in apps:
+                    (app.root).mkdir(parents=True)
+                    app.start(0)
+                    app.start(1)
+            if action:
+                await _act(action, broker, apps, rng)
+        await _until_complete(apps, produced)
+    for app in apps:
+        app.stop_all()
+    results = []
+    n_in = sum(len(rows) for rows in produced.values())
+    for app in apps:
+        outcome = models.check(pipeline, await harness.read_all(bootstrap, app.output), produced)
+        written = [app.output, *await harness.topics_of(bootstrap, app.name)]
+        still_open = await harness.open_transactions(bootstrap, written)
+        line = (
+            f"chaos {pipeline} {app.guarantee}: in={n_in} out={outcome.out} "
+            f"duplicates={outcome.duplicates} lost={outcome.lost} wrong={outcome.wrong} "
+            f"open_txn={len(still_open)} worker_kills={app.kills} "
+            f"rebalances={app.rebalances} broker_kills={broker.kills - kills_before} "
+            f"seed={plan.seed}"
+        )
+        results.append(Result(app, outcome, still_open, line))
+    return results
 
 
 def report(results: list[Result], capsys: pytest.CaptureFixture[str]) -> None:
