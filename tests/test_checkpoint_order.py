@@ -76,7 +76,7 @@ def _outgoing() -> Outgoing:
 async def test_changelog_after_outputs_positions_last() -> None:
     producer, consumer = _Producer(), _Consumer()
     offsets = {TopicPartition("in", 1): 10}
-    end = await Committer("g", "log").commit(producer, 1, _outgoing(), offsets, consumer)  # type: ignore[arg-type]
+    end = await Committer("g", "log").commit(producer, 1, _outgoing(), offsets, consumer)
     topics = [t for t, _k, _d in producer.sent]
     assert topics.index("log") > max(topics.index("out"), topics.index("dead"))
     (log_keys, after_acks) = next((k, d) for t, k, d in producer.sent if t == "log")
@@ -89,11 +89,11 @@ async def test_a_failed_output_writes_no_changelog_and_commits_nothing() -> None
     producer, consumer = _Producer(failing="out"), _Consumer()
     with pytest.raises(RuntimeError, match="refused"):
         await Committer("g", "log").commit(
-            producer,  # type: ignore[arg-type]
+            producer,
             1,
             _outgoing(),
             {TopicPartition("in", 1): 10},
-            consumer,  # type: ignore[arg-type]
+            consumer,
         )
     assert "log" not in [t for t, _k, _d in producer.sent]
     assert consumer.committed is None
