@@ -7,9 +7,10 @@ For one task (input partition p) and one micro-batch:
    changelog; records too large for their topic become dead letters (`divert_oversized`);
 2. exactly_once: a transaction on the task's own transactional producer (`<app>-<agent>-<p>`)
    takes every record; every send is acknowledged, then the input offsets go in with
-   `send_offsets_to_transaction` and the transaction commits. at_least_once: produce, wait for
-   every acknowledgement, then commit the offsets. A refused record fails the checkpoint; it
-   is never skipped (`Committer.commit`);
+   `send_offsets_to_transaction` and the transaction commits. at_least_once: produce the
+   outputs and dead letters, wait for every acknowledgement, then the changelog likewise (the
+   query's own keys, input positions included, last), then commit the offsets. A refused
+   record fails the checkpoint; it is never skipped (`Committer.commit`);
 3. only then the state changes are committed to the local store, with the changelog offset
    they reach.
 
@@ -37,6 +38,7 @@ from weir.service.runtime import topics
 from weir.service.sinks.kafka import SOURCE_HEADER
 from weir.service.sources.base import POSITION_HEADERS, SourceRecord
 from weir.tables.operator import ErrorStage
+from weir.tables.query import QUERY_PREFIX
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 """(key, value, headers) of a record to produce."""
@@ -142,7 +144,23 @@ class Committer:
                     await producer.abort_transaction()
                 raise
         else:
-            results = await _acknowledged(await self._send_all(producer, task_partition, out))
+            # Nothing makes the records one unit here, so their order does. The changelog
+            # carries the positions the task resumes at (KafkaSource.resume_at_committed), so it
+            # goes out only once every output is acknowledged, the query's own keys (positions,
+            # batch id, watermark) last: a crash or a broker lost mid-checkpoint then leaves at
+            # worst a state that has seen the batch without its positions (the batch runs
+            # again: duplicates), never positions past outputs that were not written (loss).
+            others = [t for t in out.records if t != self.changelog]
+            results = await _acknowledged(
+                await self._send_all(producer, task_partition, out, others)
+            )
+            if self.changelog in out.records:
+                out.records[self.changelog].sort(
+                    key=lambda r: (r[0] or b"").startswith(QUERY_PREFIX)
+                )
+                results += await _acknowledged(
+                    await self._send_all(producer, task_partition, out, [self.changelog])
+                )
             if offsets:
                 await consumer.commit(offsets)
         end = None
@@ -152,10 +170,17 @@ class Committer:
         return end
 
     async def _send_all(
-        self, producer: AIOKafkaProducer, task_partition: int, out: Outgoing
+        self,
+        producer: AIOKafkaProducer,
+        task_partition: int,
+        out: Outgoing,
+        only: Sequence[str] | None = None,
     ) -> list[tuple[str, asyncio.Future[Any], int]]:
+        """Send the records of `out` (of the topics in `only`, if given), in their order."""
         futures: list[tuple[str, asyncio.Future[Any], int]] = []
         for topic, recs in out.records.items():
+            if only is not None and topic not in only:
+                continue
             fixed = out.partitions.get(topic)
             parts = await self._partitions(producer, topic)
             builders: dict[int, Any] = {}
