@@ -1,8 +1,13 @@
-"""at_least_once checkpoints send the changelog (which carries the input positions a task
-resumes at) only after every output is acknowledged, the query's own keys last; an output that
-fails leaves no changelog record and commits no offset. Before, outputs and changelog went out
-together: a broker SIGKILLed mid-checkpoint (found by tests/chaos) could keep the changelog's
-positions without the outputs, and the restored task skipped them: lost rows."""
+"""at_least_once checkpoints send the outputs on the shared producer and wait for every
+acknowledgement; only then does the task's transaction take the changelog (which carries the
+input positions a task resumes at) and the offsets, and commit. An output that fails begins no
+transaction, writes no changelog record and commits no offset.
+
+Found by tests/chaos: outputs and changelog went out together, so a broker SIGKILLed
+mid-checkpoint could keep the changelog's positions without the outputs (the restored task
+skipped them); and with the changelog outside any transaction a member the group had already
+dropped (sessions expired while the broker was away) kept writing state for partitions a new
+owner had restored, so a later restore lost join rows."""
 
 from __future__ import annotations
 
@@ -54,12 +59,38 @@ class _Producer:
         return fut
 
 
-class _Consumer:
-    def __init__(self) -> None:
+class _TxnProducer(_Producer):
+    """A transactional producer: notes when its transaction begins and what it commits."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
         self.committed: dict[TopicPartition, int] | None = None
 
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.committed = offsets
+    async def begin_transaction(self) -> None:
+        self.log.append("begin")
+
+    async def send_offsets_to_transaction(
+        self, offsets: dict[TopicPartition, int], group_id: str
+    ) -> None:
+        self.pending = offsets
+
+    async def commit_transaction(self) -> None:
+        self.committed = self.pending
+        self.log.append("commit")
+
+    async def abort_transaction(self) -> None:
+        self.log.append("abort")
+
+
+class _Outputs(_Producer):
+    def __init__(self, log: list[str], failing: str | None = None) -> None:
+        super().__init__(failing)
+        self.log = log
+
+    async def send_batch(self, batch: _Batch, topic: str, partition: int) -> asyncio.Future[Any]:
+        self.log.append(f"send {topic}")
+        return await super().send_batch(batch, topic, partition)
 
 
 def _outgoing() -> Outgoing:
@@ -73,27 +104,27 @@ def _outgoing() -> Outgoing:
     return out
 
 
-async def test_changelog_after_outputs_positions_last() -> None:
-    producer, consumer = _Producer(), _Consumer()
+async def test_outputs_acknowledged_then_changelog_and_offsets_in_one_transaction() -> None:
+    log: list[str] = []
+    outputs, task = _Outputs(log), _TxnProducer(log)
     offsets = {TopicPartition("in", 1): 10}
-    end = await Committer("g", "log").commit(producer, 1, _outgoing(), offsets, consumer)
-    topics = [t for t, _k, _d in producer.sent]
-    assert topics.index("log") > max(topics.index("out"), topics.index("dead"))
-    (log_keys, after_acks) = next((k, d) for t, k, d in producer.sent if t == "log")
-    assert after_acks, "the changelog went out before every output was acknowledged"
-    assert log_keys == [b"op0/a", b"op0/b", QUERY_PREFIX + b"positions"]
-    assert consumer.committed == offsets and end is not None
+    end = await Committer("g", "log").commit(task, 1, _outgoing(), offsets, outputs)
+    assert {t for t, _k, _d in outputs.sent} == {"out", "dead"}
+    assert all(f.done() for f in outputs.futures), "outputs not all acknowledged"
+    assert log.index("begin") > max(i for i, e in enumerate(log) if e.startswith("send"))
+    assert [t for t, _k, _d in task.sent] == ["log"]
+    assert task.committed == offsets and log[-1] == "commit" and end is not None
 
 
 async def test_a_failed_output_writes_no_changelog_and_commits_nothing() -> None:
-    producer, consumer = _Producer(failing="out"), _Consumer()
+    log: list[str] = []
+    outputs, task = _Outputs(log, failing="out"), _TxnProducer(log)
     with pytest.raises(RuntimeError, match="refused"):
         await Committer("g", "log").commit(
-            producer,
+            task,
             1,
             _outgoing(),
             {TopicPartition("in", 1): 10},
-            consumer,
+            outputs,
         )
-    assert "log" not in [t for t, _k, _d in producer.sent]
-    assert consumer.committed is None
+    assert "begin" not in log and task.sent == [] and task.committed is None

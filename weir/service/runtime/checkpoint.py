@@ -5,12 +5,12 @@ For one task (input partition p) and one micro-batch:
 1. the driver decodes the batch's records, runs the query and collects everything the batch
    writes in an `Outgoing`: outputs, dead letters, late rows and the state changes for the
    changelog; records too large for their topic become dead letters (`divert_oversized`);
-2. exactly_once: a transaction on the task's own transactional producer (`<app>-<agent>-<p>`)
-   takes every record; every send is acknowledged, then the input offsets go in with
-   `send_offsets_to_transaction` and the transaction commits. at_least_once: produce the
-   outputs and dead letters, wait for every acknowledgement, then the changelog likewise (the
-   query's own keys, input positions included, last), then commit the offsets. A refused
-   record fails the checkpoint; it is never skipped (`Committer.commit`);
+2. a transaction on the task's own transactional producer (`<app>-<agent>-<p>`) takes the
+   changelog and the input offsets (`send_offsets_to_transaction`), and under exactly_once the
+   outputs too; every send is acknowledged before it commits. Under at_least_once the outputs
+   and dead letters go first, on the agent's shared idempotent producer, and are all
+   acknowledged before the transaction begins. A refused record fails the checkpoint; it is
+   never skipped (`Committer.commit`);
 3. only then the state changes are committed to the local store, with the changelog offset
    they reach.
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
@@ -38,7 +38,6 @@ from weir.service.runtime import topics
 from weir.service.sinks.kafka import SOURCE_HEADER
 from weir.service.sources.base import POSITION_HEADERS, SourceRecord
 from weir.tables.operator import ErrorStage
-from weir.tables.query import QUERY_PREFIX
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 """(key, value, headers) of a record to produce."""
@@ -122,47 +121,42 @@ class Committer:
         task_partition: int,
         out: Outgoing,
         offsets: dict[TopicPartition, int],
-        consumer: AIOKafkaConsumer | None = None,
+        outputs: AIOKafkaProducer | None = None,
     ) -> int | None:
-        """Produce the checkpoint's records and commit the offsets, atomically under
-        exactly_once. Every record is acknowledged before the offsets are committed, so a
-        refused record fails the checkpoint instead of being skipped. Return the changelog
-        offset after this checkpoint's records (None when it wrote none).
+        """Produce the checkpoint's records and commit the offsets. Every record is
+        acknowledged before the offsets are committed, so a refused record fails the
+        checkpoint instead of being skipped. Return the changelog offset after this
+        checkpoint's records (None when it wrote none).
 
-        A transactional `producer` (exactly_once) carries the offsets in its transaction;
-        otherwise (at_least_once) `consumer` commits them once every record is acknowledged.
+        `producer` is the task's transactional producer: the changelog and the offsets always
+        commit together in its transaction, so the state and the input position never part,
+        and a previous owner still running (a member the group already dropped) is fenced
+        rather than writing state behind the new owner's back. Under exactly_once the outputs
+        join that transaction; under at_least_once they go first through `outputs` and must
+        all be acknowledged before the transaction begins (a crash between: duplicates,
+        never loss).
         """
-        if consumer is None:
-            await producer.begin_transaction()
-            try:
-                results = await _acknowledged(await self._send_all(producer, task_partition, out))
-                if offsets:
-                    await producer.send_offsets_to_transaction(offsets, self.group_id)
-                await producer.commit_transaction()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.abort_transaction()
-                raise
-        else:
-            # Nothing makes the records one unit here, so their order does. The changelog
-            # carries the positions the task resumes at (KafkaSource.resume_at_committed), so it
-            # goes out only once every output is acknowledged, the query's own keys (positions,
-            # batch id, watermark) last: a crash or a broker lost mid-checkpoint then leaves at
-            # worst a state that has seen the batch without its positions (the batch runs
-            # again: duplicates), never positions past outputs that were not written (loss).
+        results: list[tuple[str, Any, int]] = []
+        if outputs is not None:
             others = [t for t in out.records if t != self.changelog]
             results = await _acknowledged(
-                await self._send_all(producer, task_partition, out, others)
+                await self._send_all(outputs, task_partition, out, others)
             )
-            if self.changelog in out.records:
-                out.records[self.changelog].sort(
-                    key=lambda r: (r[0] or b"").startswith(QUERY_PREFIX)
-                )
-                results += await _acknowledged(
-                    await self._send_all(producer, task_partition, out, [self.changelog])
-                )
+            if self.changelog not in out.records and not offsets:
+                return None
+        await producer.begin_transaction()
+        try:
+            mine = None if outputs is None else [self.changelog]
+            results += await _acknowledged(
+                await self._send_all(producer, task_partition, out, mine)
+            )
             if offsets:
-                await consumer.commit(offsets)
+                await producer.send_offsets_to_transaction(offsets, self.group_id)
+            await producer.commit_transaction()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+            raise
         end = None
         for topic, md, n in results:
             if topic == self.changelog:

@@ -351,9 +351,8 @@ class AgentRunner:
             failure.attempts + failure.transient,
         )
         metrics.ABORTS.labels(self.name).inc()
-        if task.producer is not None:
-            with contextlib.suppress(Exception):
-                await task.producer.abort_transaction()
+        with contextlib.suppress(Exception):
+            await task.producer.abort_transaction()
         exhausted = failure.attempts > self.settings.max_batch_retries
         if exhausted and self.settings.on_batch_failure == "fail":
             raise BatchFailedError(
@@ -469,13 +468,10 @@ class AgentRunner:
     async def _produce_and_commit(
         self, task: PartitionTask, out: Outgoing, offsets: dict[TopicPartition, int]
     ) -> int | None:
-        """Step 2 of the checkpoint (weir.service.runtime.checkpoint) with this task's producer."""
-        if task.producer is not None:
-            return await self._committer.commit(task.producer, task.partition, out, offsets)
-        assert self.shared_producer is not None and self.source.consumer is not None
-        return await self._committer.commit(
-            self.shared_producer, task.partition, out, offsets, self.source.consumer
-        )
+        """Step 2 of the checkpoint (weir.service.runtime.checkpoint) with this task's producer
+        (and under at_least_once the shared producer for the outputs)."""
+        outputs = None if self._eos else self.shared_producer
+        return await self._committer.commit(task.producer, task.partition, out, offsets, outputs)
 
     async def _delete_consumed(self, offsets: dict[TopicPartition, int]) -> None:
         """Delete committed records of the repartition topics this stage reads, at most every

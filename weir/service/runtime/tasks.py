@@ -30,7 +30,7 @@ class PartitionTask:
     partition: int
     store: Store
     query: QueryTask
-    producer: AIOKafkaProducer | None
+    producer: AIOKafkaProducer
     changelog_offset: int = 0
     """Offset after the last changelog record that the local store reflects."""
 
@@ -40,30 +40,28 @@ async def open_task(
 ) -> PartitionTask:
     """Open partition `p`'s task: fence the previous owner, then restore its state.
 
-    Under exactly_once the task's transactional producer starts first: its InitProducerId
-    fences any previous owner of the partition and makes the broker finish (commit or
-    abort) that owner's open transaction. Only then are the changelog and the committed
-    offsets read, so neither can miss, nor later gain, the previous owner's last batch.
+    The task's transactional producer starts first (under either guarantee: it carries the
+    changelog and the offsets): its InitProducerId fences any previous owner of the
+    partition and makes the broker finish (commit or abort) that owner's open transaction.
+    Only then are the changelog and the committed offsets read, so neither can miss, nor
+    later gain, the previous owner's last batch.
     """
-    eos = settings.processing_guarantee == "exactly_once"
-    producer = None
-    if eos:
-        producer = kafka.producer(
-            transactional_id=f"{agent.group_id}-{p}",
-            enable_idempotence=True,
-            transaction_timeout_ms=settings.transaction_timeout_ms,
-            max_batch_size=MAX_BATCH_BYTES,
-            linger_ms=5,
-            # A checkpoint that starts while the broker still writes the previous one's
-            # commit markers is refused with CONCURRENT_TRANSACTIONS and retried after
-            # this backoff; aiokafka's 100 ms default was most of the p99 latency.
-            retry_backoff_ms=TXN_RETRY_BACKOFF_MS,
-        )
-        try:
-            await producer.start()
-        except BaseException:
-            await stop_client(producer)
-            raise
+    producer = kafka.producer(
+        transactional_id=f"{agent.group_id}-{p}",
+        enable_idempotence=True,
+        transaction_timeout_ms=settings.transaction_timeout_ms,
+        max_batch_size=MAX_BATCH_BYTES,
+        linger_ms=5,
+        # A checkpoint that starts while the broker still writes the previous one's
+        # commit markers is refused with CONCURRENT_TRANSACTIONS and retried after
+        # this backoff; aiokafka's 100 ms default was most of the p99 latency.
+        retry_backoff_ms=TXN_RETRY_BACKOFF_MS,
+    )
+    try:
+        await producer.start()
+    except BaseException:
+        await stop_client(producer)
+        raise
     in_memory = settings.store == "memory"
     store: Store = MemoryStore() if in_memory else RocksDBStore(state_root / str(p))
     offset = int(store.get_meta("changelog_offset") or 0)
@@ -71,8 +69,7 @@ async def open_task(
         offset = await restore(kafka, agent.name, agent.changelog_topic, store, p, offset)
     except BaseException:
         store.close()
-        if producer is not None:
-            await producer.stop()
+        await producer.stop()
         raise
     qtask = agent.query.task(
         store,
@@ -85,6 +82,5 @@ async def open_task(
 
 async def close_task(task: PartitionTask) -> None:
     """Stop the task's producer and close its store."""
-    if task.producer is not None:
-        await stop_client(task.producer)
+    await stop_client(task.producer)
     task.store.close()
