@@ -28,6 +28,17 @@ if TYPE_CHECKING:
     from weir.service.sinks.parquet_compact import compact_parquet
     from weir.service.sinks.postgres import postgres_insert, postgres_upsert
     from weir.service.sources.static import static_table
+    from weir.tables.expr import Column, col, lit
+    from weir.tables.expr_functions import (
+        coalesce,
+        concat,
+        length,
+        lower,
+        split,
+        substring,
+        upper,
+        when,
+    )
     from weir.tables.operator import Row
     from weir.tables.ops.arbitrary import GroupState
     from weir.tables.ops.functions import (
@@ -62,6 +73,17 @@ _HOMES = {
     "weir.service.sinks.parquet_compact": ["compact_parquet"],
     "weir.service.sinks.postgres": ["postgres_insert", "postgres_upsert"],
     "weir.service.sources.static": ["static_table"],
+    "weir.tables.expr": ["Column", "col", "lit"],
+    "weir.tables.expr_functions": [
+        "coalesce",
+        "concat",
+        "length",
+        "lower",
+        "split",
+        "substring",
+        "upper",
+        "when",
+    ],
     "weir.tables.operator": ["Row"],
     "weir.tables.ops.arbitrary": ["GroupState"],
     "weir.tables.ops.functions": [
@@ -88,6 +110,7 @@ __all__ = [
     "Aggregator",
     "App",
     "BatchId",
+    "Column",
     "GroupState",
     "Query",
     "Row",
@@ -99,8 +122,11 @@ __all__ = [
     "Trigger",
     "approx_count_distinct",
     "avg",
+    "coalesce",
+    "col",
     "collect_list",
     "compact_parquet",
+    "concat",
     "console",
     "count",
     "count_distinct",
@@ -109,7 +135,10 @@ __all__ = [
     "flat_map_groups_with_state",
     "foreach_batch",
     "last",
+    "length",
+    "lit",
     "log_and_continue",
+    "lower",
     "map_groups_with_state",
     "max",
     "memory",
@@ -123,9 +152,13 @@ __all__ = [
     "read_parquet",
     "read_parquet_latest",
     "session_window",
+    "split",
     "static_table",
+    "substring",
     "sum",
     "udaf",
+    "upper",
+    "when",
     "window",
     "write_batch",
 ]

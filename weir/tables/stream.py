@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+from weir.tables.expr import Column
 from weir.tables.operator import Operator, OutputMode, Row
 from weir.tables.ops.aggregate import WINDOW_END, WINDOW_START, AggregateOperator
 from weir.tables.ops.arbitrary import GroupFunc, GroupState, TimeoutKind, group_state_operator
@@ -44,19 +45,34 @@ class Stream:
         """Transform each row (a function that raises dead-letters that row)."""
         return self.then(MapOperator(fn, "map"))
 
-    def filter(self, fn: Callable[[Row], Any]) -> Stream:
-        """Keep rows for which `fn` is truthy."""
-        return self.then(MapOperator(fn, "filter"))
+    def filter(self, condition: Column | Callable[[Row], Any]) -> Stream:
+        """Keep rows for which `condition` holds: a Column (`col("amount") > 0`) keeps a row
+        only where it is True (None drops it, as in Spark); a function, where it is truthy.
+        An expression or function that raises dead-letters the row. SQL text ("amount > 0")
+        is refused here, not yet supported."""
+        if isinstance(condition, str):
+            raise ValueError(f"filter: SQL expression strings are not supported yet: {condition!r}")
+        if isinstance(condition, Column):
+            pred = condition.compile()
+            op = MapOperator(lambda r: pred(r) is True, "filter")
+            op.name = f"filter({condition.name})"
+            return self.then(op)
+        if not callable(condition):
+            raise TypeError(f"filter takes a Column or a function, not {condition!r}")
+        return self.then(MapOperator(condition, "filter"))
+
+    where = filter
 
     def flat_map(self, fn: Callable[[Row], Iterable[Row]]) -> Stream:
         """Replace each row by zero or more rows (Spark's `explode`)."""
         return self.then(MapOperator(fn, "flat_map"))
 
     def with_column(
-        self, name: str, fn: Callable[[Row], Any], *, timestamp: bool = False
+        self, name: str, fn: Column | Callable[[Row], Any], *, timestamp: bool = False
     ) -> Stream:
         """Spark's `withColumn(name, expr)`: each row with column `name` set to `fn(row)`
-        (added, or replaced), as a new row; a function that raises dead-letters that row.
+        (added, or replaced), as a new row; `fn` is a Column (`col("a") * 2`) or a function;
+        one that raises dead-letters that row.
 
         `timestamp=True` makes it a timestamp column, as Spark's `to_timestamp(...)` does:
         the value (ISO-8601 text, a datetime or epoch ms; see `timeutil.to_millis`) is held
@@ -64,21 +80,64 @@ class Stream:
         that is not a time dead-letters the row with the reason (Spark would make it null).
         """
 
+        value_of = _row_function("with_column", fn)
+
         def parsed(row: Row) -> Any:
-            value = fn(row)
+            value = value_of(row)
             return None if value is None else to_millis(value)
 
-        compute = parsed if timestamp else fn
+        compute = parsed if timestamp else value_of
         op = MapOperator(lambda r: {**r, name: compute(r)}, "map", (name,) if timestamp else ())
         op.name = f"with_column({name})"
         s = self.then(op)
         ts = (self.node.timestamp_columns - {name}) | op.timestamps  # a replaced column
         return Stream(dataclasses.replace(s.node, timestamp_columns=ts))
 
-    def select(self, *columns: str) -> Stream:
-        """Keep only `columns`."""
-        cols = tuple(columns)
-        return self.map(lambda r: {c: r.get(c) for c in cols})
+    def with_columns(self, columns: Mapping[str, Column | Callable[[Row], Any]]) -> Stream:
+        """Spark's `withColumns({name: expr})`: every expression sees the input row, then
+        the columns are set (added or replaced) in the mapping's order."""
+        fns = [(name, _row_function("with_columns", fn)) for name, fn in columns.items()]
+        if not fns:
+            return self
+
+        def add(r: Row) -> Row:
+            return {**r, **{name: f(r) for name, f in fns}}
+
+        op = MapOperator(add, "map")
+        op.name = f"with_columns({', '.join(columns)})"
+        s = self.then(op)
+        ts = self.node.timestamp_columns - set(columns)  # a replaced column
+        return Stream(dataclasses.replace(s.node, timestamp_columns=ts))
+
+    def select(self, *columns: str | Column | Sequence[str | Column]) -> Stream:
+        """Keep only `columns`, in order: names (a missing field is None) or Columns, each
+        output under its name (`alias`, or Spark's derived name such as "(amount * 2)").
+        With a Column, two outputs with the same name are refused (a row is a dict)."""
+        flat: list[str | Column] = []
+        for c in columns:  # select(["a", "b"]) works like select("a", "b"), as in Spark
+            if isinstance(c, str | Column):
+                flat.append(c)
+            else:
+                flat.extend(c)
+        if all(isinstance(c, str) for c in flat):
+            names = tuple(str(c) for c in flat)
+            return self.map(lambda r: {c: r.get(c) for c in names})
+        outputs: list[tuple[str, Callable[[Row], Any]]] = []
+        for c in flat:
+            if isinstance(c, str):
+                outputs.append((c, _getter(c)))
+            elif isinstance(c, Column):
+                outputs.append((c.name, c.compile()))
+            else:
+                raise TypeError(f"select takes column names or Columns, not {c!r}")
+        _no_duplicates([n for n, _ in outputs])
+        op = MapOperator(lambda r: {n: f(r) for n, f in outputs}, "map")
+        op.name = f"select({', '.join(n for n, _ in outputs)})"
+        s = self.then(op)
+        # a time column stays one when selected by name or computed from itself alone
+        ts = self.node.timestamp_columns
+        kept = {c if isinstance(c, str) else c.name for c in flat if _same_column(c, ts)}
+        return Stream(dataclasses.replace(s.node, timestamp_columns=ts & kept))
 
     def with_watermark(self, column: str, delay: Duration) -> Stream:
         """Declare `column` as event time with a watermark `delay` ("10 minutes", timedelta)."""
@@ -163,6 +222,14 @@ class Stream:
         """Build the query; refuses, with the reason, the combinations Spark refuses."""
         return Query(self.node, output_mode)
 
+    # PySpark's camelCase names
+    withColumn = with_column
+    withColumns = with_columns
+    withWatermark = with_watermark
+    groupBy = group_by
+    dropDuplicates = drop_duplicates
+    dropDuplicatesWithinWatermark = drop_duplicates_within_watermark
+
     def _single_input(self, what: str) -> str:
         names = input_names(self.node)
         if len(names) != 1:
@@ -230,6 +297,34 @@ class GroupedStream:
     def count(self) -> Stream:
         """Spark's `groupBy(...).count()`: one "count" column of rows per group."""
         return self.agg(count().alias("count"))
+
+
+def _row_function(what: str, fn: Column | Callable[[Row], Any]) -> Callable[[Row], Any]:
+    if isinstance(fn, str):
+        raise ValueError(f"{what}: SQL expression strings are not supported yet: {fn!r}")
+    if isinstance(fn, Column):
+        return fn.compile()
+    if not callable(fn):
+        raise TypeError(f"{what} takes a Column or a function, not {fn!r}")
+    return fn
+
+
+def _same_column(c: str | Column, timestamps: frozenset[str]) -> bool:
+    if isinstance(c, str):
+        return c in timestamps
+    return c.name in timestamps and c.references() == {c.name}
+
+
+def _getter(name: str) -> Callable[[Row], Any]:
+    return lambda r: r.get(name)
+
+
+def _no_duplicates(names: Iterable[str]) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"select: column {n!r} is selected twice; use alias(...)")
+        seen.add(n)
 
 
 def read(name: str, timestamp_columns: Iterable[str] = ()) -> Stream:
