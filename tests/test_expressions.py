@@ -146,8 +146,9 @@ def test_string_functions() -> None:
     for e in (upper("n"), lower("n"), length("n"), concat("s", "n"), substring("n", 1, 2)):
         assert ev(e, row) is None
     assert ev(split("n", ","), row) is None
+    assert ev(upper("i"), row) == "5" and ev(length(lit(True)), row) == 4  # Spark's implicit cast
     with pytest.raises(TypeError, match="upper expects a string"):
-        ev(upper("i"), row)
+        ev(upper(lit([1])), row)
 
 
 @pytest.mark.parametrize(
@@ -235,12 +236,12 @@ def test_sql_strings_are_refused_when_the_pipeline_is_defined() -> None:
 
 
 def test_an_expression_error_dead_letters_the_row() -> None:
-    good, bad = {"name": "ann"}, {"name": 3}
+    good, bad = {"name": "ann"}, {"name": [3]}
     result = _run(read("events").with_column("u", upper("name")), [good, bad])
     assert result.rows == [{"name": "ann", "u": "ANN"}]
     [(row, reason, stage)] = result.ctx.errors
     assert row == bad and stage == "user_function"
-    assert reason == "with_column(u) failed: TypeError: upper expects a string, got int 3"
+    assert reason == "with_column(u) failed: TypeError: upper expects a string, got list [3]"
     result = _run(read("events").filter(upper("name") == "ANN"), [good, bad])
     assert result.rows == [good]
     assert result.ctx.errors[0][1].startswith("filter((upper(name) = ANN)) failed: TypeError")

@@ -99,9 +99,13 @@ def _function(name: str, cs: list[Column], build: Any, extra: str = "") -> Colum
 
 
 def _text(fn_name: str, v: Any) -> str:
-    if not isinstance(v, str):
+    """`v` as text: numbers and booleans are cast as Spark casts them implicitly; a list or
+    a dict (an array or struct, which Spark refuses at analysis) raises."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, list | dict):
         raise TypeError(f"{fn_name} expects a string, got {type(v).__name__} {v!r}")
-    return v
+    return str(_to_string(v))
 
 
 def _string_fn(name: str, c: str | Column, fn: Any, extra: str = "") -> Column:
