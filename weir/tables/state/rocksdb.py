@@ -32,20 +32,17 @@ class RocksDBStore(Store):
         if not changes:
             return
         known = existed or {}
-        unknown = [k for k in changes if k not in known and k.startswith(OPERATOR_PREFIX)]
+        ops = [k for k in changes if k.startswith(OPERATOR_PREFIX)]
+        unknown = [k for k in ops if k not in known]
         found = cast(list[bytes | None], self._db.get(list[Any](unknown))) if unknown else []
         held = dict(zip(unknown, (v is not None for v in found), strict=True))
+        rows = sum((changes[k] is not None) - (known[k] if k in known else held[k]) for k in ops)
         wb = self._wb_cls(raw_mode=True)
-        rows = 0
         for key, value in changes.items():
             if value is None:
                 wb.delete(key)
-                if key.startswith(OPERATOR_PREFIX):
-                    rows -= known.get(key, False) or held.get(key, False)
             else:
                 wb.put(key, value)
-                if key.startswith(OPERATOR_PREFIX):
-                    rows += not (known.get(key, False) or held.get(key, False))
         self._db.write(wb)
         self._rows += rows
 
