@@ -14,7 +14,7 @@ from tests.checks import check_exact as _check_exact
 from tests.checks import counting_env
 from tests.checks import rows as _rows
 from tests.conftest import KafkaHelper
-from tests.workers import WorkerProcess
+from tests.workers import WorkerProcess, run_counting_to_end
 
 pytestmark = [pytest.mark.broker, pytest.mark.asyncio]
 
@@ -35,11 +35,6 @@ async def _kill_mid_stream(
     await asyncio.sleep(extra_s)
     assert w.proc.poll() is None, f"worker exited before the kill:\n{w.tail()}"
     w.kill()
-
-
-async def _run_to_end(env: dict[str, str], log: Path) -> None:
-    w = WorkerProcess("tests.apps.counting:app", {**env, "WEIR_TEST_TRIGGER": "available_now"}, log)
-    assert await asyncio.to_thread(w.wait, 180) == 0, w.tail()
 
 
 @pytest.mark.parametrize("store", ["rocksdb", "memory"])
@@ -64,7 +59,7 @@ async def test_sigkill_restarts_then_changelog_restore_are_exact(
         await _kill_mid_stream(kafka, env, log, dst, extra_s)
 
     # Finish what is left, then verify.
-    await _run_to_end(env, log)
+    await run_counting_to_end(env, log)
     _check_exact(await kafka.read(dst, idle_s=1.5), produced)
 
     # A new machine: no local state at all; the changelog alone restores it.
@@ -72,7 +67,7 @@ async def test_sigkill_restarts_then_changelog_restore_are_exact(
     more = _rows(len(produced), 2000)
     produced += more
     await kafka.produce(src, more, key="k")
-    await _run_to_end(env, log)
+    await run_counting_to_end(env, log)
     _check_exact(await kafka.read(dst, idle_s=1.5), produced)
     assert "restoring" in log.read_text()
 
@@ -92,7 +87,7 @@ async def test_a_stale_committed_offset_does_not_process_a_batch_twice(
     log = tmp_path / "worker.log"
     produced = _rows(0, 3000)
     await kafka.produce(src, produced, key="k")
-    await _run_to_end(env, log)
+    await run_counting_to_end(env, log)
     _check_exact(await kafka.read(dst, idle_s=1.0), produced)
 
     stale = AIOKafkaConsumer(
@@ -110,6 +105,6 @@ async def test_a_stale_committed_offset_does_not_process_a_batch_twice(
     more = _rows(3000, 1000)
     produced += more
     await kafka.produce(src, more, key="k")
-    await _run_to_end(env, log)
+    await run_counting_to_end(env, log)
     _check_exact(await kafka.read(dst, idle_s=1.0), produced)
     assert "not at the committed offset 1000" in log.read_text()

@@ -26,7 +26,7 @@ import pytest
 
 from tests.checks import check_exact, counting_env, rows, until_exact
 from tests.secure_broker import SecureBroker
-from tests.workers import WorkerProcess
+from tests.workers import WorkerProcess, run_counting_to_end
 from weir.service.connection import KafkaConnection
 from weir.service.local import LocalStartError
 from weir.service.local.proc import free_port
@@ -67,11 +67,6 @@ def _weir(args: list[str], env: dict[str, str], timeout: float) -> tuple[int, st
     return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started
 
 
-async def _run_to_end(env: dict[str, str], log: Path) -> None:
-    w = WorkerProcess("tests.apps.counting:app", {**env, "WEIR_TEST_TRIGGER": "available_now"}, log)
-    assert await asyncio.to_thread(w.wait, 180) == 0, w.tail()
-
-
 @pytest.mark.parametrize("listener", ["SSL", "SASL_SSL"])
 async def test_exactly_once_counts_and_restore_over_a_secured_listener(
     secure: SecureBroker, tmp_path: Path, listener: str
@@ -90,7 +85,7 @@ async def test_exactly_once_counts_and_restore_over_a_secured_listener(
     log = tmp_path / "worker.log"
     produced = rows(0, 3000)
     await kafka.produce(src, produced, key="k")
-    await _run_to_end(env, log)
+    await run_counting_to_end(env, log)
     check_exact(await kafka.read(dst, idle_s=1.5), produced)
 
     # No local state: the changelog restores it, read over the same secured listener.
@@ -98,7 +93,7 @@ async def test_exactly_once_counts_and_restore_over_a_secured_listener(
     more = rows(3000, 1000)
     produced += more
     await kafka.produce(src, more, key="k")
-    await _run_to_end(env, log)
+    await run_counting_to_end(env, log)
     check_exact(await kafka.read(dst, idle_s=1.5), produced)
     text = log.read_text()
     assert "restoring" in text

@@ -3,6 +3,7 @@ pid, their logs kept for failure messages."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -62,3 +63,10 @@ def wait_for(predicate: object, timeout: float, what: str) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def run_counting_to_end(env: dict[str, str], log: Path) -> None:
+    """Run `tests.apps.counting` with the available-now trigger until it has processed its
+    input and exited; fail with the log's tail unless it exits 0 within 180 s."""
+    w = WorkerProcess("tests.apps.counting:app", {**env, "WEIR_TEST_TRIGGER": "available_now"}, log)
+    assert await asyncio.to_thread(w.wait, 180) == 0, w.tail()
