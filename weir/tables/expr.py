@@ -32,16 +32,26 @@ class Column:
     """A column expression; build with `col`, `lit`, operators and the functions.
 
     `name` is the output column name Spark would give it (`col("a")` is "a", `col("a") * 2`
-    is "(a * 2)", `alias` sets it). `compile()` returns the per-row function.
+    is "(a * 2)", `alias` sets it). `compile()` returns the per-row function. `dtype` is the
+    Spark type the expression is known to produce ("timestamp", "date", "long", ...), or None
+    when unknown; a "timestamp" column holds epoch ms and is written as ISO-8601 UTC at the
+    edges, a "date" column holds "YYYY-MM-DD" text.
     """
 
-    __slots__ = ("_build", "_refs", "name")
+    __slots__ = ("_build", "_refs", "dtype", "name")
     __hash__ = None  # type: ignore[assignment]  # == builds a Column, as in PySpark
 
-    def __init__(self, build: Callable[[], Compiled], name: str, refs: Iterable[str] = ()):
+    def __init__(
+        self,
+        build: Callable[[], Compiled],
+        name: str,
+        refs: Iterable[str] = (),
+        dtype: str | None = None,
+    ):
         self._build = build
         self.name = name
         self._refs = frozenset(refs)
+        self.dtype = dtype
 
     def compile(self) -> Compiled:
         """The row -> value function; closures are built now, once, not per row."""
@@ -66,7 +76,7 @@ class Column:
         """The same expression, output as column `name`."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"alias needs a non-empty column name, got {name!r}")
-        return Column(self._build, name, self._refs)
+        return Column(self._build, name, self._refs, self.dtype)
 
     # -- operators -------------------------------------------------------------------------
     def __add__(self, other: Any) -> Column:
@@ -200,11 +210,13 @@ class Column:
         conv = CASTS.get(key)
         if conv is None:
             raise ValueError(f"cast: unsupported type {to!r}; supported: {sorted(CASTS)}")
-        return _unary(
+        c = _unary(
             self,
             f"CAST({self.name} AS {spark_type_name(key)})",
             lambda a: lambda r: None if (v := a(r)) is None else conv(v),
         )
+        c.dtype = spark_type_name(key).lower()
+        return c
 
 
 def col(name: str) -> Column:

@@ -86,8 +86,11 @@ class Stream:
             value = value_of(row)
             return None if value is None else to_millis(value)
 
-        compute = parsed if timestamp else value_of
-        op = MapOperator(lambda r: {**r, name: compute(r)}, "map", (name,) if timestamp else ())
+        typed = isinstance(fn, Column) and fn.dtype == "timestamp"  # already epoch ms
+        compute = parsed if timestamp and not typed else value_of
+        op = MapOperator(
+            lambda r: {**r, name: compute(r)}, "map", (name,) if timestamp or typed else ()
+        )
         op.name = f"with_column({name})"
         s = self.then(op)
         ts = (self.node.timestamp_columns - {name}) | op.timestamps  # a replaced column
@@ -106,7 +109,8 @@ class Stream:
         op = MapOperator(add, "map")
         op.name = f"with_columns({', '.join(columns)})"
         s = self.then(op)
-        ts = self.node.timestamp_columns - set(columns)  # a replaced column
+        typed = {n for n, c in columns.items() if isinstance(c, Column) and c.dtype == "timestamp"}
+        ts = (self.node.timestamp_columns - set(columns)) | typed  # a replaced column
         return Stream(dataclasses.replace(s.node, timestamp_columns=ts))
 
     def select(self, *columns: str | Column | Sequence[str | Column]) -> Stream:
@@ -137,7 +141,8 @@ class Stream:
         # a time column stays one when selected by name or computed from itself alone
         ts = self.node.timestamp_columns
         kept = {c if isinstance(c, str) else c.name for c in flat if _same_column(c, ts)}
-        return Stream(dataclasses.replace(s.node, timestamp_columns=ts & kept))
+        kept |= {c.name for c in flat if isinstance(c, Column) and c.dtype == "timestamp"}
+        return Stream(dataclasses.replace(s.node, timestamp_columns=(ts | kept) & kept))
 
     def with_watermark(self, column: str, delay: Duration) -> Stream:
         """Declare `column` as event time with a watermark `delay` ("10 minutes", timedelta)."""
