@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from weir.tables.operator import Row
 
 Compiled = Callable[[Row], Any]
+
+_SCOPE: ContextVar[Mapping[str, str] | None] = ContextVar("weir_expr_scope", default=None)
 
 
 class Column:
@@ -38,7 +41,7 @@ class Column:
     edges, a "date" column holds "YYYY-MM-DD" text.
     """
 
-    __slots__ = ("_build", "_refs", "dtype", "name")
+    __slots__ = ("_build", "_refs", "dtype", "field", "name")
     __hash__ = None  # type: ignore[assignment]  # == builds a Column, as in PySpark
 
     def __init__(
@@ -52,10 +55,22 @@ class Column:
         self.name = name
         self._refs = frozenset(refs)
         self.dtype = dtype
+        self.field: str | None = None  # set by col(name): the row field this column is
 
-    def compile(self) -> Compiled:
-        """The row -> value function; closures are built now, once, not per row."""
-        return self._build()
+    def compile(self, types: Mapping[str, str] | None = None) -> Compiled:
+        """The row -> value function; closures are built now, once, not per row.
+
+        `types` gives the Spark type of input columns known when the query is defined
+        ({"event_time": "timestamp"}); functions whose meaning depends on an argument's type
+        (`to_timestamp` of a timestamp column is that column) read it through `type_of`
+        while building. Without `types`, the scope of an enclosing compile applies."""
+        if types is None:
+            return self._build()
+        token = _SCOPE.set(types)
+        try:
+            return self._build()
+        finally:
+            _SCOPE.reset(token)
 
     def references(self) -> set[str]:
         """The top-level row fields this expression reads."""
@@ -76,7 +91,9 @@ class Column:
         """The same expression, output as column `name`."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"alias needs a non-empty column name, got {name!r}")
-        return Column(self._build, name, self._refs, self.dtype)
+        c = Column(self._build, name, self._refs, self.dtype)
+        c.field = self.field
+        return c
 
     # -- operators -------------------------------------------------------------------------
     def __add__(self, other: Any) -> Column:
@@ -227,10 +244,14 @@ def col(name: str) -> Column:
         raise ValueError(f"col needs a non-empty column name, got {name!r}")
     if name.startswith("`") and name.endswith("`") and len(name) > 1:
         key = name[1:-1]
-        return Column(lambda: lambda r: r.get(key), key, (key,))
+        c = Column(lambda: lambda r: r.get(key), key, (key,))
+        c.field = key
+        return c
     parts = name.split(".")
     if len(parts) == 1:
-        return Column(lambda: lambda r: r.get(name), name, (name,))
+        c = Column(lambda: lambda r: r.get(name), name, (name,))
+        c.field = name
+        return c
     first, rest = parts[0], parts[1:]
 
     def build() -> Compiled:
@@ -245,6 +266,15 @@ def col(name: str) -> Column:
         return run
 
     return Column(build, parts[-1], (first,))
+
+
+def type_of(c: Column) -> str | None:
+    """The Spark type `c` produces: its own `dtype`, or for a bare `col(name)` the type the
+    compile scope gives that input column; None when unknown. Call only while building."""
+    if c.dtype is not None:
+        return c.dtype
+    scope = _SCOPE.get()
+    return scope.get(c.field) if scope is not None and c.field is not None else None
 
 
 def lit(value: Any) -> Column:

@@ -34,6 +34,11 @@ class Stream:
     def __init__(self, node: Node) -> None:
         self.node = node
 
+    def column_types(self) -> dict[str, str]:
+        """The Spark types of this stream's columns known at definition ({name: "timestamp"}),
+        the scope in which its expressions are compiled."""
+        return dict.fromkeys(self.node.timestamp_columns, "timestamp")
+
     # -- stateless -----------------------------------------------------------------------
     def then(self, op: Operator) -> Stream:
         """Append an operator to the chain."""
@@ -53,7 +58,7 @@ class Stream:
         if isinstance(condition, str):
             raise ValueError(f"filter: SQL expression strings are not supported yet: {condition!r}")
         if isinstance(condition, Column):
-            pred = condition.compile()
+            pred = condition.compile(self.column_types())
             op = MapOperator(lambda r: pred(r) is True, "filter")
             op.name = f"filter({condition.name})"
             return self.then(op)
@@ -80,7 +85,7 @@ class Stream:
         that is not a time dead-letters the row with the reason (Spark would make it null).
         """
 
-        value_of = _row_function("with_column", fn)
+        value_of = _row_function("with_column", fn, self.column_types())
 
         def parsed(row: Row) -> Any:
             value = value_of(row)
@@ -99,7 +104,8 @@ class Stream:
     def with_columns(self, columns: Mapping[str, Column | Callable[[Row], Any]]) -> Stream:
         """Spark's `withColumns({name: expr})`: every expression sees the input row, then
         the columns are set (added or replaced) in the mapping's order."""
-        fns = [(name, _row_function("with_columns", fn)) for name, fn in columns.items()]
+        types = self.column_types()
+        fns = [(name, _row_function("with_columns", fn, types)) for name, fn in columns.items()]
         if not fns:
             return self
 
@@ -131,7 +137,7 @@ class Stream:
             if isinstance(c, str):
                 outputs.append((c, _getter(c)))
             elif isinstance(c, Column):
-                outputs.append((c.name, c.compile()))
+                outputs.append((c.name, c.compile(self.column_types())))
             else:
                 raise TypeError(f"select takes column names or Columns, not {c!r}")
         _no_duplicates([n for n, _ in outputs])
@@ -304,11 +310,13 @@ class GroupedStream:
         return self.agg(count().alias("count"))
 
 
-def _row_function(what: str, fn: Column | Callable[[Row], Any]) -> Callable[[Row], Any]:
+def _row_function(
+    what: str, fn: Column | Callable[[Row], Any], types: Mapping[str, str]
+) -> Callable[[Row], Any]:
     if isinstance(fn, str):
         raise ValueError(f"{what}: SQL expression strings are not supported yet: {fn!r}")
     if isinstance(fn, Column):
-        return fn.compile()
+        return fn.compile(types)
     if not callable(fn):
         raise TypeError(f"{what} takes a Column or a function, not {fn!r}")
     return fn
