@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from weir.tables.expr_codegen import Gen, row_function
 from weir.tables.operator import Row
 
 Compiled = Callable[[Row], Any]
+CodeFn = Callable[[Gen], str]
+"""A Column's code template (weir.tables.expr_codegen): the Python expression over row `r`."""
 
 _SCOPE: ContextVar[Mapping[str, str] | None] = ContextVar("weir_expr_scope", default=None)
 
@@ -41,7 +45,7 @@ class Column:
     edges, a "date" column holds "YYYY-MM-DD" text.
     """
 
-    __slots__ = ("_build", "_refs", "dtype", "field", "name")
+    __slots__ = ("_build", "_code", "_refs", "dtype", "field", "name")
     __hash__ = None  # type: ignore[assignment]  # == builds a Column, as in PySpark
 
     def __init__(
@@ -50,8 +54,10 @@ class Column:
         name: str,
         refs: Iterable[str] = (),
         dtype: str | None = None,
+        code: CodeFn | None = None,
     ):
         self._build = build
+        self._code = code
         self.name = name
         self._refs = frozenset(refs)
         self.dtype = dtype
@@ -65,12 +71,9 @@ class Column:
         (`to_timestamp` of a timestamp column is that column) read it through `type_of`
         while building. Without `types`, the scope of an enclosing compile applies."""
         if types is None:
-            return self._build()
-        token = _SCOPE.set(types)
-        try:
-            return self._build()
-        finally:
-            _SCOPE.reset(token)
+            return row_function(self)
+        with scope(types):
+            return row_function(self)
 
     def references(self) -> set[str]:
         """The top-level row fields this expression reads."""
@@ -91,28 +94,28 @@ class Column:
         """The same expression, output as column `name`."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"alias needs a non-empty column name, got {name!r}")
-        c = Column(self._build, name, self._refs, self.dtype)
+        c = Column(self._build, name, self._refs, self.dtype, self._code)
         c.field = self.field
         return c
 
     # -- operators -------------------------------------------------------------------------
     def __add__(self, other: Any) -> Column:
-        return _binary(self, other, "+", operator.add)
+        return _binary(self, other, "+", operator.add, "+")
 
     def __radd__(self, other: Any) -> Column:
-        return _binary(other, self, "+", operator.add)
+        return _binary(other, self, "+", operator.add, "+")
 
     def __sub__(self, other: Any) -> Column:
-        return _binary(self, other, "-", operator.sub)
+        return _binary(self, other, "-", operator.sub, "-")
 
     def __rsub__(self, other: Any) -> Column:
-        return _binary(other, self, "-", operator.sub)
+        return _binary(other, self, "-", operator.sub, "-")
 
     def __mul__(self, other: Any) -> Column:
-        return _binary(self, other, "*", operator.mul)
+        return _binary(self, other, "*", operator.mul, "*")
 
     def __rmul__(self, other: Any) -> Column:
-        return _binary(other, self, "*", operator.mul)
+        return _binary(other, self, "*", operator.mul, "*")
 
     def __truediv__(self, other: Any) -> Column:
         return _binary(self, other, "/", _divide)
@@ -133,26 +136,26 @@ class Column:
             a = f()
             return lambda r: None if (v := a(r)) is None else -v
 
-        return Column(build, f"(- {self.name})", self._refs)
+        return Column(build, f"(- {self.name})", self._refs, code=_prefix(self, "-"))
 
     def __eq__(self, other: Any) -> Column:  # type: ignore[override]
-        return _binary(self, other, "=", operator.eq)
+        return _binary(self, other, "=", operator.eq, "==")
 
     def __ne__(self, other: Any) -> Column:  # type: ignore[override]
-        c = _binary(self, other, "=", operator.ne)
-        return Column(c._build, f"(NOT {c.name})", c._refs)
+        c = _binary(self, other, "=", operator.ne, "!=")
+        return Column(c._build, f"(NOT {c.name})", c._refs, code=c._code)
 
     def __lt__(self, other: Any) -> Column:
-        return _binary(self, other, "<", operator.lt)
+        return _binary(self, other, "<", operator.lt, "<")
 
     def __le__(self, other: Any) -> Column:
-        return _binary(self, other, "<=", operator.le)
+        return _binary(self, other, "<=", operator.le, "<=")
 
     def __gt__(self, other: Any) -> Column:
-        return _binary(self, other, ">", operator.gt)
+        return _binary(self, other, ">", operator.gt, ">")
 
     def __ge__(self, other: Any) -> Column:
-        return _binary(self, other, ">=", operator.ge)
+        return _binary(self, other, ">=", operator.ge, ">=")
 
     def __and__(self, other: Any) -> Column:
         return _logic(self, other, "AND", _and3)
@@ -173,16 +176,20 @@ class Column:
             a = f()
             return lambda r: None if (v := a(r)) is None else not v
 
-        return Column(build, f"(NOT {self.name})", self._refs)
+        return Column(build, f"(NOT {self.name})", self._refs, code=_prefix(self, "not "))
 
     # -- predicates ------------------------------------------------------------------------
     def isNull(self) -> Column:
         """True where the value is None (never None itself)."""
-        return _unary(self, f"({self.name} IS NULL)", lambda a: lambda r: a(r) is None)
+        c = _unary(self, f"({self.name} IS NULL)", lambda a: lambda r: a(r) is None)
+        c._code = lambda g: f"(({g.code(self)}) is None)"
+        return c
 
     def isNotNull(self) -> Column:
         """True where the value is not None (never None itself)."""
-        return _unary(self, f"({self.name} IS NOT NULL)", lambda a: lambda r: a(r) is not None)
+        c = _unary(self, f"({self.name} IS NOT NULL)", lambda a: lambda r: a(r) is not None)
+        c._code = lambda g: f"(({g.code(self)}) is not None)"
+        return c
 
     def isin(self, *values: Any) -> Column:
         """Spark's `IN`: True if equal to one of `values`; None if the value is None, or if
@@ -233,6 +240,7 @@ class Column:
             lambda a: lambda r: None if (v := a(r)) is None else conv(v),
         )
         c.dtype = spark_type_name(key).lower()
+        c._code = _prefix(self, "{}(", ")", conv)
         return c
 
 
@@ -244,12 +252,12 @@ def col(name: str) -> Column:
         raise ValueError(f"col needs a non-empty column name, got {name!r}")
     if name.startswith("`") and name.endswith("`") and len(name) > 1:
         key = name[1:-1]
-        c = Column(lambda: lambda r: r.get(key), key, (key,))
+        c = Column(lambda: lambda r: r.get(key), key, (key,), code=_get(key))
         c.field = key
         return c
     parts = name.split(".")
     if len(parts) == 1:
-        c = Column(lambda: lambda r: r.get(name), name, (name,))
+        c = Column(lambda: lambda r: r.get(name), name, (name,), code=_get(name))
         c.field = name
         return c
     first, rest = parts[0], parts[1:]
@@ -284,7 +292,7 @@ def lit(value: Any) -> Column:
     name = (
         "NULL" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
     )
-    return Column(lambda: lambda r: value, name)
+    return Column(lambda: lambda r: value, name, code=_Literal(value))
 
 
 def as_column(value: Any) -> Column:
@@ -306,7 +314,10 @@ def _unary(c: Column, name: str, make: Callable[[Compiled], Compiled]) -> Column
     return Column(lambda: make(f()), name, c._refs)
 
 
-def _binary(left: Any, right: Any, symbol: str, fn: Callable[[Any, Any], Any]) -> Column:
+def _binary(
+    left: Any, right: Any, symbol: str, fn: Callable[[Any, Any], Any], infix: str | None = None
+) -> Column:
+    """`fn(left, right)`, None when either is None; `infix` is fn as a Python operator."""
     lc, rc = as_column(left), as_column(right)
     lf, rf = lc._build, rc._build
 
@@ -322,7 +333,15 @@ def _binary(left: Any, right: Any, symbol: str, fn: Callable[[Any, Any], Any]) -
 
         return run
 
-    return Column(build, f"({lc.name} {symbol} {rc.name})", lc._refs | rc._refs)
+    def code(g: Gen) -> str:
+        a, b, t1, t2 = g.code(lc), g.code(rc), g.tmp(), g.tmp()
+        op = f"{t1} {infix} {t2}" if infix else f"{g.bind(fn)}({t1}, {t2})"
+        if isinstance(rc._code, _Literal) and rc._code.value is not None:
+            op = f"{t1} {infix} {b}" if infix else f"{g.bind(fn)}({t1}, {b})"
+            return f"(None if ({t1} := {a}) is None else {op})"
+        return f"(None if ({t1} := {a}) is None or ({t2} := {b}) is None else {op})"
+
+    return Column(build, f"({lc.name} {symbol} {rc.name})", lc._refs | rc._refs, code=code)
 
 
 def _logic(
@@ -335,7 +354,56 @@ def _logic(
         a, b = lf(), rf()
         return lambda r: fn(a, b, r)
 
-    return Column(build, f"({lc.name} {word} {rc.name})", lc._refs | rc._refs)
+    # the same three-valued logic as _and3/_or3, short-circuiting alike
+    stop, other = ("False", "True") if word == "AND" else ("True", "False")
+    test = "not " if word == "AND" else ""
+
+    def code(g: Gen) -> str:
+        a, b, t1, t2 = g.code(lc), g.code(rc), g.tmp(), g.tmp()
+        return (
+            f"({stop} if (({t1} := {a}) is not None and {test}{t1}) or "
+            f"(({t2} := {b}) is not None and {test}{t2}) "
+            f"else (None if {t1} is None or {t2} is None else {other}))"
+        )
+
+    return Column(build, f"({lc.name} {word} {rc.name})", lc._refs | rc._refs, code=code)
+
+
+@contextmanager
+def scope(types: Mapping[str, str]) -> Iterator[None]:
+    """Compile expressions within this block with `types` as the known input column types."""
+    token = _SCOPE.set(types)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
+class _Literal:
+    """The code template of `lit(value)`; `value` is kept so operators can skip null tests."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __call__(self, g: Gen) -> str:
+        return g.bind(self.value)
+
+
+def _get(name: str) -> CodeFn:
+    return lambda g: f"r.get({g.bind(name)})"
+
+
+def _prefix(c: Column, before: str, after: str = "", fn: Any = None) -> CodeFn:
+    """Code for `before + value + after` with None for None; "{}" in `before` is `fn`."""
+
+    def code(g: Gen) -> str:
+        t = g.tmp()
+        head = before.format(g.bind(fn)) if fn is not None else before
+        return f"(None if ({t} := {g.code(c)}) is None else {head}{t}{after})"
+
+    return code
 
 
 def _and3(a: Compiled, b: Compiled, r: Row) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 
 from weir.tables.expr import Column, Compiled, as_column, name_or_column
 from weir.tables.expr_cast import CASTS
+from weir.tables.expr_codegen import Gen
 from weir.tables.operator import Row
 
 _to_string = CASTS["string"]
@@ -46,7 +47,13 @@ class WhenColumn(Column):
 
             return run
 
-        super().__init__(build, f"CASE {parts}{tail} END", refs)
+        def code(g: Gen) -> str:
+            out = "None" if default is None else g.code(default)
+            for c, v in reversed(branches):
+                out = f"({g.code(v)} if ({g.code(c)}) is True else {out})"
+            return out
+
+        super().__init__(build, f"CASE {parts}{tail} END", refs, code=code)
 
     def when(self, condition: Column, value: Any) -> WhenColumn:
         """Another branch, tried after the ones before."""

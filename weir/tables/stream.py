@@ -8,7 +8,8 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from weir.tables.expr import Column
+from weir.tables.expr import Column, col, scope
+from weir.tables.expr_codegen import filter_rows, select_rows, set_columns
 from weir.tables.operator import Operator, OutputMode, Row
 from weir.tables.ops.aggregate import WINDOW_END, WINDOW_START, AggregateOperator
 from weir.tables.ops.arbitrary import GroupFunc, GroupState, TimeoutKind, group_state_operator
@@ -58,8 +59,9 @@ class Stream:
         if isinstance(condition, str):
             raise ValueError(f"filter: SQL expression strings are not supported yet: {condition!r}")
         if isinstance(condition, Column):
-            pred = condition.compile(self.column_types())
-            op = MapOperator(lambda r: pred(r) is True, "filter")
+            with scope(self.column_types()):
+                pred, rows = condition.compile(), filter_rows(condition)
+            op = MapOperator(lambda r: pred(r) is True, "filter", batch=rows)
             op.name = f"filter({condition.name})"
             return self.then(op)
         if not callable(condition):
@@ -93,8 +95,15 @@ class Stream:
 
         typed = isinstance(fn, Column) and fn.dtype == "timestamp"  # already epoch ms
         compute = parsed if timestamp and not typed else value_of
+        batch = None
+        if isinstance(fn, Column) and compute is value_of:
+            with scope(self.column_types()):
+                batch = set_columns({name: fn})
         op = MapOperator(
-            lambda r: {**r, name: compute(r)}, "map", (name,) if timestamp or typed else ()
+            lambda r: {**r, name: compute(r)},
+            "map",
+            (name,) if timestamp or typed else (),
+            batch=batch,
         )
         op.name = f"with_column({name})"
         s = self.then(op)
@@ -112,7 +121,11 @@ class Stream:
         def add(r: Row) -> Row:
             return {**r, **{name: f(r) for name, f in fns}}
 
-        op = MapOperator(add, "map")
+        batch = None
+        if all(isinstance(c, Column) for c in columns.values()):
+            with scope(types):
+                batch = set_columns(columns)  # type: ignore[arg-type]
+        op = MapOperator(add, "map", batch=batch)
         op.name = f"with_columns({', '.join(columns)})"
         s = self.then(op)
         typed = {n for n, c in columns.items() if isinstance(c, Column) and c.dtype == "timestamp"}
@@ -130,18 +143,20 @@ class Stream:
             else:
                 flat.extend(c)
         if all(isinstance(c, str) for c in flat):
-            names = tuple(str(c) for c in flat)
-            return self.map(lambda r: {c: r.get(c) for c in names})
-        outputs: list[tuple[str, Callable[[Row], Any]]] = []
+            flat = list(dict.fromkeys(flat))  # select("a", "a") is one column "a"
+        exprs: list[tuple[str, Column]] = []
         for c in flat:
             if isinstance(c, str):
-                outputs.append((c, _getter(c)))
+                exprs.append((c, _field(c)))
             elif isinstance(c, Column):
-                outputs.append((c.name, c.compile(self.column_types())))
+                exprs.append((c.name, c))
             else:
                 raise TypeError(f"select takes column names or Columns, not {c!r}")
-        _no_duplicates([n for n, _ in outputs])
-        op = MapOperator(lambda r: {n: f(r) for n, f in outputs}, "map")
+        _no_duplicates([n for n, _ in exprs])
+        with scope(self.column_types()):
+            outputs = [(n, c.compile()) for n, c in exprs]
+            batch = select_rows(exprs)
+        op = MapOperator(lambda r: {n: f(r) for n, f in outputs}, "map", batch=batch)
         op.name = f"select({', '.join(n for n, _ in outputs)})"
         s = self.then(op)
         # a time column stays one when selected by name or computed from itself alone
@@ -328,8 +343,9 @@ def _same_column(c: str | Column, timestamps: frozenset[str]) -> bool:
     return c.name in timestamps and c.references() == {c.name}
 
 
-def _getter(name: str) -> Callable[[Row], Any]:
-    return lambda r: r.get(name)
+def _field(name: str) -> Column:
+    """The row field named exactly `name` (select's names are keys, dots and all)."""
+    return col(name if "`" in name else f"`{name}`")
 
 
 def _no_duplicates(names: Iterable[str]) -> None:

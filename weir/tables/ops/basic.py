@@ -19,8 +19,12 @@ class MapOperator(Operator):
         fn: Callable[[Row], Any],
         kind: Literal["map", "filter", "flat_map"],
         timestamps: Iterable[str] = (),
+        batch: Callable[[list[Row]], list[Row]] | None = None,
     ):
         self.fn = fn
+        self.batch = batch
+        """The whole map or filter over a batch, when generated from expressions: it gives
+        the rows `fn` would, without a call per row."""
         self.kind = kind
         self.name = kind
         self.timestamps = frozenset(timestamps)
@@ -63,6 +67,8 @@ class MapOperator(Operator):
         return set(self.timestamps)
 
     def _apply(self, rows: list[Row]) -> list[Row]:
+        if self.batch is not None:
+            return self.batch(rows)
         fn = self.fn
         if self.kind == "filter":
             return [r for r in rows if fn(r)]
