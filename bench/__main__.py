@@ -109,6 +109,12 @@ class Bench:
                 lambda v: check_count(v, int(ev["kept"])),
             ),
             (
+                "stateless_expr",
+                pipelines.stateless_expr,
+                ["events"],
+                lambda v: check_count(v, int(ev["kept"])),
+            ),
+            (
                 "tumbling",
                 pipelines.tumbling,
                 ["events"],
@@ -186,6 +192,8 @@ class Bench:
         """Replay mode over in-memory JSON lines, no broker."""
         ev = data.replay_lines(self.sets["events"])
         cases: list[tuple[str, Callable[[], Any], list[bytes]]] = [
+            ("stateless", lambda: pipelines.stateless(read("events")), ev),
+            ("stateless_expr", lambda: pipelines.stateless_expr(read("events")), ev),
             ("tumbling", lambda: pipelines.tumbling(read("events")), ev),
             ("sliding", lambda: pipelines.sliding(read("events")), ev),
             ("dedup", lambda: pipelines.dedup(read("raw")), data.replay_lines(self.sets["dedup"])),

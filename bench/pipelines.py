@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.data import FILTER_MIN_AMOUNT
+from weir.tables.expr import col
 from weir.tables.ops.functions import count
 from weir.tables.ops.functions import sum as spark_sum
 from weir.tables.query import Query
@@ -20,6 +21,15 @@ def _project(r: dict[str, Any]) -> dict[str, Any]:
 def stateless(events: Stream) -> Query:
     """filter(amount >= 10) then map to three columns, append."""
     return events.filter(lambda r: r["amount"] >= FILTER_MIN_AMOUNT).map(_project).query("append")
+
+
+def stateless_expr(events: Stream) -> Query:
+    """`stateless` written with column expressions, as the course writes it."""
+    return (
+        events.filter(col("amount") >= FILTER_MIN_AMOUNT)
+        .select("event_id", "action", (col("amount") * 2).alias("amount2"))
+        .query("append")
+    )
 
 
 def tumbling(events: Stream) -> Query:
