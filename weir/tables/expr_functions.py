@@ -14,6 +14,7 @@ from typing import Any
 
 from weir.tables.expr import Column, Compiled, as_column, name_or_column
 from weir.tables.expr_cast import CASTS
+from weir.tables.java_regex import java_regex
 from weir.tables.operator import Row
 
 _to_string = CASTS["string"]
@@ -198,8 +199,9 @@ def spark_split(s: str, pattern: re.Pattern[str], limit: int = -1) -> list[str]:
 
 
 def split(c: str | Column, pattern: str, limit: int = -1) -> Column:
-    """Spark's `split(str, regex, limit=-1)`: a list of texts (see `spark_split`)."""
-    compiled = re.compile(pattern)
+    """Spark's `split(str, regex, limit=-1)`: a list of texts (see `spark_split`); `regex` is
+    a Java regular expression (weir.tables.java_regex)."""
+    compiled = java_regex(pattern)
     return _string_fn(
         "split", c, lambda s: spark_split(s, compiled, limit), f", {pattern}, {limit}"
     )
