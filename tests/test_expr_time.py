@@ -281,6 +281,8 @@ def test_intervals_add_milliseconds_to_timestamps() -> None:
     assert ev(col("ts") - day, {"ts": MAY1}) == MAY1 - 86_400_000
     assert ev(day + col("ts"), {"ts": MAY1}) == MAY1 + 86_400_000
     assert (day + day).dtype == "interval" and ev(day + day - day) == 86_400_000
+    named = make_dt_interval(hours=lit(1)).alias("grace")
+    assert named.name == "grace" and (col("ts") + named).dtype == "timestamp"
     with pytest.raises(TypeError):
         _ = day - col("ts")
     with pytest.raises(ValueError, match="add_months"):

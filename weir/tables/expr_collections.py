@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from weir.tables.expr import Column, Compiled, as_column, name_or_column
-from weir.tables.expr_functions import _function
+from weir.tables.expr_functions import _function, column_of
 from weir.tables.operator import Row
 
 
@@ -41,15 +41,9 @@ def size(col: str | Column) -> Column:
 def array_contains(col: str | Column, value: Any) -> Column:
     """True if the array holds `value` (a literal or a Column); None if the array or the value
     is None, or if it is not found and the array holds a None; else False."""
-    c, needle = name_or_column(col), as_column(value)
 
-    def build() -> Compiled:
-        f, g = c.compile(), needle.compile()
-
-        def run(r: Row) -> Any:
-            arr, v = f(r), g(r)
-            if arr is None or v is None:
-                return None
+    def make() -> Callable[[Any, Any], Any]:
+        def run(arr: Any, v: Any) -> Any:
             if not isinstance(arr, list):
                 raise TypeError(f"array_contains expects an array, got {arr!r}")
             if v in arr:
@@ -58,21 +52,15 @@ def array_contains(col: str | Column, value: Any) -> Column:
 
         return run
 
-    return _function("array_contains", [c, needle], build)
+    return column_of("array_contains", [name_or_column(col), as_column(value)], make, "boolean")
 
 
 def element_at(col: str | Column, extraction: Any) -> Column:
     """An array's element at 1-based `extraction` (negative counts from the end; 0 raises, as
     in Spark; beyond the end, None), or a map's value for key `extraction` (None if absent)."""
-    c, key = name_or_column(col), as_column(extraction)
 
-    def build() -> Compiled:
-        f, g = c.compile(), key.compile()
-
-        def run(r: Row) -> Any:
-            v, k = f(r), g(r)
-            if v is None or k is None:
-                return None
+    def make() -> Callable[[Any, Any], Any]:
+        def run(v: Any, k: Any) -> Any:
             if isinstance(_collection("element_at", v), dict):
                 return v.get(k)
             if isinstance(k, bool) or not isinstance(k, int):
@@ -84,7 +72,7 @@ def element_at(col: str | Column, extraction: Any) -> Column:
 
         return run
 
-    return _function("element_at", [c, key], build)
+    return column_of("element_at", [name_or_column(col), as_column(extraction)], make, None)
 
 
 # -- generators ------------------------------------------------------------------------------

@@ -176,6 +176,11 @@ class IntervalColumn(Column):
             return _interval_sum(self, other, -1, f"({self.name} - {_name(other)})")
         raise TypeError("an interval minus a timestamp is not a value; write timestamp - interval")
 
+    def alias(self, name: str) -> IntervalColumn:
+        """The same interval, output as column `name`."""
+        c = super().alias(name)
+        return _interval(c._build, c.name, c.references())
+
     def __neg__(self) -> Column:
         f = self._build
         return _interval(lambda: _negate(f()), f"(- {self.name})", self.references())

@@ -34,13 +34,13 @@ from contextvars import ContextVar
 from datetime import date
 from typing import Any
 
-from weir.tables.expr import Column, Compiled, name_or_column, type_of
+from weir.tables.datetime_patterns import datetime_pattern
+from weir.tables.expr import Column, name_or_column, type_of
 from weir.tables.expr_cast import CASTS
-from weir.tables.operator import Row
+from weir.tables.expr_functions import column_of
 from weir.tables.spark_datetime import (
     cast_date,
     cast_timestamp,
-    datetime_pattern,
     ms_to_datetime,
 )
 from weir.tables.timeutil import MAX_MS, MIN_MS
@@ -118,69 +118,36 @@ def literal(value: Any, what: str) -> Any:
 
 
 # -- building ----------------------------------------------------------------------------------
-def column_of(
+def _converted(
     name: str,
-    args: list[Column],
-    make: Callable[[], Callable[..., Any]],
-    dtype: str | None,
-    extra: str = "",
+    c: str | Column,
+    convert: Callable[[str, Any], Any],
+    fn: Callable[[Any], Any],
+    dtype: str,
+    extra: str,
 ) -> Column:
-    """A Column applying `make()` (called once, while compiling, so it may read `type_of`) to
-    the argument values; None if any argument is None."""
-
-    def build() -> Compiled:
-        fn = make()
-        fs = [a.compile() for a in args]
-        if len(fs) == 1:
-            (f,) = fs
-            return lambda r: None if (v := f(r)) is None else fn(v)
-
-        def run(r: Row) -> Any:
-            values = []
-            for f in fs:
-                v = f(r)
-                if v is None:
-                    return None
-                values.append(v)
-            return fn(*values)
+    def make() -> Callable[[Any], Any]:
+        def run(v: Any) -> Any:
+            x = convert(name, v)
+            return None if x is None else fn(x)
 
         return run
 
-    shown = ", ".join([*(a.name for a in args), *([extra] if extra else [])])
-    refs = frozenset().union(*(a.references() for a in args))
-    return Column(build, f"{name}({shown})", refs, dtype)
+    return column_of(name, [name_or_column(c)], make, dtype, extra)
 
 
 def on_timestamp(
     name: str, c: str | Column, fn: Callable[[int], Any], dtype: str, extra: str = ""
 ) -> Column:
     """`fn(epoch ms)` of a timestamp argument (see `timestamp_value`); None stays None."""
-    arg = name_or_column(c)
-
-    def make() -> Callable[[Any], Any]:
-        def run(v: Any) -> Any:
-            ms = timestamp_value(name, v)
-            return None if ms is None else fn(ms)
-
-        return run
-
-    return column_of(name, [arg], make, dtype, extra)
+    return _converted(name, c, timestamp_value, fn, dtype, extra)
 
 
 def on_date(
     name: str, c: str | Column, fn: Callable[[date], Any], dtype: str, extra: str = ""
 ) -> Column:
     """`fn(date)` of a date argument (see `date_value`); None stays None."""
-    arg = name_or_column(c)
-
-    def make() -> Callable[[Any], Any]:
-        def run(v: Any) -> Any:
-            d = date_value(name, v)
-            return None if d is None else fn(d)
-
-        return run
-
-    return column_of(name, [arg], make, dtype, extra)
+    return _converted(name, c, date_value, fn, dtype, extra)
 
 
 # -- parsing and formatting ------------------------------------------------------------------
