@@ -6,8 +6,9 @@ N input lines make one micro-batch (batch ids from 0). A pipeline with several i
 pipeline takes every line. Every emitted row is written as one JSON line: `batch_id`, then the
 row's columns, timestamps (windows as `window_start`/`window_end`) in ISO-8601 UTC. Batches
 without input run only with `no_data_batches`; nothing is flushed at the end of the input.
-Processing time is deterministic: batch k runs at epoch ms k * 1000. The same input gives the
-same output, byte for byte.
+Processing time is deterministic: batch k runs at epoch ms k * 1000, which is also what
+`current_timestamp()` gives every row of that batch. The same input gives the same output, byte
+for byte.
 
 Lines that are not JSON objects, and rows the pipeline rejects, go to the dead-letter file with
 the reason, the stage and the line number; they never stop the replay. A batch the query cannot

@@ -10,11 +10,13 @@ booleans to text as Spark does.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from weir.tables.expr import Column, Compiled, as_column, name_or_column
 from weir.tables.expr_cast import CASTS
 from weir.tables.expr_codegen import Gen
+from weir.tables.java_regex import java_regex
 from weir.tables.operator import Row
 
 _to_string = CASTS["string"]
@@ -103,6 +105,39 @@ def coalesce(*cols: str | Column) -> Column:
 def _function(name: str, cs: list[Column], build: Any, extra: str = "") -> Column:
     args = ", ".join(c.name for c in cs) + extra
     return Column(build, f"{name}({args})", frozenset().union(*(c._refs for c in cs)))
+
+
+def column_of(
+    name: str,
+    args: list[Column],
+    make: Callable[[], Callable[..., Any]],
+    dtype: str | None,
+    extra: str = "",
+) -> Column:
+    """A Column applying `make()` (called once, while compiling, so it may read `type_of`) to
+    the argument values; None if any argument is None."""
+
+    def build() -> Compiled:
+        fn = make()
+        fs = [a.compile() for a in args]
+        if len(fs) == 1:
+            (f,) = fs
+            return lambda r: None if (v := f(r)) is None else fn(v)
+
+        def run(r: Row) -> Any:
+            values = []
+            for f in fs:
+                v = f(r)
+                if v is None:
+                    return None
+                values.append(v)
+            return fn(*values)
+
+        return run
+
+    shown = ", ".join([*(a.name for a in args), *([extra] if extra else [])])
+    refs = frozenset().union(*(a.references() for a in args))
+    return Column(build, f"{name}({shown})", refs, dtype)
 
 
 def _text(fn_name: str, v: Any) -> str:
@@ -205,8 +240,9 @@ def spark_split(s: str, pattern: re.Pattern[str], limit: int = -1) -> list[str]:
 
 
 def split(c: str | Column, pattern: str, limit: int = -1) -> Column:
-    """Spark's `split(str, regex, limit=-1)`: a list of texts (see `spark_split`)."""
-    compiled = re.compile(pattern)
+    """Spark's `split(str, regex, limit=-1)`: a list of texts (see `spark_split`); `regex` is
+    a Java regular expression (weir.tables.java_regex)."""
+    compiled = java_regex(pattern)
     return _string_fn(
         "split", c, lambda s: spark_split(s, compiled, limit), f", {pattern}, {limit}"
     )
@@ -215,6 +251,7 @@ def split(c: str | Column, pattern: str, limit: int = -1) -> Column:
 __all__ = [
     "WhenColumn",
     "coalesce",
+    "column_of",
     "concat",
     "length",
     "lower",

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from weir.tables.chains import check_chain, check_watermarks
+from weir.tables.expr_time import batch_time
 from weir.tables.operator import BatchContext, ErrorStage, MultiInputOperator, OutputMode, Row
 from weir.tables.plan import Node, input_names, topo
 from weir.tables.state.store import StateTxn, Store
@@ -293,7 +294,21 @@ class QueryTask:
         guard: they never move the watermark). `positions` (per input source, the position
         after the batch) are committed with the state, see `positions()`, and so is
         `source_state` (what a source needs to find those positions again), see
-        `source_state()`."""
+        `source_state()`. Every row of the batch sees `processing_time` as
+        `current_timestamp()` (Spark's batch timestamp)."""
+        with batch_time(processing_time):
+            return self._run_batch(
+                rows_by_input, processing_time, event_time_limit, positions, source_state
+            )
+
+    def _run_batch(
+        self,
+        rows_by_input: Mapping[str, list[Row]],
+        processing_time: int,
+        event_time_limit: int | None,
+        positions: Mapping[str, int] | None,
+        source_state: Mapping[bytes, Any] | None,
+    ) -> BatchResult:
         txn = StateTxn(self.store)
         if positions:
             txn.put(_POSITIONS, {**(txn.get(_POSITIONS) or {}), **positions})

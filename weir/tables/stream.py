@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from weir.tables.expr import Column, col, scope
 from weir.tables.expr_codegen import filter_rows, select_rows, set_columns
+from weir.tables.expr_collections import GeneratorColumn, generator_column, generator_select
 from weir.tables.operator import Operator, OutputMode, Row
 from weir.tables.ops.aggregate import WINDOW_END, WINDOW_START, AggregateOperator
 from weir.tables.ops.arbitrary import GroupFunc, GroupState, TimeoutKind, group_state_operator
@@ -85,8 +86,14 @@ class Stream:
         the value (ISO-8601 text, a datetime or epoch ms; see `timeutil.to_millis`) is held
         as epoch ms and written as ISO-8601 UTC at the edges; None stays None, and a value
         that is not a time dead-letters the row with the reason (Spark would make it null).
+        A generator (`explode(col("tags"))`) makes one row per element, the element in `name`.
         """
-
+        if isinstance(fn, GeneratorColumn):
+            op = MapOperator(generator_column(name, fn, self.column_types()), "flat_map")
+            op.name = f"with_column({name})"
+            s = self.then(op)
+            ts = self.node.timestamp_columns - {name}
+            return Stream(dataclasses.replace(s.node, timestamp_columns=ts))
         value_of = _row_function("with_column", fn, self.column_types())
 
         def parsed(row: Row) -> Any:
@@ -135,7 +142,9 @@ class Stream:
     def select(self, *columns: str | Column | Sequence[str | Column]) -> Stream:
         """Keep only `columns`, in order: names (a missing field is None) or Columns, each
         output under its name (`alias`, or Spark's derived name such as "(amount * 2)").
-        With a Column, two outputs with the same name are refused (a row is a dict)."""
+        With a Column, two outputs with the same name are refused (a row is a dict).
+        One generator (`explode(split(lines.value, " ")).alias("word")`) may be among them:
+        each row then gives a row per element, with the other columns repeated."""
         flat: list[str | Column] = []
         for c in columns:  # select(["a", "b"]) works like select("a", "b"), as in Spark
             if isinstance(c, str | Column):
@@ -144,6 +153,13 @@ class Stream:
                 flat.extend(c)
         if all(isinstance(c, str) for c in flat):
             flat = list(dict.fromkeys(flat))  # select("a", "a") is one column "a"
+        exploding = generator_select(flat, self.column_types())
+        if exploding is not None:
+            op = MapOperator(exploding[0], "flat_map")
+            op.name = f"select({', '.join(exploding[1])})"
+            s = self.then(op)
+            ts = _selected_timestamps(flat, self.node.timestamp_columns)
+            return Stream(dataclasses.replace(s.node, timestamp_columns=ts))
         exprs: list[tuple[str, Column]] = []
         for c in flat:
             if isinstance(c, str):
@@ -159,11 +175,8 @@ class Stream:
         op = MapOperator(lambda r: {n: f(r) for n, f in outputs}, "map", batch=batch)
         op.name = f"select({', '.join(n for n, _ in outputs)})"
         s = self.then(op)
-        # a time column stays one when selected by name or computed from itself alone
-        ts = self.node.timestamp_columns
-        kept = {c if isinstance(c, str) else c.name for c in flat if _same_column(c, ts)}
-        kept |= {c.name for c in flat if isinstance(c, Column) and c.dtype == "timestamp"}
-        return Stream(dataclasses.replace(s.node, timestamp_columns=(ts | kept) & kept))
+        ts = _selected_timestamps(flat, self.node.timestamp_columns)
+        return Stream(dataclasses.replace(s.node, timestamp_columns=ts))
 
     def with_watermark(self, column: str, delay: Duration) -> Stream:
         """Declare `column` as event time with a watermark `delay` ("10 minutes", timedelta)."""
@@ -247,6 +260,19 @@ class Stream:
     def query(self, output_mode: OutputMode = "append") -> Query:
         """Build the query; refuses, with the reason, the combinations Spark refuses."""
         return Query(self.node, output_mode)
+
+    def __getattr__(self, name: str) -> Column:
+        """PySpark's `lines.value`: the column `name` (Stream's own attributes come first, so
+        a column named like a method, e.g. "count", is `stream["count"]`)."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return col(name)
+
+    def __getitem__(self, name: str) -> Column:
+        """PySpark's `lines["value"]`: the column `name`."""
+        if not isinstance(name, str):
+            raise TypeError(f"stream[...] takes a column name, not {name!r}")
+        return col(name)
 
     # PySpark's camelCase names
     withColumn = with_column
@@ -335,6 +361,13 @@ def _row_function(
     if not callable(fn):
         raise TypeError(f"{what} takes a Column or a function, not {fn!r}")
     return fn
+
+
+def _selected_timestamps(flat: list[str | Column], ts: frozenset[str]) -> frozenset[str]:
+    """A time column stays one when selected by name or computed from itself alone."""
+    kept = {c if isinstance(c, str) else c.name for c in flat if _same_column(c, ts)}
+    kept |= {c.name for c in flat if isinstance(c, Column) and c.dtype == "timestamp"}
+    return frozenset(kept)
 
 
 def _same_column(c: str | Column, timestamps: frozenset[str]) -> bool:
