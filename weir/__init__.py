@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from weir.service.app import App, Topic, Trigger
-    from weir.service.schema import Schema
     from weir.service.sinks.base import BatchId, Sink, SinkBatch
     from weir.service.sinks.console import console
     from weir.service.sinks.delta import delta
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
         upper,
         when,
     )
+    from weir.tables.expr_json import from_json, to_json
     from weir.tables.operator import Row
     from weir.tables.ops.arbitrary import GroupState
     from weir.tables.ops.functions import (
@@ -57,12 +57,27 @@ if TYPE_CHECKING:
     )
     from weir.tables.ops.mode import mode
     from weir.tables.query import Query
+    from weir.tables.schema import Schema, SchemaError
     from weir.tables.stream import Stream, flat_map_groups_with_state, map_groups_with_state, read
+    from weir.tables.types import (
+        ArrayType,
+        BooleanType,
+        DataType,
+        DateType,
+        DecimalType,
+        DoubleType,
+        FloatType,
+        IntegerType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+        TimestampType,
+    )
     from weir.tables.window import session_window, window
 
 _HOMES = {
     "weir.service.app": ["App", "Topic", "Trigger"],
-    "weir.service.schema": ["Schema"],
     "weir.service.sinks.base": ["BatchId", "Sink", "SinkBatch"],
     "weir.service.sinks.console": ["console"],
     "weir.service.sinks.delta": ["delta"],
@@ -74,6 +89,7 @@ _HOMES = {
     "weir.service.sinks.postgres": ["postgres_insert", "postgres_upsert"],
     "weir.service.sources.static": ["static_table"],
     "weir.tables.expr": ["Column", "col", "lit"],
+    "weir.tables.expr_json": ["from_json", "to_json"],
     "weir.tables.expr_functions": [
         "coalesce",
         "concat",
@@ -102,22 +118,52 @@ _HOMES = {
     ],
     "weir.tables.ops.mode": ["mode"],
     "weir.tables.query": ["Query"],
+    "weir.tables.schema": ["Schema", "SchemaError"],
     "weir.tables.stream": ["Stream", "flat_map_groups_with_state", "map_groups_with_state", "read"],
+    "weir.tables.types": [
+        "ArrayType",
+        "BooleanType",
+        "DataType",
+        "DateType",
+        "DecimalType",
+        "DoubleType",
+        "FloatType",
+        "IntegerType",
+        "LongType",
+        "StringType",
+        "StructField",
+        "StructType",
+        "TimestampType",
+    ],
     "weir.tables.window": ["session_window", "window"],
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = [
     "Aggregator",
     "App",
+    "ArrayType",
     "BatchId",
+    "BooleanType",
     "Column",
+    "DataType",
+    "DateType",
+    "DecimalType",
+    "DoubleType",
+    "FloatType",
     "GroupState",
+    "IntegerType",
+    "LongType",
     "Query",
     "Row",
     "Schema",
+    "SchemaError",
     "Sink",
     "SinkBatch",
     "Stream",
+    "StringType",
+    "StructField",
+    "StructType",
+    "TimestampType",
     "Topic",
     "Trigger",
     "approx_count_distinct",
@@ -134,6 +180,7 @@ __all__ = [
     "first",
     "flat_map_groups_with_state",
     "foreach_batch",
+    "from_json",
     "last",
     "length",
     "lit",
@@ -156,6 +203,7 @@ __all__ = [
     "static_table",
     "substring",
     "sum",
+    "to_json",
     "udaf",
     "upper",
     "when",
