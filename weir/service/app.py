@@ -392,6 +392,6 @@ def _schemas(schema: Any, inputs: list[str]) -> dict[str, Schema]:
         unknown = sorted(set(schema) - set(inputs))
         if unknown:
             raise ValueError(f"schema for {unknown}, which are not inputs of the agent {inputs}")
-        return {name: Schema(s) for name, s in schema.items()}
+        return {name: s if isinstance(s, Schema) else Schema(s) for name, s in schema.items()}
     one = Schema(schema)
     return dict.fromkeys(inputs, one)

@@ -88,16 +88,10 @@ def aggregate_columns(
     return out
 
 
-def join_columns(left: Node, right: Node, on: Any) -> Columns | None:
-    """Check a stream-stream join's keys against each side; its output columns when both
-    sides' are known: the union, a shared key once, any other name on both sides renamed
-    left_<name> / right_<name> (as weir.tables.ops.combine does)."""
-    from weir.tables.ops.combine import normalize_on
-
-    try:
-        keys = normalize_on(on)
-    except (ValueError, TypeError):
-        return None  # the join itself says why
+def join_columns(left: Node, right: Node, keys: Sequence[tuple[str, str]]) -> Columns | None:
+    """Check a stream-stream join's (left, right) key columns against each side; its output
+    columns when both sides' are known: the union, a shared key once, any other name on both
+    sides renamed left_<name> / right_<name> (as weir.tables.ops.combine does)."""
     check("join (left side)", left, [lc for lc, _ in keys])
     check("join (right side)", right, [rc for _, rc in keys])
     lcols, rcols = known(left), known(right)

@@ -14,6 +14,7 @@ from weir.tables.operator import Operator, OutputMode, Row
 from weir.tables.ops.aggregate import WINDOW_END, WINDOW_START, AggregateOperator
 from weir.tables.ops.arbitrary import GroupFunc, GroupState, TimeoutKind, group_state_operator
 from weir.tables.ops.basic import MapOperator, UnionOperator, WatermarkOperator
+from weir.tables.ops.combine import normalize_on
 from weir.tables.ops.dedup import DedupOperator
 from weir.tables.ops.functions import as_aggregate, count
 from weir.tables.ops.join_condition import join_node
@@ -223,7 +224,8 @@ class Stream:
             left_columns=left_columns,
             right_columns=right_columns,
         )
-        return Stream(cols.with_columns(node, cols.join_columns(self.node, other.node, on)))
+        out = cols.join_columns(self.node, other.node, normalize_on(on))
+        return Stream(cols.with_columns(node, out))
 
     def name(self, state_name: str) -> Stream:
         """Name the state of the stateful operator just before (an aggregation, dedup, join
