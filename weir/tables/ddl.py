@@ -133,10 +133,13 @@ def _type_text(text: str, where: str) -> DataType:
 
 
 def _ddl(text: str) -> StructType:
+    head = "CREATE TABLE t ("
     try:
-        tree = sqlglot.parse_one(f"CREATE TABLE t ({text})", read="spark")
+        tree = sqlglot.parse_one(f"{head}{text})", read="spark")
     except sqlglot.errors.ParseError as exc:
-        reason = str(exc).splitlines()[0]
+        first = exc.errors[0] if exc.errors else {}
+        at = f" at {first.get('highlight')!r} (column {first.get('col', 0) - len(head)})"
+        reason = f"{first.get('description', 'syntax error')}{at if first else ''}"
         raise ValueError(f"schema DDL {text!r} does not parse: {reason}") from None
     schema = tree.this
     if not isinstance(schema, exp.Schema) or not schema.expressions:
