@@ -231,7 +231,15 @@ async def test_parquet_rows_with_timestamps_as_iso_text_to_the_ms(tmp_path: Path
             "tags": ["x", "y"],
             "nested": {"at": "2024-05-01T10:00:00.123456Z"},
         },
-        {"id": 2, "at": None, "at_ns": "1970-01-01T00:00:00Z", "day": None, "price": None, "tags": [], "nested": None},
+        {
+            "id": 2,
+            "at": None,
+            "at_ns": "1970-01-01T00:00:00Z",
+            "day": None,
+            "price": None,
+            "tags": [],
+            "nested": None,
+        },
         {
             "id": None,
             "at": "1969-12-31T23:59:59.999000Z",
