@@ -58,8 +58,9 @@ def infer_schema(rows: Sequence[Row], timestamp_columns: Iterable[str] = ()) -> 
 
 def to_table(rows: Sequence[Row], schema: pa.Schema) -> pa.Table:
     """The rows as a table of `schema`: a missing column is null, times (epoch ms or ISO-8601)
-    become timestamps or dates, decimal text ("12.50") decimals. Raises pyarrow's ArrowInvalid / ArrowTypeError (or TypeError,
-    ValueError) naming the value when one does not fit its column."""
+    become timestamps or dates, decimal text ("12.50") decimals. Raises pyarrow's
+    ArrowInvalid / ArrowTypeError (or TypeError, ValueError) naming the value when one does
+    not fit its column."""
     arrays = []
     for f in schema:
         values = [row.get(f.name) for row in rows]
