@@ -1,36 +1,8 @@
 """Spark SQL data types, as `pyspark.sql.types` names them::
 
-from weir.types import StructType, StructField, StringType, DoubleType
-"""
+    from weir.types import StructType, StructField, StringType, DoubleType
 
-from weir.tables.types import (
-    ArrayType,
-    BooleanType,
-    DataType,
-    DateType,
-    DecimalType,
-    DoubleType,
-    FloatType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+(The classes live in weir.tables.types.)"""
 
-__all__ = [
-    "ArrayType",
-    "BooleanType",
-    "DataType",
-    "DateType",
-    "DecimalType",
-    "DoubleType",
-    "FloatType",
-    "IntegerType",
-    "LongType",
-    "StringType",
-    "StructField",
-    "StructType",
-    "TimestampType",
-]
+from weir.tables.types import *  # noqa: F403
+from weir.tables.types import __all__ as __all__

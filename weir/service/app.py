@@ -31,7 +31,7 @@ from weir.service.sinks.foreach_batch import BatchFn
 from weir.service.sources.base import Source
 from weir.tables.ddl import SchemaLike
 from weir.tables.query import Query
-from weir.tables.schema import Schema
+from weir.tables.schema import Schema, as_schema
 from weir.tables.stream import Stream, read
 from weir.tables.types import StructType
 
@@ -249,7 +249,7 @@ class App:
         """
         from weir.service.sources.directory import DirectorySource
 
-        checked = Schema(schema)
+        checked = as_schema(schema)
 
         def make(log_dir: Path) -> Source:
             return DirectorySource(
@@ -378,20 +378,22 @@ class App:
 
 
 def _schemas(schema: Any, inputs: list[str]) -> dict[str, Schema]:
-    """Per input topic, its schema: one for all inputs (any form), or {topic: Schema or
-    StructType}."""
+    """Per input topic, its schema: one for all inputs (any form), or {topic: Schema} (or
+    {topic: StructType} when every key is an input)."""
     if schema is None:
         return {}
     if isinstance(schema, Schema):
         return dict.fromkeys(inputs, schema)
-    if (
-        isinstance(schema, Mapping)
-        and schema
-        and all(isinstance(v, Schema | StructType) for v in schema.values())
-    ):
+    per_input = isinstance(schema, Mapping) and bool(schema)
+    if per_input and not all(isinstance(v, Schema) for v in schema.values()):
+        # {topic: StructType}, unless it is the dict form with a struct field
+        per_input = set(schema) <= set(inputs) and all(
+            isinstance(v, StructType) for v in schema.values()
+        )
+    if per_input:
         unknown = sorted(set(schema) - set(inputs))
         if unknown:
             raise ValueError(f"schema for {unknown}, which are not inputs of the agent {inputs}")
-        return {name: s if isinstance(s, Schema) else Schema(s) for name, s in schema.items()}
+        return {name: as_schema(s) for name, s in schema.items()}
     one = Schema(schema)
     return dict.fromkeys(inputs, one)

@@ -48,7 +48,7 @@ def plan_select(node: Node, items: Sequence[str | Column], scope: Mapping[str, s
             cols.check("select", node, item.references())
             parts.append((item.name, item.compile(scope)))
             out[_fresh(item.name, out)] = cols.result_type(item, scope)
-            if item.dtype == "timestamp" or _same_column(item, ts_in):
+            if cols.result_type(item, scope) == "timestamp" or _same_column(item, ts_in):
                 ts.add(item.name)
         elif isinstance(item, str) and (item == "*" or item.endswith(".*")):
             expanded = _star(node, item, known, scope)

@@ -102,7 +102,7 @@ class Stream:
             value = value_of(row)
             return None if value is None else to_millis(value)
 
-        typed = isinstance(fn, Column) and fn.dtype == "timestamp"  # already epoch ms
+        typed = cols.result_type(fn, self.column_types()) == "timestamp"  # already epoch ms
         compute = parsed if timestamp and not typed else value_of
         op = MapOperator(
             lambda r: {**r, name: compute(r)}, "map", (name,) if timestamp or typed else ()
@@ -129,7 +129,7 @@ class Stream:
         op = MapOperator(add, "map")
         op.name = f"with_columns({', '.join(columns)})"
         s = self.then(op)
-        typed = {n for n, c in columns.items() if isinstance(c, Column) and c.dtype == "timestamp"}
+        typed = {n for n, c in columns.items() if cols.result_type(c, types) == "timestamp"}
         ts = (self.node.timestamp_columns - set(columns)) | typed  # a replaced column
         out = cols.added(self.node, columns, types, typed)
         return Stream(cols.with_columns(dataclasses.replace(s.node, timestamp_columns=ts), out))
