@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from weir.service.codec import decode_values
-from weir.service.schema import Schema, SchemaError
 from weir.service.sources.base import SourceRecord, values_of
 from weir.service.sources.directory import DirectorySource
+from weir.tables.schema import Schema, SchemaError
 
 TOPIC = "events"
 SCHEMA = {"f": "string", "n": "integer"}

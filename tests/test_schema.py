@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from weir.service.replay import replay
-from weir.service.schema import Schema, SchemaError
 from weir.tables.ops.functions import count
 from weir.tables.ops.functions import sum as spark_sum
+from weir.tables.schema import Schema, SchemaError
 from weir.tables.stream import read
 from weir.tables.window import window
 

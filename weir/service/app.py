@@ -145,7 +145,7 @@ class Agent:
     sinks: tuple[Sink, ...] = ()
     """Other sinks (console, memory, ...), written before the checkpoint commits."""
     schemas: Mapping[str, Schema] = field(default_factory=dict)
-    """Per input topic, the schema its values must fit (weir.service.schema)."""
+    """Per input topic, the schema its values must fit (weir.tables.schema)."""
     record_columns: Mapping[str, str] = field(default_factory=dict)
     """Record field -> column added to every input row (weir.service.record_columns)."""
     key: tuple[str, ...] = ()

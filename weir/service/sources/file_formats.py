@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 import orjson
 
-from weir.service.schema import Schema
 from weir.tables.ops.static import normalize_value
+from weir.tables.schema import Schema
 
 Format = Literal["json", "csv", "parquet"]
 FORMATS: tuple[Format, ...] = ("json", "csv", "parquet")
