@@ -68,6 +68,8 @@ MAY_1 = 1_714_521_600_000  # 2024-05-01T00:00:00Z
 def test_the_three_forms_are_one_schema() -> None:
     assert Schema(STRUCT) == Schema(DDL) == Schema(DICT)
     assert parse_struct(DDL) == STRUCT
+    added = StructType().add("event_id", "string").add("amount", DoubleType())
+    assert added == parse_struct("event_id STRING, amount DOUBLE")
     assert STRUCT.simpleString() == (
         "struct<event_id:string,amount:double,event_time:timestamp,tags:array<string>,"
         "loc:struct<lat:double,lon:double>,price:decimal(10,2)>"

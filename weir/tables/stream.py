@@ -31,7 +31,9 @@ class Stream:
     """A streaming DataFrame: what the course's `spark.readStream ... ` chains build.
 
     Immutable: every method returns a new Stream. Nothing runs until a `Query` is built and a
-    `QueryTask` fed with batches.
+    `QueryTask` fed with batches. Where its columns are known (from an input schema on;
+    weir.tables.columns), an expression naming a column it does not have is refused when it
+    is defined, with one line ("filter: unknown column 'amout' (columns: amount, ...)").
     """
 
     def __init__(self, node: Node) -> None:

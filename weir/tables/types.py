@@ -45,9 +45,6 @@ class DataType:
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
-    typeName = simpleString
-    simple_string = simpleString
-
 
 class StringType(DataType):
     _name = "string"
@@ -176,14 +173,22 @@ class StructType(DataType):
             raise ValueError(f"field {dup!r} is declared twice")
 
     def add(
-        self, field: str | StructField, data_type: DataType | None = None, nullable: bool = True
+        self,
+        field: str | StructField,
+        data_type: DataType | str | None = None,
+        nullable: bool = True,
     ) -> StructType:
-        """PySpark's `add`: append a field (in place) and return self."""
+        """PySpark's `add`: append a field (in place) and return self; `data_type` may be a
+        type name or DDL type text ("string", "decimal(10,2)")."""
         if isinstance(field, StructField):
             new = field
         else:
             if data_type is None:
                 raise ValueError(f"add({field!r}) needs a data type")
+            if isinstance(data_type, str):
+                from weir.tables.ddl import parse_type  # ddl builds on this module
+
+                data_type = parse_type(data_type, field)
             new = StructField(field, data_type, nullable)
         if new.name in self.names:
             raise ValueError(f"field {new.name!r} is declared twice")
