@@ -31,9 +31,8 @@ class Stream:
     """A streaming DataFrame: what the course's `spark.readStream ... ` chains build.
 
     Immutable: every method returns a new Stream. Nothing runs until a `Query` is built and a
-    `QueryTask` fed with batches. Where its columns are known (from an input schema on;
-    weir.tables.columns), an expression naming a column it does not have is refused when it
-    is defined, with one line ("filter: unknown column 'amout' (columns: amount, ...)").
+    `QueryTask` fed with batches. Where its columns are known (weir.tables.columns), an
+    expression naming a column it does not have is refused at definition, in one line.
     """
 
     def __init__(self, node: Node) -> None:
@@ -41,8 +40,7 @@ class Stream:
 
     def column_types(self) -> dict[str, str]:
         """The Spark types of this stream's columns known at definition ({name: "timestamp"}),
-        the scope in which its expressions are compiled: the known columns' types
-        (weir.tables.columns), the timestamp columns as "timestamp"."""
+        the scope in which its expressions are compiled (weir.tables.columns)."""
         return {**cols.types(self.node), **dict.fromkeys(self.node.timestamp_columns, "timestamp")}
 
     def _same_columns(self, s: Stream) -> Stream:
@@ -137,12 +135,9 @@ class Stream:
         return Stream(cols.with_columns(dataclasses.replace(s.node, timestamp_columns=ts), out))
 
     def select(self, *columns: str | Column | Sequence[str | Column]) -> Stream:
-        """Keep only `columns`, in order: names, Columns (each output under its name: `alias`,
-        or Spark's derived name such as "(amount * 2)") and stars: "*" (every column) and
-        "data.*" (the fields of struct column `data`, e.g. a `from_json` column), expanded as
-        weir.tables.select says. A name that is not a column is refused when the columns are
-        known (else it reads None); two outputs with the same name are refused (a row is a
-        dict)."""
+        """Keep only `columns`, in order: names, Columns (output under their `name`) and stars,
+        "*" and "data.*" (the fields of struct column `data`), as weir.tables.select says;
+        two outputs with the same name are refused (a row is a dict)."""
         flat: list[str | Column] = []
         for c in columns:  # select(["a", "b"]) works like select("a", "b"), as in Spark
             if isinstance(c, str | Column):
@@ -348,9 +343,8 @@ def read(
     columns: Mapping[str, str | None] | None = None,
 ) -> Stream:
     """A stream of the rows of input `name` (a Kafka topic, or a replay file's "topic" value);
-    `timestamp_columns` hold epoch-ms times from the start (a schema's timestamp fields).
-    `columns`: the rows' columns and Spark types when known (a schema's fields, in order),
-    checked against every expression at definition (weir.tables.columns)."""
+    `timestamp_columns` hold epoch-ms times from the start (a schema's timestamp fields);
+    `columns` {name: Spark type} are its known columns (a schema's; weir.tables.columns)."""
     ts = frozenset(timestamp_columns)
     return Stream(cols.with_columns(Node(input_name=name, timestamp_columns=ts), columns))
 
