@@ -24,6 +24,7 @@ import sqlglot
 from sqlglot import exp
 
 from weir.tables.types import (
+    NAMES,
     ArrayType,
     BooleanType,
     DataType,
@@ -42,20 +43,7 @@ from weir.tables.types import (
 SchemaLike = StructType | str | Mapping[str, Any]
 """What a `schema=` argument takes: a StructType, DDL text or the dict form."""
 
-_NAMES: dict[str, DataType] = {
-    "string": StringType(),
-    "integer": IntegerType(),
-    "int": IntegerType(),
-    "long": LongType(),
-    "bigint": LongType(),
-    "double": DoubleType(),
-    "float": FloatType(),
-    "boolean": BooleanType(),
-    "date": DateType(),
-    "timestamp": TimestampType(),
-    "timestamp_s": TimestampType("s"),
-    "timestamp_ms": TimestampType("ms"),
-}
+_NAMES = NAMES
 _UNITS = {"epoch_s": "s", "epoch_ms": "ms"}
 _T = exp.DataType.Type
 _SIMPLE: dict[Any, DataType] = {

@@ -179,16 +179,16 @@ class StructType(DataType):
         nullable: bool = True,
     ) -> StructType:
         """PySpark's `add`: append a field (in place) and return self; `data_type` may be a
-        type name or DDL type text ("string", "decimal(10,2)")."""
+        simple type name ("string", "bigint", "timestamp"; see NAMES)."""
         if isinstance(field, StructField):
             new = field
         else:
             if data_type is None:
                 raise ValueError(f"add({field!r}) needs a data type")
             if isinstance(data_type, str):
-                from weir.tables.ddl import parse_type  # ddl builds on this module
-
-                data_type = parse_type(data_type, field)
+                if data_type.strip().lower() not in NAMES:
+                    raise ValueError(f"{field}: unknown type {data_type!r} ({', '.join(NAMES)})")
+                data_type = NAMES[data_type.strip().lower()]
             new = StructField(field, data_type, nullable)
         if new.name in self.names:
             raise ValueError(f"field {new.name!r} is declared twice")
@@ -226,6 +226,22 @@ class StructType(DataType):
     def __repr__(self) -> str:
         return f"StructType([{', '.join(map(repr, self.fields))}])"
 
+
+NAMES: dict[str, DataType] = {
+    "string": StringType(),
+    "integer": IntegerType(),
+    "int": IntegerType(),
+    "long": LongType(),
+    "bigint": LongType(),
+    "double": DoubleType(),
+    "float": FloatType(),
+    "boolean": BooleanType(),
+    "date": DateType(),
+    "timestamp": TimestampType(),
+    "timestamp_s": TimestampType("s"),
+    "timestamp_ms": TimestampType("ms"),
+}
+"""The simple type names of the dict form and `StructType.add`."""
 
 __all__ = [
     "ArrayType",
