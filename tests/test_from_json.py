@@ -106,6 +106,8 @@ def test_select_star_and_struct_star() -> None:
     assert flat.node.timestamp_columns == {"t"}
     with pytest.raises(ValueError, match=r"select: 'a\.\*': column 'a' is int, not a struct"):
         s.select("a.*")
+    odd = read("e").select(from_json("v", {"order-id": "int", "select": "string"}).alias("d"))
+    assert odd.select("d.*").node.columns == (("order-id", "int"), ("select", "string"))
     unknown = read("e").select("*", "s.*")  # columns not known: expanded per row
     assert unknown.node.columns is None
 

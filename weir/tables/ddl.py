@@ -17,7 +17,6 @@ Every function raises ValueError with one line naming the field for a form it ca
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
 import sqlglot
@@ -91,13 +90,31 @@ def parse_type(kind: Any, where: str = "type") -> DataType:
     raise ValueError(f"{where}: unknown type {kind!r}")
 
 
-@lru_cache(maxsize=256)
+_SEEN: dict[str, DataType] = {}
+"""Types by name, as `remember` recorded them (a name such as "struct<order-id:int>" does not
+parse back)."""
+
+
+def remember(kind: DataType) -> str:
+    """Record `kind` for `type_of_name`; return its name (`simpleString()`)."""
+    name = kind.simpleString()
+    if len(_SEEN) < 4096:  # a bound: types come from query definitions, not from data
+        _SEEN.setdefault(name, kind)
+    return name
+
+
 def type_of_name(name: str) -> DataType | None:
-    """The DataType a `simpleString()` names ("struct<a:int>"), None when it names none."""
+    """The DataType a `simpleString()` names ("struct<a:int>"): one `remember` recorded, or
+    parsed from the name; None when it names none."""
+    seen = _SEEN.get(name)
+    if seen is not None:
+        return seen
     try:
-        return parse_type(name)
+        kind = parse_type(name)
     except ValueError:
         return None
+    remember(kind)
+    return kind
 
 
 def _dict_struct(fields: Mapping[str, Any], path: str) -> StructType:

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from weir.tables.ddl import SchemaLike, type_of_name
+from weir.tables.ddl import SchemaLike, remember, type_of_name
 from weir.tables.expr import Column, Compiled, name_or_column, type_of
 from weir.tables.operator import Row
 from weir.tables.schema import Misfit, Schema, SchemaError, converter
@@ -78,8 +78,7 @@ def from_json(
 
         return run
 
-    c = Column(build, f"from_json({arg.name})", arg.references(), struct.simpleString())
-    return c
+    return Column(build, f"from_json({arg.name})", arg.references(), remember(struct))
 
 
 def to_json(col: str | Column, options: Mapping[str, str] | None = None) -> Column:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import orjson
 
-from weir.tables.ddl import SchemaLike, parse_struct
+from weir.tables.ddl import SchemaLike, parse_struct, remember
 from weir.tables.timeutil import to_millis
 from weir.tables.types import (
     ArrayType,
@@ -74,7 +74,7 @@ class Schema:
             fields.struct if isinstance(fields, Schema) else parse_struct(fields)
         )
         self.mode: Mode = mode
-        self.fields: dict[str, str] = {f.name: f.dataType.simpleString() for f in self.struct}
+        self.fields: dict[str, str] = {f.name: remember(f.dataType) for f in self.struct}
         """{field: Spark type name} ("string", "int", "bigint", "decimal(10,2)", ...)."""
         self._convert = _struct_converter(self.struct, mode == "permissive")
 
