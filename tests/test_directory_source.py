@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from weir.service.codec import decode_values
-from weir.service.schema import Schema, SchemaError
 from weir.service.sources.base import SourceRecord, values_of
 from weir.service.sources.directory import DirectorySource
+from weir.tables.schema import Schema, SchemaError
 
 TOPIC = "events"
 SCHEMA = {"f": "string", "n": "integer"}
@@ -181,7 +181,7 @@ async def test_csv_that_is_not_utf8_is_one_unreadable_record(tmp_path: Path) -> 
 
 
 @pytest.mark.asyncio
-async def test_parquet_rows_with_timestamps_as_epoch_ms(tmp_path: Path) -> None:
+async def test_parquet_rows_with_timestamps_as_iso_text_to_the_ms(tmp_path: Path) -> None:
     d = tmp_path / "in"
     d.mkdir()
     table = pa.table(
@@ -224,17 +224,25 @@ async def test_parquet_rows_with_timestamps_as_epoch_ms(tmp_path: Path) -> None:
     assert rows(recs) == [
         {
             "id": 1,
-            "at": 1714557600123,
-            "at_ns": 1714557600123,
+            "at": "2024-05-01T10:00:00.123000Z",
+            "at_ns": "2024-05-01T10:00:00.123000Z",
             "day": "2024-05-01",
             "price": 1.5,
             "tags": ["x", "y"],
             "nested": {"at": "2024-05-01T10:00:00.123456Z"},
         },
-        {"id": 2, "at": None, "at_ns": 0, "day": None, "price": None, "tags": [], "nested": None},
+        {
+            "id": 2,
+            "at": None,
+            "at_ns": "1970-01-01T00:00:00Z",
+            "day": None,
+            "price": None,
+            "tags": [],
+            "nested": None,
+        },
         {
             "id": None,
-            "at": -1,
+            "at": "1969-12-31T23:59:59.999000Z",
             "at_ns": None,
             "day": None,
             "price": -2.25,

@@ -32,8 +32,9 @@ def test_spec_forms() -> None:
     assert parse_record_columns(["key"]) == {"key": "key"}
     assert parse_record_columns({"timestamp": "kafka_ts"}) == {"timestamp": "kafka_ts"}
     assert parse_record_columns(None) == {}
-    with pytest.raises(ValueError, match=r"unknown fields \['value'\]"):
-        parse_record_columns(["value"])
+    assert parse_record_columns(["value"]) == {"value": "value"}  # named only, not with True
+    with pytest.raises(ValueError, match=r"unknown fields \['headers'\]"):
+        parse_record_columns(["headers"])
 
 
 @pytest.mark.broker

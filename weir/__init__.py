@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from weir.service.app import App, Topic, Trigger
-    from weir.service.schema import Schema
     from weir.service.sinks.base import BatchId, Sink, SinkBatch
     from weir.service.sinks.console import console
     from weir.service.sinks.delta import delta
@@ -58,6 +57,7 @@ if TYPE_CHECKING:
         upper,
         when,
     )
+    from weir.tables.expr_json import from_json, to_json
     from weir.tables.expr_strings import (
         concat_ws,
         lpad,
@@ -112,12 +112,27 @@ if TYPE_CHECKING:
     )
     from weir.tables.ops.mode import mode
     from weir.tables.query import Query
+    from weir.tables.schema import Schema, SchemaError
     from weir.tables.stream import Stream, flat_map_groups_with_state, map_groups_with_state, read
+    from weir.tables.types import (
+        ArrayType,
+        BooleanType,
+        DataType,
+        DateType,
+        DecimalType,
+        DoubleType,
+        FloatType,
+        IntegerType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+        TimestampType,
+    )
     from weir.tables.window import session_window, window
 
 _HOMES = {
     "weir.service.app": ["App", "Topic", "Trigger"],
-    "weir.service.schema": ["Schema"],
     "weir.service.sinks.base": ["BatchId", "Sink", "SinkBatch"],
     "weir.service.sinks.console": ["console"],
     "weir.service.sinks.delta": ["delta"],
@@ -129,6 +144,7 @@ _HOMES = {
     "weir.service.sinks.postgres": ["postgres_insert", "postgres_upsert"],
     "weir.service.sources.static": ["static_table"],
     "weir.tables.expr": ["Column", "col", "lit"],
+    "weir.tables.expr_json": ["from_json", "to_json"],
     "weir.tables.expr_functions": [
         "coalesce",
         "concat",
@@ -212,22 +228,52 @@ _HOMES = {
     ],
     "weir.tables.ops.mode": ["mode"],
     "weir.tables.query": ["Query"],
+    "weir.tables.schema": ["Schema", "SchemaError"],
     "weir.tables.stream": ["Stream", "flat_map_groups_with_state", "map_groups_with_state", "read"],
+    "weir.tables.types": [
+        "ArrayType",
+        "BooleanType",
+        "DataType",
+        "DateType",
+        "DecimalType",
+        "DoubleType",
+        "FloatType",
+        "IntegerType",
+        "LongType",
+        "StringType",
+        "StructField",
+        "StructType",
+        "TimestampType",
+    ],
     "weir.tables.window": ["session_window", "window"],
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = [
     "Aggregator",
     "App",
+    "ArrayType",
     "BatchId",
+    "BooleanType",
     "Column",
+    "DataType",
+    "DateType",
+    "DecimalType",
+    "DoubleType",
+    "FloatType",
     "GroupState",
+    "IntegerType",
+    "LongType",
     "Query",
     "Row",
     "Schema",
+    "SchemaError",
     "Sink",
     "SinkBatch",
     "Stream",
+    "StringType",
+    "StructField",
+    "StructType",
+    "TimestampType",
     "Topic",
     "Trigger",
     "add_months",
@@ -260,6 +306,7 @@ __all__ = [
     "first",
     "flat_map_groups_with_state",
     "foreach_batch",
+    "from_json",
     "from_unixtime",
     "hour",
     "last",
@@ -305,6 +352,7 @@ __all__ = [
     "timestamp_millis",
     "timestamp_seconds",
     "to_date",
+    "to_json",
     "to_timestamp",
     "trim",
     "trunc",

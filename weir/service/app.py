@@ -23,14 +23,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from weir.service.record_columns import TYPES as RECORD_TYPES
 from weir.service.record_columns import RecordColumns, parse_record_columns
-from weir.service.schema import Schema
 from weir.service.settings import Settings
 from weir.service.sinks.base import Sink
 from weir.service.sinks.foreach_batch import BatchFn
 from weir.service.sources.base import Source
+from weir.tables.ddl import SchemaLike
 from weir.tables.query import Query
+from weir.tables.schema import Schema, as_schema
 from weir.tables.stream import Stream, read
+from weir.tables.types import StructType
 
 
 def load_attribute(spec: str, default_attr: str, package: str | None = None) -> tuple[str, Any]:
@@ -142,7 +145,7 @@ class Agent:
     sinks: tuple[Sink, ...] = ()
     """Other sinks (console, memory, ...), written before the checkpoint commits."""
     schemas: Mapping[str, Schema] = field(default_factory=dict)
-    """Per input topic, the schema its values must fit (weir.service.schema)."""
+    """Per input topic, the schema its values must fit (weir.tables.schema)."""
     record_columns: Mapping[str, str] = field(default_factory=dict)
     """Record field -> column added to every input row (weir.service.record_columns)."""
     key: tuple[str, ...] = ()
@@ -230,7 +233,7 @@ class App:
         name: str,
         path: str | Path,
         *,
-        schema: Schema | Mapping[str, Any],
+        schema: Schema | SchemaLike,
         format: Literal["json", "csv", "parquet"] = "json",
         max_files_per_trigger: int | None = None,
         order: Literal["name", "modified"] = "name",
@@ -246,7 +249,7 @@ class App:
         """
         from weir.service.sources.directory import DirectorySource
 
-        checked = schema if isinstance(schema, Schema) else Schema(schema)
+        checked = as_schema(schema)
 
         def make(log_dir: Path) -> Source:
             return DirectorySource(
@@ -272,7 +275,7 @@ class App:
         def make(log_dir: Path) -> Source:
             return RateSource(rows_per_second, name, log_dir=log_dir, ramp_up=ramp_up)
 
-        return self._source(name, make, Schema({"timestamp": "timestamp", "value": "integer"}))
+        return self._source(name, make, Schema({"timestamp": "timestamp", "value": "long"}))
 
     def socket(
         self, name: str = "socket", *, host: str, port: int, include_timestamp: bool = False
@@ -299,7 +302,7 @@ class App:
         name: str | None = None,
         repartition: bool | None = None,
         starting_offsets: StartingOffsets | None = None,
-        schema: Schema | Mapping[str, Any] | None = None,
+        schema: Schema | SchemaLike | Mapping[str, Schema | StructType] | None = None,
         record_columns: RecordColumns | None = None,
         headers: str | None = None,
     ) -> Callable[[Callable[..., Query]], Callable[..., Query]]:
@@ -307,9 +310,12 @@ class App:
         returns the `Query` to run. Raises ValueError at declaration for a bad query.
 
         `sink`: a Kafka topic, a `Sink` (`console()`, `memory(name)`, ...), or a list of them
-        (at most one topic). `schema`: the fields every input's values must fit (a mapping
-        or a `Schema`), or {topic: Schema} per input; a value that does not fit goes to the
-        dead letters with the field and the reason (weir.service.schema). `record_columns`:
+        (at most one topic). `schema`: the fields every input's values must fit (a
+        StructType, DDL text, the dict form or a `Schema`; weir.tables.schema), or {topic:
+        Schema or StructType} per input; a value that does not fit goes to the dead letters
+        with the field and the reason. The schema's fields (and the record columns) are the
+        input stream's known columns: an expression naming another column is refused when
+        the query is defined (weir.tables.columns). `record_columns`:
         the Kafka record's `key`, `topic`, `partition`, `offset`, `timestamp` as columns
         (True, a list, or {field: column}; weir.service.record_columns). `headers`: the column
         that holds each output record's Kafka headers (Spark's `headers` column). `repartition`: see
@@ -336,9 +342,13 @@ class App:
 
         def decorate(fn: Callable[..., Query]) -> Callable[..., Query]:
             streams: list[Stream] = []
+            record_types = {column: RECORD_TYPES[f] for f, column in columns.items()}
             for t in inputs:
-                ts = schemas[t.name].timestamp_columns() if t.name in schemas else set()
-                streams.append(read(t.name, ts | ({ts_column} if ts_column else set())))
+                sch = schemas.get(t.name)
+                ts = sch.timestamp_columns() if sch is not None else set()
+                ts = (ts - set(record_types)) | ({ts_column} if ts_column else set())
+                known = None if sch is None else {**sch.column_types(), **record_types}
+                streams.append(read(t.name, ts, known))
             query = fn(*streams)
             if not isinstance(query, Query):
                 raise TypeError(f"agent {fn.__name__} must return a Query (call .query(mode))")
@@ -367,16 +377,23 @@ class App:
         return decorate
 
 
-def _schemas(schema: Schema | Mapping[str, Any] | None, inputs: list[str]) -> dict[str, Schema]:
-    """Per input topic, its schema: one for all inputs, or {topic: Schema}."""
+def _schemas(schema: Any, inputs: list[str]) -> dict[str, Schema]:
+    """Per input topic, its schema: one for all inputs (any form), or {topic: Schema} (or
+    {topic: StructType} when every key is an input)."""
     if schema is None:
         return {}
     if isinstance(schema, Schema):
         return dict.fromkeys(inputs, schema)
-    if schema and all(isinstance(v, Schema) for v in schema.values()):
+    per_input = isinstance(schema, Mapping) and bool(schema)
+    if per_input and not all(isinstance(v, Schema) for v in schema.values()):
+        # {topic: StructType}, unless it is the dict form with a struct field
+        per_input = set(schema) <= set(inputs) and all(
+            isinstance(v, StructType) for v in schema.values()
+        )
+    if per_input:
         unknown = sorted(set(schema) - set(inputs))
         if unknown:
             raise ValueError(f"schema for {unknown}, which are not inputs of the agent {inputs}")
-        return dict(schema)
+        return {name: as_schema(s) for name, s in schema.items()}
     one = Schema(schema)
     return dict.fromkeys(inputs, one)

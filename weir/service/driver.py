@@ -18,11 +18,11 @@ from typing import Any, Protocol
 from weir.service import metrics
 from weir.service.codec import decode_values
 from weir.service.record_columns import add_record_columns
-from weir.service.schema import Schema, SchemaError
 from weir.service.sinks.base import BatchIdentity, KafkaRecords, Sink, SinkBatch
 from weir.service.sources.base import SourceRecord, values_of
 from weir.tables.operator import ErrorStage, Row
 from weir.tables.query import BatchResult, QueryTask
+from weir.tables.schema import Schema, SchemaError
 
 
 class Rejects(Protocol):
@@ -166,7 +166,7 @@ def process(
     (replay). Rows with an event time after `event_time_limit` are rejected. `positions`
     (per source topic, the position after the batch) are committed with the state.
     `schemas` (per query input) conform each decoded row, rejecting a misfit with its record
-    (weir.service.schema); `record_columns` adds the record's own fields to every row
+    (weir.tables.schema); `record_columns` adds the record's own fields to every row
     (weir.service.record_columns); `source_state` is committed with the state too (what a
     source needs to find its positions again). The returned `output` is what the sinks get: the rows
     with the batch identity (`identity.batch_id` is set from the task) and `transaction`

@@ -5,7 +5,10 @@ An agent asks for them with `record_columns=True` (all five, Spark's names), a l
 those names, or a mapping {record field: column name} to rename one that would clash with a
 field of the value (a value field of the same name is overwritten). `key` is the key's text
 (UTF-8, undecodable bytes replaced; null without a key), `timestamp` the broker's record
-timestamp as an event-time column (null when the source has none, as files).
+timestamp as an event-time column (null when the source has none, as files). `value`, only
+when named (not with True), is the record's value bytes, as Spark's Kafka source has it:
+`from_json(col("value").cast("string"), schema)` parses it (the value is still decoded as the
+row's fields too, so it must be a JSON object).
 """
 
 from __future__ import annotations
@@ -16,6 +19,16 @@ from weir.service.sources.base import SourceRecord
 from weir.tables.operator import Row
 
 FIELDS = ("key", "topic", "partition", "offset", "timestamp")
+"""The fields `record_columns=True` adds."""
+TYPES = {
+    "key": "string",
+    "topic": "string",
+    "partition": "int",
+    "offset": "bigint",
+    "timestamp": "timestamp",
+    "value": "binary",
+}
+"""Each record field's Spark type name."""
 
 RecordColumns = bool | Sequence[str] | Mapping[str, str]
 """How an agent names the record columns it wants (see the module docstring)."""
@@ -30,9 +43,9 @@ def parse_record_columns(spec: RecordColumns | None) -> dict[str, str]:
     if isinstance(spec, str):
         spec = [spec]
     pairs = dict(spec) if isinstance(spec, Mapping) else {f: f for f in spec}
-    unknown = sorted(set(pairs) - set(FIELDS))
+    unknown = sorted(set(pairs) - set(TYPES))
     if unknown:
-        raise ValueError(f"record_columns: unknown fields {unknown} (one of {list(FIELDS)})")
+        raise ValueError(f"record_columns: unknown fields {unknown} (one of {list(TYPES)})")
     return pairs
 
 

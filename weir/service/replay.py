@@ -31,13 +31,13 @@ import orjson
 from weir.service import driver
 from weir.service.app import Agent, App, load_agent_spec, load_attribute
 from weir.service.runtime.topology import Stage
-from weir.service.schema import Schema
 from weir.service.sinks.base import BatchIdentity, Sink
 from weir.service.sinks.jsonlines import JsonLinesSink
 from weir.service.sources.base import SourceRecord
 from weir.service.sources.files import JsonLinesSource
 from weir.tables.operator import ErrorStage, Row
 from weir.tables.query import Query
+from weir.tables.schema import Schema
 from weir.tables.state.memory import MemoryStore
 from weir.tables.state.rocksdb import RocksDBStore
 from weir.tables.state.store import Store

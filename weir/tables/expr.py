@@ -8,8 +8,9 @@ closure is then called per row (no tree walk per row). Semantics follow Spark SQ
   row only when the predicate is True (None and False drop it), as Spark does.
 - `/` is true division and `%` takes the sign of the dividend (Java's remainder); both give
   None on a zero divisor, as Spark does with `spark.sql.ansi.enabled=false`.
-- Rows are schemaless dicts: a column naming a missing field reads None (Spark refuses such a
-  query at analysis). `Column.references()` lists the fields read, for a later schema check.
+- Rows are dicts: a column naming a missing field reads None; when the stream's columns are
+  known at definition (an input schema), `Stream` refuses an expression whose `references()`
+  are not among them, as Spark's analyzer does (weir.tables.columns).
 - An expression that raises at run time (`upper` of an int) dead-letters the row through the
   operator's error path, like a user function that raises.
 
@@ -42,7 +43,8 @@ class Column:
     is "(a * 2)", `alias` sets it). `compile()` returns the per-row function. `dtype` is the
     Spark type the expression is known to produce ("timestamp", "date", "long", ...), or None
     when unknown; a "timestamp" column holds epoch ms and is written as ISO-8601 UTC at the
-    edges, a "date" column holds "YYYY-MM-DD" text.
+    edges, a "date" column holds "YYYY-MM-DD" text, a struct's is its full Spark type name
+    ("struct<a:int,b:string>", see weir.tables.types).
     """
 
     __slots__ = ("_build", "_code", "_refs", "dtype", "field", "name")

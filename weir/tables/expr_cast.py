@@ -1,4 +1,5 @@
-"""Spark's non-ANSI CAST for `Column.cast`: a value that does not convert gives None."""
+"""Spark's non-ANSI CAST for `Column.cast`: a value that does not convert gives None.
+Casting binary (bytes, such as a Kafka record's `value` column) to string decodes UTF-8."""
 
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ def _double(v: Any) -> Any:
 def _string(v: Any) -> Any:
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, bytes | bytearray | memoryview):  # Spark: binary as UTF-8 text, a bad
+        return bytes(v).decode("utf-8", errors="replace")  # sequence as U+FFFD
     return v if isinstance(v, str) else str(v)
 
 

@@ -30,6 +30,10 @@ class Node:
     timestamp_columns: frozenset[str] = frozenset()
     watermarks: tuple[tuple[str, str, int], ...] = ()
     """(input name, column, delay ms) of every watermark declared upstream of this node."""
+    columns: tuple[tuple[str, str | None], ...] | None = None
+    """The node's output columns in order, each with its Spark type name (None: unknown type),
+    when they are known at definition (from the input's schema on); None when unknown (after
+    a Python `map`). Definition-time only: checks and expression types, no per-row cost."""
 
 
 def input_names(node: Node) -> set[str]:

@@ -8,13 +8,15 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+from weir.tables import columns as cols
 from weir.tables.expr import Column, col, scope
-from weir.tables.expr_codegen import filter_rows, select_rows, set_columns
+from weir.tables.expr_codegen import filter_rows, set_columns
 from weir.tables.expr_collections import GeneratorColumn, generator_column, generator_select
 from weir.tables.operator import Operator, OutputMode, Row
 from weir.tables.ops.aggregate import WINDOW_END, WINDOW_START, AggregateOperator
 from weir.tables.ops.arbitrary import GroupFunc, GroupState, TimeoutKind, group_state_operator
 from weir.tables.ops.basic import MapOperator, UnionOperator, WatermarkOperator
+from weir.tables.ops.combine import normalize_on
 from weir.tables.ops.dedup import DedupOperator
 from weir.tables.ops.functions import as_aggregate, count
 from weir.tables.ops.join_condition import join_node
@@ -22,6 +24,7 @@ from weir.tables.ops.sessions import SessionAggregateOperator
 from weir.tables.ops.static import StaticTable, static_join
 from weir.tables.plan import Node, input_names
 from weir.tables.query import Query
+from weir.tables.select import plan_select
 from weir.tables.timeutil import Duration, parse_duration, to_millis
 from weir.tables.window import AnyWindow, SessionWindowSpec, WindowSpec
 
@@ -30,7 +33,8 @@ class Stream:
     """A streaming DataFrame: what the course's `spark.readStream ... ` chains build.
 
     Immutable: every method returns a new Stream. Nothing runs until a `Query` is built and a
-    `QueryTask` fed with batches.
+    `QueryTask` fed with batches. Where its columns are known (weir.tables.columns), an
+    expression naming a column it does not have is refused at definition, in one line.
     """
 
     def __init__(self, node: Node) -> None:
@@ -38,8 +42,12 @@ class Stream:
 
     def column_types(self) -> dict[str, str]:
         """The Spark types of this stream's columns known at definition ({name: "timestamp"}),
-        the scope in which its expressions are compiled."""
-        return dict.fromkeys(self.node.timestamp_columns, "timestamp")
+        the scope in which its expressions are compiled (weir.tables.columns)."""
+        return {**cols.types(self.node), **dict.fromkeys(self.node.timestamp_columns, "timestamp")}
+
+    def _same_columns(self, s: Stream) -> Stream:
+        """`s` (one operator after this stream) with this stream's known columns."""
+        return Stream(dataclasses.replace(s.node, columns=self.node.columns))
 
     # -- stateless -----------------------------------------------------------------------
     def then(self, op: Operator) -> Stream:
@@ -60,14 +68,15 @@ class Stream:
         if isinstance(condition, str):
             raise ValueError(f"filter: SQL expression strings are not supported yet: {condition!r}")
         if isinstance(condition, Column):
+            cols.check("filter", self.node, condition.references())
             with scope(self.column_types()):
                 pred, rows = condition.compile(), filter_rows(condition)
             op = MapOperator(lambda r: pred(r) is True, "filter", batch=rows)
             op.name = f"filter({condition.name})"
-            return self.then(op)
+            return self._same_columns(self.then(op))
         if not callable(condition):
             raise TypeError(f"filter takes a Column or a function, not {condition!r}")
-        return self.then(MapOperator(condition, "filter"))
+        return self._same_columns(self.then(MapOperator(condition, "filter")))
 
     where = filter
 
@@ -88,6 +97,8 @@ class Stream:
         that is not a time dead-letters the row with the reason (Spark would make it null).
         A generator (`explode(col("tags"))`) makes one row per element, the element in `name`.
         """
+        if isinstance(fn, Column):
+            cols.check("with_column", self.node, fn.references())
         if isinstance(fn, GeneratorColumn):
             op = MapOperator(generator_column(name, fn, self.column_types()), "flat_map")
             op.name = f"with_column({name})"
@@ -100,7 +111,7 @@ class Stream:
             value = value_of(row)
             return None if value is None else to_millis(value)
 
-        typed = isinstance(fn, Column) and fn.dtype == "timestamp"  # already epoch ms
+        typed = cols.result_type(fn, self.column_types()) == "timestamp"  # already epoch ms
         compute = parsed if timestamp and not typed else value_of
         batch = None
         if isinstance(fn, Column) and compute is value_of:
@@ -115,12 +126,15 @@ class Stream:
         op.name = f"with_column({name})"
         s = self.then(op)
         ts = (self.node.timestamp_columns - {name}) | op.timestamps  # a replaced column
-        return Stream(dataclasses.replace(s.node, timestamp_columns=ts))
+        out = cols.added(self.node, {name: fn}, self.column_types(), op.timestamps)
+        return Stream(cols.with_columns(dataclasses.replace(s.node, timestamp_columns=ts), out))
 
     def with_columns(self, columns: Mapping[str, Column | Callable[[Row], Any]]) -> Stream:
         """Spark's `withColumns({name: expr})`: every expression sees the input row, then
         the columns are set (added or replaced) in the mapping's order."""
         types = self.column_types()
+        refs = [r for c in columns.values() if isinstance(c, Column) for r in c.references()]
+        cols.check("with_columns", self.node, refs)
         fns = [(name, _row_function("with_columns", fn, types)) for name, fn in columns.items()]
         if not fns:
             return self
@@ -135,63 +149,56 @@ class Stream:
         op = MapOperator(add, "map", batch=batch)
         op.name = f"with_columns({', '.join(columns)})"
         s = self.then(op)
-        typed = {n for n, c in columns.items() if isinstance(c, Column) and c.dtype == "timestamp"}
+        typed = {n for n, c in columns.items() if cols.result_type(c, types) == "timestamp"}
         ts = (self.node.timestamp_columns - set(columns)) | typed  # a replaced column
-        return Stream(dataclasses.replace(s.node, timestamp_columns=ts))
+        out = cols.added(self.node, columns, types, typed)
+        return Stream(cols.with_columns(dataclasses.replace(s.node, timestamp_columns=ts), out))
 
     def select(self, *columns: str | Column | Sequence[str | Column]) -> Stream:
-        """Keep only `columns`, in order: names (a missing field is None) or Columns, each
-        output under its name (`alias`, or Spark's derived name such as "(amount * 2)").
-        With a Column, two outputs with the same name are refused (a row is a dict).
-        One generator (`explode(split(lines.value, " ")).alias("word")`) may be among them:
-        each row then gives a row per element, with the other columns repeated."""
+        """Keep only `columns`, in order: names, Columns (output under their `name`) and stars,
+        "*" and "data.*" (the fields of struct column `data`), as weir.tables.select says;
+        two outputs with the same name are refused (a row is a dict). One generator
+        (`explode(split(lines.value, " ")).alias("word")`) may be among them: each row then
+        gives a row per element, with the other columns repeated."""
         flat: list[str | Column] = []
         for c in columns:  # select(["a", "b"]) works like select("a", "b"), as in Spark
             if isinstance(c, str | Column):
                 flat.append(c)
             else:
                 flat.extend(c)
-        if all(isinstance(c, str) for c in flat):
-            flat = list(dict.fromkeys(flat))  # select("a", "a") is one column "a"
         exploding = generator_select(flat, self.column_types())
         if exploding is not None:
+            for c in flat:
+                refs = [c] if isinstance(c, str) else c.references()
+                cols.check("select", self.node, refs)
             op = MapOperator(exploding[0], "flat_map")
             op.name = f"select({', '.join(exploding[1])})"
             s = self.then(op)
             ts = _selected_timestamps(flat, self.node.timestamp_columns)
             return Stream(dataclasses.replace(s.node, timestamp_columns=ts))
-        exprs: list[tuple[str, Column]] = []
-        for c in flat:
-            if isinstance(c, str):
-                exprs.append((c, _field(c)))
-            elif isinstance(c, Column):
-                exprs.append((c.name, c))
-            else:
-                raise TypeError(f"select takes column names or Columns, not {c!r}")
-        _no_duplicates([n for n, _ in exprs])
-        with scope(self.column_types()):
-            outputs = [(n, c.compile()) for n, c in exprs]
-            batch = select_rows(exprs)
-        op = MapOperator(lambda r: {n: f(r) for n, f in outputs}, "map", batch=batch)
-        op.name = f"select({', '.join(n for n, _ in outputs)})"
+        chosen = plan_select(self.node, flat, self.column_types())
+        op = MapOperator(chosen.run, "map", batch=chosen.batch)
+        op.name = f"select({chosen.label})"
         s = self.then(op)
-        ts = _selected_timestamps(flat, self.node.timestamp_columns)
-        return Stream(dataclasses.replace(s.node, timestamp_columns=ts))
+        node = dataclasses.replace(s.node, timestamp_columns=chosen.timestamps)
+        return Stream(cols.with_columns(node, chosen.columns))
 
     def with_watermark(self, column: str, delay: Duration) -> Stream:
         """Declare `column` as event time with a watermark `delay` ("10 minutes", timedelta)."""
         name = self._single_input("with_watermark")
         delay_ms = parse_duration(delay)
+        cols.check("with_watermark", self.node, [column])
         s = self.then(WatermarkOperator(name, column, delay_ms))
         wms = (*self.node.watermarks, (name, column, delay_ms))
-        return Stream(Node(s.node.parents, s.node.op, None, s.node.timestamp_columns, wms))
+        return Stream(dataclasses.replace(s.node, watermarks=wms, columns=self.node.columns))
 
     def union(self, *others: Stream) -> Stream:
         """Rows of this stream and of `others`, in input order (Spark's `union`)."""
         nodes = (self.node, *(o.node for o in others))
         ts = frozenset().union(*(n.timestamp_columns for n in nodes))
         wms = tuple(w for n in nodes for w in n.watermarks)
-        return Stream(Node(nodes, UnionOperator(), None, ts, wms))
+        node = Node(nodes, UnionOperator(), None, ts, wms)
+        return Stream(cols.with_columns(node, cols.union_columns(nodes)))
 
     # -- stateful (implemented in their own modules) -------------------------------------
     def group_by(self, *keys: Any) -> Any:
@@ -200,13 +207,19 @@ class Stream:
 
     def drop_duplicates(self, columns: Iterable[str] | None = None) -> Stream:
         """Spark's `dropDuplicates`: see weir.tables.ops.dedup for the watermark semantics."""
-        cols = list(columns) if columns else None
-        return self.then(DedupOperator(self.node.watermarks, cols, within=False))
+        names = list(columns) if columns else None
+        cols.check("drop_duplicates", self.node, names or ())
+        return self._same_columns(
+            self.then(DedupOperator(self.node.watermarks, names, within=False))
+        )
 
     def drop_duplicates_within_watermark(self, columns: Iterable[str] | None = None) -> Stream:
         """Spark's `dropDuplicatesWithinWatermark` (weir.tables.ops.dedup)."""
-        cols = list(columns) if columns else None
-        return self.then(DedupOperator(self.node.watermarks, cols, within=True))
+        names = list(columns) if columns else None
+        cols.check("drop_duplicates_within_watermark", self.node, names or ())
+        return self._same_columns(
+            self.then(DedupOperator(self.node.watermarks, names, within=True))
+        )
 
     def join(
         self,
@@ -240,7 +253,8 @@ class Stream:
             left_columns=left_columns,
             right_columns=right_columns,
         )
-        return Stream(node)
+        out = cols.join_columns(self.node, other.node, normalize_on(on))
+        return Stream(cols.with_columns(node, out))
 
     def name(self, state_name: str) -> Stream:
         """Name the state of the stateful operator just before (an aggregation, dedup, join
@@ -343,8 +357,13 @@ class GroupedStream:
             raise ValueError("agg() needs at least one aggregate function")
         aggs = [as_aggregate(a) for a in aggregates]
         kind = SessionAggregateOperator if isinstance(self.window, SessionWindowSpec) else None
-        op = (kind or AggregateOperator)(self.stream.node, self.key_columns, self.window, aggs)
-        return self.stream.then(op)
+        node = self.stream.node
+        inputs = [a.column for a in aggs if isinstance(a.column, str)]
+        out = cols.aggregate_columns(
+            node, self.key_columns, self.window, [a.name for a in aggs], inputs
+        )
+        op = (kind or AggregateOperator)(node, self.key_columns, self.window, aggs)
+        return Stream(cols.with_columns(self.stream.then(op).node, out))
 
     def count(self) -> Stream:
         """Spark's `groupBy(...).count()`: one "count" column of rows per group."""
@@ -376,23 +395,16 @@ def _same_column(c: str | Column, timestamps: frozenset[str]) -> bool:
     return c.name in timestamps and c.references() == {c.name}
 
 
-def _field(name: str) -> Column:
-    """The row field named exactly `name` (select's names are keys, dots and all)."""
-    return col(name if "`" in name else f"`{name}`")
-
-
-def _no_duplicates(names: Iterable[str]) -> None:
-    seen: set[str] = set()
-    for n in names:
-        if n in seen:
-            raise ValueError(f"select: column {n!r} is selected twice; use alias(...)")
-        seen.add(n)
-
-
-def read(name: str, timestamp_columns: Iterable[str] = ()) -> Stream:
+def read(
+    name: str,
+    timestamp_columns: Iterable[str] = (),
+    columns: Mapping[str, str | None] | None = None,
+) -> Stream:
     """A stream of the rows of input `name` (a Kafka topic, or a replay file's "topic" value);
-    `timestamp_columns` hold epoch-ms times from the start (a schema's timestamp fields)."""
-    return Stream(Node(input_name=name, timestamp_columns=frozenset(timestamp_columns)))
+    `timestamp_columns` hold epoch-ms times from the start (a schema's timestamp fields);
+    `columns` {name: Spark type} are its known columns (a schema's; weir.tables.columns)."""
+    ts = frozenset(timestamp_columns)
+    return Stream(cols.with_columns(Node(input_name=name, timestamp_columns=ts), columns))
 
 
 def flat_map_groups_with_state(

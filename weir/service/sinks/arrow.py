@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeAlias
 
 import pyarrow as pa
@@ -57,8 +58,9 @@ def infer_schema(rows: Sequence[Row], timestamp_columns: Iterable[str] = ()) -> 
 
 def to_table(rows: Sequence[Row], schema: pa.Schema) -> pa.Table:
     """The rows as a table of `schema`: a missing column is null, times (epoch ms or ISO-8601)
-    become timestamps or dates. Raises pyarrow's ArrowInvalid / ArrowTypeError (or TypeError,
-    ValueError) naming the value when one does not fit its column."""
+    become timestamps or dates, decimal text ("12.50") decimals. Raises pyarrow's
+    ArrowInvalid / ArrowTypeError (or TypeError, ValueError) naming the value when one does
+    not fit its column."""
     arrays = []
     for f in schema:
         values = [row.get(f.name) for row in rows]
@@ -66,6 +68,8 @@ def to_table(rows: Sequence[Row], schema: pa.Schema) -> pa.Table:
             values = [_to_time(v) for v in values]
         elif pa.types.is_date(f.type):
             values = [_to_date(v) for v in values]
+        elif pa.types.is_decimal(f.type):  # a decimal column holds exact text ("12.50")
+            values = [Decimal(v) if isinstance(v, str) else v for v in values]
         arrays.append(pa.array(values, type=f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 

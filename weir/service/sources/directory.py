@@ -22,10 +22,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from weir.service.schema import Schema
 from weir.service.sources.base import LazyRecords, Records, Source, SourceRecord
 from weir.service.sources.file_formats import FORMATS, Format, read_rows, unreadable
 from weir.service.sources.file_log import FileLog, LoggedFile, as_dict, from_dict
+from weir.tables.schema import Schema
 from weir.tables.timeutil import parse_duration
 
 Order = Literal["name", "modified"]

@@ -13,8 +13,8 @@ file order, and never raises for what the file holds:
   the field. As Spark's permissive CSV reader: a short row's missing fields are null, a long
   row's extra fields are dropped. Blank lines are not rows.
 * Parquet: the columns the schema names (all columns when the file has none of them);
-  timestamp columns as epoch milliseconds (a naive timestamp is UTC; timestamps nested in
-  structs or lists as ISO-8601 text, to the microsecond), dates and times as ISO text,
+  timestamp columns as ISO-8601 UTC text to the millisecond (a naive timestamp is UTC;
+  timestamps nested in structs or lists to the microsecond), dates and times as ISO text,
   decimals as floats, binary as UTF-8 text (base64 when it is not).
 
 A file that cannot be read at all (not Parquet, not UTF-8 CSV, a broken CSV) gives one value
@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 import orjson
 
-from weir.service.schema import Schema
 from weir.tables.ops.static import normalize_value
+from weir.tables.schema import Schema
 
 Format = Literal["json", "csv", "parquet"]
 FORMATS: tuple[Format, ...] = ("json", "csv", "parquet")
@@ -101,8 +101,8 @@ _BOOLEANS = {"true": True, "false": False}
 
 def _column(fields: Sequence[str], kind: Any) -> list[Any]:
     """A CSV column's fields as the schema's type `kind` says (see the module doc)."""
-    if kind in ("integer", "long", "double"):
-        parse: Callable[[str], Any] = float if kind == "double" else int
+    if kind in ("int", "bigint", "double", "float"):  # Schema.fields: Spark type names
+        parse: Callable[[str], Any] = float if kind in ("double", "float") else int
         try:  # the usual case first: every field a number, converted in one pass
             out = [parse(f) for f in fields]
         except ValueError:
@@ -110,7 +110,7 @@ def _column(fields: Sequence[str], kind: Any) -> list[Any]:
         else:
             if "_" not in "".join(fields) and (parse is int or all(map(math.isfinite, out))):
                 return out
-        convert = _to_float if kind == "double" else _to_int
+        convert = _to_float if parse is float else _to_int
         return [convert(f) if f else None for f in fields]
     if kind == "boolean":
         return [_BOOLEANS.get(f.strip().lower(), f) if f else None for f in fields]
@@ -197,7 +197,8 @@ def _parquet_rows(data: bytes, schema: Schema) -> list[bytes]:
         table = file.read(columns=wanted or None)
         for i, field in enumerate(table.schema):
             if pa.types.is_timestamp(field.type):
-                table = table.set_column(i, field.name, _epoch_ms(table.column(i)))
+                ms = _epoch_ms(table.column(i)).cast(pa.timestamp("ms", tz="UTC"))
+                table = table.set_column(i, field.name, ms)  # ISO-8601 text in the JSON
             elif (micros := _micros(field.type)) != field.type:
                 table = table.set_column(i, field.name, table.column(i).cast(micros, safe=False))
         names = table.column_names
