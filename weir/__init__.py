@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         upper,
         when,
     )
+    from weir.tables.expr_sql import expr
     from weir.tables.operator import Row
     from weir.tables.ops.arbitrary import GroupState
     from weir.tables.ops.functions import (
@@ -74,6 +75,7 @@ _HOMES = {
     "weir.service.sinks.postgres": ["postgres_insert", "postgres_upsert"],
     "weir.service.sources.static": ["static_table"],
     "weir.tables.expr": ["Column", "col", "lit"],
+    "weir.tables.expr_sql": ["expr"],
     "weir.tables.expr_functions": [
         "coalesce",
         "concat",
@@ -131,6 +133,7 @@ __all__ = [
     "count",
     "count_distinct",
     "delta",
+    "expr",
     "first",
     "flat_map_groups_with_state",
     "foreach_batch",
