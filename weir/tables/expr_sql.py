@@ -247,9 +247,15 @@ class _Translator:
             return self.reference(node)
         if isinstance(node, exp.Literal | exp.Boolean | exp.Null):
             return lit(literal(node))
+        if isinstance(node, exp.Concat) and all(
+            isinstance(e, exp.Literal) and e.is_string for e in node.expressions
+        ):
+            return lit("".join(e.this for e in node.expressions))  # 'a' 'b' is 'ab'
         if isinstance(node, exp.Interval):
             return self.interval(node)
         if isinstance(node, exp.Neg):
+            if isinstance(node.this, exp.Literal) and not node.this.is_string:
+                return lit(-literal(node.this))  # Spark reads -1 as one literal
             return -self.column(node.this)
         if isinstance(node, exp.Not):
             inner = node.this
