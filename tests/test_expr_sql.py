@@ -17,10 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weir import coalesce, col, concat, expr, length, lit, lower, substring, upper, when
-from weir.tables import expr_sql
+from weir.tables import sql_functions
 from weir.tables.expr import Column
-from weir.tables.expr_sql import functions, to_column
+from weir.tables.expr_sql import to_column
 from weir.tables.operator import Row
+from weir.tables.sql_functions import functions
 from weir.tables.state.memory import MemoryStore
 from weir.tables.stream import Stream, read
 
@@ -248,7 +249,9 @@ def test_registry_is_one_mapping_extended_by_a_module(monkeypatch: pytest.Monkey
 
     module.SQL_FUNCTIONS = {"repeat": repeat}  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setattr(expr_sql, "FUNCTION_MODULES", (*expr_sql.FUNCTION_MODULES, module.__name__))
+    monkeypatch.setattr(
+        sql_functions, "FUNCTION_MODULES", (*sql_functions.FUNCTION_MODULES, module.__name__)
+    )
     functions.cache_clear()
     try:
         c = expr("REPEAT(upper(s), 2)")  # a literal after the first argument is a Python value

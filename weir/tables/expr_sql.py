@@ -15,9 +15,9 @@ Contract:
   "interval"; adding it to (or subtracting it from) a time is epoch-ms arithmetic, typed
   "timestamp" when the other side is a timestamp (its own dtype, or the column types given
   to `to_column`).
-- Function calls resolve by lower-case name through `functions()`: one mapping name ->
-  Python function collected from the `SQL_FUNCTIONS` dict of each module in
-  `FUNCTION_MODULES` (registering a module is one line there). A registered function is
+- Function calls resolve by lower-case name through `weir.tables.sql_functions.functions()`:
+  one mapping name -> Python function collected from the `SQL_FUNCTIONS` dict of each module
+  in its `FUNCTION_MODULES` (registering a module is one line there). A registered function is
   called with its first argument as a Column and later arguments as Columns, except SQL
   literals after the first, which are passed as Python values (`substring(s, 1, 3)`,
   `date_format(t, 'yyyy')`), PySpark's convention; wrap a function with `all_columns` to
@@ -28,9 +28,7 @@ Contract:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
-from functools import cache
 from typing import Any, ClassVar, cast
 
 import sqlglot
@@ -39,24 +37,10 @@ from sqlglot.dialects.spark import Spark
 from sqlglot.errors import ParseError, TokenError
 
 from weir.tables import expr_functions as F
-from weir.tables.expr import Column, as_column, col, lit
+from weir.tables.expr import Column, col, lit
 from weir.tables.expr_predicates import eq_null_safe, like, rlike
+from weir.tables.sql_functions import AGGREGATES, functions
 from weir.tables.timeutil import parse_duration
-
-FUNCTION_MODULES: tuple[str, ...] = ("weir.tables.expr_sql",)
-"""Modules whose `SQL_FUNCTIONS` dict (lower-case name -> function) make the registry."""
-
-AGGREGATES = frozenset(
-    {
-        *("approx_count_distinct", "avg", "collect_list", "collect_set", "count"),
-        *("count_distinct", "count_if", "countdistinct", "first", "first_value"),
-        *("kurtosis", "last", "last_value", "max", "max_by", "mean", "min", "min_by"),
-        *("percentile", "percentile_approx", "skewness", "stddev", "stddev_pop"),
-        *("stddev_samp", "sum", "variance", "var_pop", "var_samp"),
-    }
-)
-"""Spark's aggregate function names: refused where no aggregation happens."""
-
 
 _SparkParser: Any = Spark.Parser
 
@@ -85,43 +69,6 @@ class SqlColumn(Column):
 
 class SqlError(ValueError):
     """An expression Weir refuses; the message is one line."""
-
-
-def all_columns(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn` called with every SQL argument as a Column (literals as `lit`)."""
-
-    def call(*args: Any) -> Any:
-        return fn(*(as_column(a) for a in args))
-
-    call.__name__ = getattr(fn, "__name__", "function")
-    call.all_columns = True  # type: ignore[attr-defined]
-    return call
-
-
-SQL_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "upper": F.upper,
-    "ucase": F.upper,
-    "lower": F.lower,
-    "lcase": F.lower,
-    "length": F.length,
-    "char_length": F.length,
-    "character_length": F.length,
-    "concat": all_columns(F.concat),
-    "coalesce": all_columns(F.coalesce),
-    "substring": F.substring,
-    "substr": F.substring,
-    "split": F.split,
-}
-"""The functions of `weir.tables.expr_functions` under their Spark SQL names."""
-
-
-@cache
-def functions() -> Mapping[str, Callable[..., Any]]:
-    """The registry: lower-case SQL function name -> function, from `FUNCTION_MODULES`."""
-    out: dict[str, Callable[..., Any]] = {}
-    for module in FUNCTION_MODULES:
-        out.update(getattr(importlib.import_module(module), "SQL_FUNCTIONS", {}))
-    return out
 
 
 def expr(text: str) -> Column:

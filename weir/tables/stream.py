@@ -89,34 +89,14 @@ class Stream:
         """Spark's `selectExpr`: each text is "*" (every input column) or a SQL expression,
         optionally named (`"amount * 2 AS double_amount"`, `"upper(action) action_upper"`);
         see `select` for the output columns. Refuses (ValueError) what Weir cannot run."""
-        if "*" not in texts:
-            return self.select(*(self._sql(t) for t in texts))
-        cols = [None if t == "*" else self._sql(t) for t in texts]
-        types = self.column_types()
-        outputs = [(c.name, c.compile(types)) if c is not None else None for c in cols]
-        _no_duplicates([o[0] for o in outputs if o is not None])
+        from weir.tables.stream_sql import select_expr
 
-        def project(r: Row) -> Row:
-            out: Row = {}
-            for o in outputs:
-                if o is None:
-                    out.update(r)
-                else:
-                    out[o[0]] = o[1](r)
-            return out
-
-        op = MapOperator(project, "map")
-        op.name = f"select_expr({', '.join(texts)})"
-        s = self.then(op)
-        named = {c.name for c in cols if c is not None}
-        typed = {c.name for c in cols if c is not None and c.dtype == "timestamp"}
-        ts = (self.node.timestamp_columns - named) | typed
-        return Stream(dataclasses.replace(s.node, timestamp_columns=ts))
+        return select_expr(self, texts)
 
     def _sql(self, text: str) -> Column:
-        from weir.tables.expr_sql import to_column
+        from weir.tables.stream_sql import sql_column
 
-        return to_column(text, self.column_types(), self.qualifiers())
+        return sql_column(self, text)
 
     def flat_map(self, fn: Callable[[Row], Iterable[Row]]) -> Stream:
         """Replace each row by zero or more rows (Spark's `explode`)."""
@@ -246,18 +226,10 @@ class Stream:
         as in PySpark; `on` may be a condition from `expr(...)` (weir.tables.ops.join_expr)."""
         how = "inner" if how is None else how
         if isinstance(on, Column):
-            if not isinstance(other, Stream) or between is not None or time_range is not None:
-                raise ValueError(
-                    "join: an expr(...) condition joins two streams and holds the whole "
-                    "condition (no between=/time_range=)"
-                )
-            from weir.tables.ops.join_expr import condition_join
+            from weir.tables.stream_sql import join_on_condition
 
-            sides = (self.qualifiers(), other.qualifiers())
-            node, rest = condition_join(
-                self.node, other.node, on, how, sides, left_columns, right_columns
-            )
-            return Stream(node) if rest is None else Stream(node).filter(rest)
+            rest = (between, time_range, left_columns, right_columns)
+            return join_on_condition(self, other, on, how, *rest)
         if isinstance(other, StaticTable):
             if between is not None or time_range is not None:
                 raise ValueError("a stream-static join takes no time range: the table has no time")
