@@ -86,6 +86,9 @@ BUILT: dict[str, Column] = {
     "concat(s, '-', s)": concat(s, lit("-"), s),
     "substring(s, 2, 3)": substring(s, 2, 3),
     "a + 1 > b * 2 OR s IS NULL": ((a + 1) > (b * 2)) | s.isNull(),
+    "a NOT IN (1, b)": ~a.isin(1, b),
+    "a NOT BETWEEN b AND 3": ~a.between(b, 3),
+    "nvl(a, b)": coalesce(a, b),
 }
 
 MODELS: dict[str, Any] = {
@@ -96,6 +99,10 @@ MODELS: dict[str, Any] = {
     "s RLIKE 'a.?b'": lambda r: None if r["s"] is None else re.search("a.?b", r["s"]) is not None,
     "s || 'x'": lambda r: None if r["s"] is None else r["s"] + "x",
     "CASE a WHEN 1 THEN 'one' ELSE 'other' END": lambda r: "one" if r["a"] == 1 else "other",
+    "s NOT LIKE '%b'": lambda r: None if r["s"] is None else not r["s"].endswith("b"),
+    "a div b": lambda r: (
+        None if r["a"] is None or r["b"] is None or r["b"] == 0 else int(r["a"] / r["b"])
+    ),
 }
 
 # Where Spark (non-ANSI) and DuckDB agree: no division (DuckDB errors or differs on zero),
@@ -104,7 +111,7 @@ MODELS: dict[str, Any] = {
 DUCKDB = [
     t
     for t in [*BUILT, *MODELS]
-    if not any(x in t for x in ("/", "%", "CAST", "RLIKE", "substring", "\\"))
+    if not any(x in t for x in ("/", "%", "CAST", "RLIKE", "substring", "\\", "div"))
 ]
 
 
@@ -171,6 +178,8 @@ def test_built_pairs_have_the_same_name() -> None:
         ("INTERVAL '10' MINUTE", "INTERVAL '10' MINUTE"),
         ("s LIKE 'a%'", "s LIKE a%"),
         ("s RLIKE '^a'", "RLIKE(s, ^a)"),
+        ("s NOT LIKE 'a%'", "(NOT s LIKE a%)"),
+        ("a div 2", "(a div 2)"),
     ],
 )
 def test_spark_names(text: str, name: str) -> None:
@@ -191,6 +200,18 @@ def test_literals_paths_and_backticks() -> None:
         None,
     ]
     assert expr("2147483648 * 2").compile()({}) == 4294967296
+
+
+def test_typed_time_literals() -> None:
+    ts = expr("TIMESTAMP '2024-01-01 00:00:01'")
+    assert (ts.name, ts.dtype, ts.compile()({})) == (
+        "TIMESTAMP '2024-01-01 00:00:01'",
+        "timestamp",
+        1_704_067_201_000,
+    )
+    day = expr("DATE '2024-01-02'")
+    assert (day.dtype, day.compile()({})) == ("date", "2024-01-02")
+    assert expr("t >= TIMESTAMP '1970-01-01 00:00:01'").compile()({"t": 1000}) is True
 
 
 def test_intervals_are_milliseconds_and_time_arithmetic_is_epoch_ms() -> None:
@@ -224,6 +245,7 @@ def test_intervals_are_milliseconds_and_time_arithmetic_is_epoch_ms() -> None:
         ("a AND", "syntax error at column"),
         ("1 +", "syntax error"),
         ("'open", "syntax error"),
+        ("TIMESTAMP 'soon'", "unsupported timestamp literal"),
         ("SELECT a FROM t", "expected an expression, not a statement"),
         ("a; b", "expected one expression"),
         ("upper(a, b)", "cannot apply upper(...)"),

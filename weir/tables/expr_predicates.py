@@ -1,6 +1,6 @@
-"""Spark SQL predicates that have no PySpark operator: `<=>` (null-safe equality), `LIKE` and
-`RLIKE`. Used by `weir.tables.expr_sql`; each returns a boolean Column named as Spark names it.
-"""
+"""Spark SQL operators that have no PySpark operator: `<=>` (null-safe equality), `LIKE`,
+`RLIKE` and `div`. Used by `weir.tables.expr_sql`; each returns a Column named as Spark names
+it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from weir.tables.expr import Column, Compiled, as_column
+from weir.tables.expr import Column, Compiled, _binary, as_column
 from weir.tables.expr_cast import CASTS
 from weir.tables.operator import Row
 
@@ -78,3 +78,18 @@ def like(value: Column, pattern: Column) -> Column:
 def rlike(value: Column, pattern: Column) -> Column:
     """Spark's `value RLIKE pattern`: True if the regular expression matches part of it."""
     return _matcher(f"RLIKE({value.name}, {pattern.name})", pattern, value, lambda p: p)
+
+
+def _div(x: Any, y: Any) -> Any:
+    if y == 0:
+        return None
+    q = abs(int(x)) // abs(int(y))
+    return q if (x >= 0) == (y >= 0) else -q
+
+
+def int_divide(left: Any, right: Any) -> Column:
+    """Spark's `a div b`: the integral quotient, truncated toward zero; None on a zero
+    divisor (non-ANSI) or a None operand."""
+    c = _binary(left, right, "div", _div)
+    c.dtype = "bigint"
+    return c

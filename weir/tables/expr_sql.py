@@ -38,9 +38,9 @@ from sqlglot.errors import ParseError, TokenError
 
 from weir.tables import expr_functions as F
 from weir.tables.expr import Column, col, lit
-from weir.tables.expr_predicates import eq_null_safe, like, rlike
+from weir.tables.expr_predicates import eq_null_safe, int_divide, like, rlike
 from weir.tables.sql_functions import AGGREGATES, functions
-from weir.tables.timeutil import parse_duration
+from weir.tables.timeutil import iso_utc, parse_duration, to_millis
 
 _SparkParser: Any = Spark.Parser
 
@@ -150,6 +150,8 @@ _INTERVAL_UNITS = {
     "MILLISECOND": "MILLISECOND",
 }
 
+_TIME_TYPES = ("timestamp", "date")
+
 _COMPARE: dict[type[exp.Expression], Callable[[Column, Column], Column]] = {
     exp.EQ: lambda a, b: a == b,
     exp.NEQ: lambda a, b: a != b,
@@ -161,6 +163,7 @@ _COMPARE: dict[type[exp.Expression], Callable[[Column, Column], Column]] = {
     exp.Mul: lambda a, b: a * b,
     exp.Div: lambda a, b: a / b,
     exp.Mod: lambda a, b: a % b,
+    exp.IntDiv: int_divide,
     exp.And: lambda a, b: a & b,
     exp.Or: lambda a, b: a | b,
     exp.DPipe: lambda a, b: F.concat(a, b),
@@ -184,6 +187,10 @@ class _Translator:
         return SqlError(f"expr: unsupported {what} '{snippet(node)}' in {quote(self.text)}")
 
     def column(self, node: exp.Expression, top: bool = False) -> Column:
+        if node.args.get("negate"):  # a NOT LIKE b, a NOT IN (...), a NOT BETWEEN ...
+            plain = node.copy()
+            plain.set("negate", None)
+            return ~self.column(plain)
         if isinstance(node, exp.Alias):
             if not top:
                 raise self.refuse("alias inside an expression", node)
@@ -303,11 +310,22 @@ class _Translator:
     def cast(self, node: exp.Cast) -> Column:
         to = node.args["to"]
         name = to.sql(dialect="spark").lower()
+        if isinstance(node.this, exp.Literal) and node.this.is_string and name in _TIME_TYPES:
+            return self.time_literal(node.this.this, name, node)
         source = self.column(node.this)
         try:
             return source.cast(name)
         except ValueError:
             raise self.refuse("cast", node) from None
+
+    def time_literal(self, text: str, to: str, node: exp.Expression) -> Column:
+        """TIMESTAMP '2024-01-01 10:00:00' (epoch ms, UTC) or DATE '2024-01-01' (text)."""
+        try:
+            ms = to_millis(text.strip())
+        except ValueError:
+            raise self.refuse(f"{to} literal", node) from None
+        value = iso_utc(ms)[:10] if to == "date" else ms
+        return _typed(lit(value).alias(f"{to.upper()} '{text}'"), to)
 
     def call(self, name: str, args: list[exp.Expression], node: exp.Expression) -> Column:
         registry = functions()

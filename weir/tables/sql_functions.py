@@ -55,6 +55,8 @@ SQL_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "character_length": F.length,
     "concat": all_columns(F.concat),
     "coalesce": all_columns(F.coalesce),
+    "nvl": all_columns(F.coalesce),
+    "ifnull": all_columns(F.coalesce),
     "substring": F.substring,
     "substr": F.substring,
     "split": F.split,
