@@ -36,6 +36,7 @@ from sqlglot import exp
 from weir.tables.expr import Column, Compiled
 from weir.tables.expr_sql import quote, snippet, translate
 from weir.tables.operator import Row
+from weir.tables.ops.combine import normalize_how
 from weir.tables.ops.join_condition import join_node
 from weir.tables.plan import Node
 from weir.tables.watermark import event_time_columns
@@ -230,12 +231,19 @@ def condition_join(
             "join: a streaming join needs an equality key between the two sides "
             f"(orders.id = shipments.id) in {quote(text)}"
         )
-    if cond.time_range() is None:  # a one-sided bound bounds no state: a filter
+    kind = normalize_how(how, ("inner", "left_outer", "right_outer"))
+    if cond.time_range() is None and cond.bounds:  # one-sided: bounds no state, a filter
+        if kind != "inner":
+            missing = "upper" if cond.upper is None else "lower"
+            raise ValueError(
+                f"join: the time bound '{snippet(cond.bounds[0])}' has no {missing} bound on "
+                f"the same columns; a {kind} join needs both (a time range) in {quote(text)}"
+            )
         cond.residual.extend(cond.bounds)
-    if cond.residual and how.lower() not in ("inner",):
+    if cond.residual and kind != "inner":
         raise ValueError(
             f"join: '{snippet(cond.residual[0])}' is neither an equality key nor a time "
-            f"bound; a {how} join applies only those (an inner join applies any condition) "
+            f"bound; a {kind} join applies only those (an inner join applies any condition) "
             f"in {quote(text)}"
         )
     node = join_node(
@@ -256,20 +264,25 @@ def condition_join(
 
 
 def _joined(parts: list[str], sides: _Sides) -> Column | None:
-    """A qualified column in a joined row: `left_<c>` / `right_<c>` when both sides had c."""
-    if len(parts) != 2:
-        return None
-    hits = [i for i in (0, 1) if parts[0] in sides.qualifiers[i]]
+    """A qualified column in a joined row (`orders.amount`, `orders.data.id`): the side's
+    column, `left_<c>` / `right_<c>` when both sides had c; then the struct path, if any."""
+    hits = [i for i in (0, 1) if len(parts) > 1 and parts[0] in sides.qualifiers[i]]
     if len(hits) != 1:
         return None
-    name, renamed = parts[1], ("left_", "right_")[hits[0]] + parts[1]
+    name, path = parts[1], parts[2:]
+    renamed = ("left_", "right_")[hits[0]] + name
 
     def build() -> Compiled:
         def run(r: Row) -> Any:
-            return r[renamed] if renamed in r else r.get(name)
+            v = r[renamed] if renamed in r else r.get(name)
+            for p in path:
+                if not isinstance(v, dict):
+                    return None
+                v = v.get(p)
+            return v
 
         return run
 
-    c = Column(build, name, (name, renamed))
-    c.field = name
+    c = Column(build, parts[-1], (name, renamed))
+    c.field = None if path else name
     return c
