@@ -323,6 +323,15 @@ def test_select_expr_star_alias_and_implicit_alias() -> None:
     ]
 
 
+def test_select_expr_expands_structs_and_the_alias_star() -> None:
+    events = read("events")
+    rows = [{"id": 1, "o": {"order_id": "a", "amount": 2}}, {"id": 2, "o": None}]
+    out = run(events.select_expr("o.*", "id"), rows)
+    assert out == [{"order_id": "a", "amount": 2, "id": 1}, {"id": 2}]
+    out = run(events.alias("e").select_expr("e.*", "o.amount * 2 AS twice"), rows[:1])
+    assert out == [{"id": 1, "o": {"order_id": "a", "amount": 2}, "twice": 4}]
+
+
 def test_select_expr_keeps_and_makes_timestamp_columns() -> None:
     events = read("events", timestamp_columns=["t"])
     s = events.select_expr("*", "t + interval 1 hour AS t_end", "id")

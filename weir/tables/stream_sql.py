@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from weir.tables.expr import Column
-from weir.tables.expr_sql import to_column
+from sqlglot import exp
+
+from weir.tables.expr import Column, col
+from weir.tables.expr_sql import parse, to_column
 from weir.tables.operator import Row
 from weir.tables.ops.basic import MapOperator
 from weir.tables.ops.join_expr import condition_join
@@ -22,33 +24,61 @@ def sql_column(stream: Stream, text: str) -> Column:
     return to_column(text, stream.column_types(), stream.qualifiers())
 
 
+def _whole(r: Row) -> Row:
+    return r
+
+
+def _star(stream: Stream, text: str) -> Callable[[Row], Row] | None:
+    """For "*", "alias.*" or "struct.*": a function giving the columns it stands for."""
+    if text.strip() == "*":
+        return _whole
+    tree = parse(text)
+    if not isinstance(tree, exp.Column) or not isinstance(tree.this, exp.Star):
+        return None
+    parts = [p.name for p in tree.parts[:-1]]
+    if len(parts) == 1 and parts[0] in stream.qualifiers():
+        return _whole
+    struct = col(".".join(parts)).compile()
+
+    def fields(r: Row) -> Row:
+        v = struct(r)
+        return v if isinstance(v, dict) else {}
+
+    return fields
+
+
 def select_expr(stream: Stream, texts: Sequence[str]) -> Stream:
-    """Spark's `selectExpr`: see `Stream.select_expr`. "*" puts every input column there
-    (a later expression of the same name replaces it: a row holds one value per name)."""
-    if "*" not in texts:
+    """Spark's `selectExpr`: see `Stream.select_expr`. "*" (or "alias.*") puts every input
+    column there, "s.*" every field of struct column s (none when s is not a dict); a later
+    expression of the same name replaces it, as a row holds one value per name."""
+    stars = [_star(stream, t) for t in texts]
+    if not any(stars):
         return stream.select(*(sql_column(stream, t) for t in texts))
-    cols = [None if t == "*" else sql_column(stream, t) for t in texts]
+    cols = [sql_column(stream, t) if f is None else None for t, f in zip(texts, stars, strict=True)]
     types = stream.column_types()
-    outputs = [(c.name, c.compile(types)) if c is not None else None for c in cols]
-    names = [o[0] for o in outputs if o is not None]
+    names = [c.name for c in cols if c is not None]
     if len(set(names)) != len(names):
         raise ValueError(f"select_expr: a column is selected twice in {list(texts)}; use AS")
+    outputs = [
+        (c.name, c.compile(types), None) if c is not None else ("", None, f)
+        for c, f in zip(cols, stars, strict=True)
+    ]
 
     def project(r: Row) -> Row:
         out: Row = {}
-        for o in outputs:
-            if o is None:
-                out.update(r)
-            else:
-                out[o[0]] = o[1](r)
+        for name, value, spread in outputs:
+            if spread is not None:
+                out.update(spread(r))
+            elif value is not None:
+                out[name] = value(r)
         return out
 
     op = MapOperator(project, "map")
     op.name = f"select_expr({', '.join(texts)})"
     s = stream.then(op)
     typed = {c.name for c in cols if c is not None and c.dtype == "timestamp"}
-    ts = (stream.node.timestamp_columns - set(names)) | typed
-    return type(stream)(dataclasses.replace(s.node, timestamp_columns=ts))
+    kept = stream.node.timestamp_columns if _whole in stars else frozenset()
+    return type(stream)(dataclasses.replace(s.node, timestamp_columns=(kept - set(names)) | typed))
 
 
 def join_on_condition(
