@@ -341,6 +341,24 @@ def test_select_expr_keeps_and_makes_timestamp_columns() -> None:
     assert run(s, [{"id": 1, "t": 0}]) == [{"t_end": 3_600_000, "id": 1}]
 
 
+def test_expr_columns_take_the_streams_types_and_alias_in_stream_methods() -> None:
+    orders = read("orders", timestamp_columns=["order_time"]).alias("o")
+    deadline = expr("o.order_time + interval 24 hours")
+    assert deadline.dtype is None  # alone, order_time's type and the alias are unknown
+    s = orders.with_column("deadline", deadline)
+    assert s.node.timestamp_columns == {"order_time", "deadline"}
+    task = s.query("append").task(MemoryStore())
+    assert task.run_batch({"orders": [{"order_time": 0}]}, 1).rows == [
+        {"order_time": 0, "deadline": 86_400_000}
+    ]
+    s = orders.select(expr("order_time + interval 1 hour").alias("t1"), "order_time")
+    assert s.node.timestamp_columns == {"t1", "order_time"}
+    s = orders.with_columns({"t2": expr("order_time - interval 1 minute")})
+    assert s.node.timestamp_columns == {"t2", "order_time"}
+    assert expr("a + 1").alias("b").alias("c").name == "c"
+    assert [r["id"] for r in run(read("events").filter(expr("events.id > 2")), EVENTS)] == [3]
+
+
 def test_with_column_refuses_text_pointing_to_expr() -> None:
     with pytest.raises(ValueError) as info:
         read("events").with_column("x", "amount * 2")

@@ -56,7 +56,8 @@ class _Dialect(Spark):
 
 
 class SqlColumn(Column):
-    """A Column built from SQL text; `tree` is its sqlglot expression (for join analysis)."""
+    """A Column built from SQL text; `tree` is its sqlglot expression: a join analyses it,
+    and a Stream method translates it again in the stream's scope (`in_scope`)."""
 
     __slots__ = ("text", "tree")
 
@@ -65,6 +66,18 @@ class SqlColumn(Column):
         self.field = base.field
         self.tree = tree
         self.text = text
+
+    def alias(self, name: str) -> SqlColumn:
+        """The same expression, output as column `name` (still SQL)."""
+        bare = self.tree.this if isinstance(self.tree, exp.Alias) else self.tree
+        return SqlColumn(
+            super().alias(name), cast(exp.Expression, exp.alias_(bare, name)), self.text
+        )
+
+    def in_scope(self, types: Mapping[str, str], qualifiers: frozenset[str]) -> SqlColumn:
+        """This expression where the input's column types and qualifiers are known: the same
+        values, and a dtype known from them (`t + interval 1 hour` of a timestamp `t`)."""
+        return SqlColumn(translate(self.tree, self.text, types, qualifiers), self.tree, self.text)
 
 
 class SqlError(ValueError):

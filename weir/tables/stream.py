@@ -56,8 +56,7 @@ class Stream:
         ("amount > 0", see weir.tables.expr_sql) keeps a row only where it is True (None drops
         it, as in Spark); a function, where it is truthy. An expression or function that
         raises dead-letters the row; SQL text Weir cannot run is refused here (ValueError)."""
-        if isinstance(condition, str):
-            condition = self._sql(condition)
+        condition = self._sql(condition) if isinstance(condition, str) else self._scoped(condition)
         if isinstance(condition, Column):
             pred = condition.compile(self.column_types())
             op = MapOperator(lambda r: pred(r) is True, "filter")
@@ -86,17 +85,30 @@ class Stream:
         return frozenset(own | (names if len(names) == 1 else set()))
 
     def select_expr(self, *texts: str) -> Stream:
-        """Spark's `selectExpr`: each text is "*" (every input column) or a SQL expression,
-        optionally named (`"amount * 2 AS double_amount"`, `"upper(action) action_upper"`);
-        see `select` for the output columns. Refuses (ValueError) what Weir cannot run."""
+        """Spark's `selectExpr`: each text is "*" (every input column; also "alias.*"),
+        "s.*" (the fields of struct column s) or a SQL expression, optionally named
+        (`"amount * 2 AS double_amount"`, `"upper(action) action_upper"`); see `select` for
+        the output columns. Refuses (ValueError) what Weir cannot run."""
         from weir.tables.stream_sql import select_expr
 
-        return select_expr(self, texts)
+        p = select_expr(texts, self.column_types(), self.qualifiers())
+        if isinstance(p, list):
+            return self.select(*p)
+        op = MapOperator(p.project, "map")
+        op.name = f"select_expr({', '.join(texts)})"
+        kept = self.node.timestamp_columns if p.whole else frozenset()
+        ts = (kept - p.names) | p.typed
+        return Stream(dataclasses.replace(self.then(op).node, timestamp_columns=ts))
 
     def _sql(self, text: str) -> Column:
-        from weir.tables.stream_sql import sql_column
+        from weir.tables.expr_sql import to_column
 
-        return sql_column(self, text)
+        return to_column(text, self.column_types(), self.qualifiers())
+
+    def _scoped(self, c: Any) -> Any:
+        """An `expr(...)` Column translated again with this stream's types and qualifiers."""
+        in_scope = getattr(c, "in_scope", None)
+        return c if in_scope is None else in_scope(self.column_types(), self.qualifiers())
 
     def flat_map(self, fn: Callable[[Row], Iterable[Row]]) -> Stream:
         """Replace each row by zero or more rows (Spark's `explode`)."""
@@ -115,6 +127,7 @@ class Stream:
         that is not a time dead-letters the row with the reason (Spark would make it null).
         """
 
+        fn = self._scoped(fn)
         value_of = _row_function("with_column", fn, self.column_types())
 
         def parsed(row: Row) -> Any:
@@ -135,6 +148,7 @@ class Stream:
         """Spark's `withColumns({name: expr})`: every expression sees the input row, then
         the columns are set (added or replaced) in the mapping's order."""
         types = self.column_types()
+        columns = {name: self._scoped(fn) for name, fn in columns.items()}
         fns = [(name, _row_function("with_columns", fn, types)) for name, fn in columns.items()]
         if not fns:
             return self
@@ -159,6 +173,7 @@ class Stream:
                 flat.append(c)
             else:
                 flat.extend(c)
+        flat = [self._scoped(c) for c in flat]
         if all(isinstance(c, str) for c in flat):
             names = tuple(str(c) for c in flat)
             return self.map(lambda r: {c: r.get(c) for c in names})
@@ -226,10 +241,18 @@ class Stream:
         as in PySpark; `on` may be a condition from `expr(...)` (weir.tables.ops.join_expr)."""
         how = "inner" if how is None else how
         if isinstance(on, Column):
-            from weir.tables.stream_sql import join_on_condition
+            if not isinstance(other, Stream) or between is not None or time_range is not None:
+                raise ValueError(
+                    "join: an expr(...) condition joins two streams and holds the whole "
+                    "condition (no between=/time_range=)"
+                )
+            from weir.tables.ops.join_expr import condition_join  # loads sqlglot: on use
 
-            rest = (between, time_range, left_columns, right_columns)
-            return join_on_condition(self, other, on, how, *rest)
+            sides = (self.qualifiers(), other.qualifiers())
+            node, rest = condition_join(
+                self.node, other.node, on, how, sides, left_columns, right_columns
+            )
+            return Stream(node) if rest is None else Stream(node).filter(rest)
         if isinstance(other, StaticTable):
             if between is not None or time_range is not None:
                 raise ValueError("a stream-static join takes no time range: the table has no time")

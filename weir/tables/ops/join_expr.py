@@ -108,7 +108,7 @@ def _name(qualifiers: frozenset[str]) -> str:
 
 
 def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
-    while isinstance(node, exp.Paren):
+    while isinstance(node, exp.Paren | exp.Alias):
         node = node.this
     if isinstance(node, exp.And):
         return _conjuncts(node.this) + _conjuncts(node.expression)
