@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from weir.tables.expr import Column, col
-from weir.tables.expr_sql import parse, to_column
+from weir.tables.expr_sql import to_column
 from weir.tables.operator import Row
+from weir.tables.sql_parse import parse
 
 
 @dataclass(frozen=True)

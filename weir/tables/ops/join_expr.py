@@ -29,16 +29,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 from sqlglot import exp
 
-from weir.tables.expr import Column, Compiled
-from weir.tables.expr_sql import quote, snippet, translate
-from weir.tables.operator import Row
+from weir.tables.expr import Column, Compiled, col
+from weir.tables.expr_sql import translate
 from weir.tables.ops.combine import normalize_how
 from weir.tables.ops.join_condition import join_node
 from weir.tables.plan import Node
+from weir.tables.sql_parse import quote, snippet
 from weir.tables.watermark import event_time_columns
 
 _MIRROR: dict[type[exp.Expression], type[exp.Expression]] = {
@@ -272,16 +272,10 @@ def _joined(parts: list[str], sides: _Sides) -> Column | None:
     name, path = parts[1], parts[2:]
     renamed = ("left_", "right_")[hits[0]] + name
 
-    def build() -> Compiled:
-        def run(r: Row) -> Any:
-            v = r[renamed] if renamed in r else r.get(name)
-            for p in path:
-                if not isinstance(v, dict):
-                    return None
-                v = v.get(p)
-            return v
+    walk = col(".".join(["v", *path])).compile()  # the struct path, as col("a.b") reads it
 
-        return run
+    def build() -> Compiled:
+        return lambda r: walk({"v": r[renamed] if renamed in r else r.get(name)})
 
     c = Column(build, parts[-1], (name, renamed))
     c.field = None if path else name
