@@ -14,7 +14,11 @@ Contract:
 - `interval 24 hours` / `INTERVAL '10' MINUTE` is an int of milliseconds with dtype
   "interval"; adding it to (or subtracting it from) a time is epoch-ms arithmetic, typed
   "timestamp" when the other side is a timestamp (its own dtype, or the column types given
-  to `to_column`).
+  to `to_column`). `TIMESTAMP '2024-01-01 10:00:00'` is epoch ms (UTC), `DATE '2024-01-01'`
+  "YYYY-MM-DD" text.
+- A Stream method given an `expr(...)` Column translates it again in the stream's scope
+  (`SqlColumn.in_scope`): its column types and its qualifiers (`orders.amount` on the stream
+  aliased or read as "orders" is `amount`); elsewhere `a.b` is field b of struct a.
 - Function calls resolve by lower-case name through `weir.tables.sql_functions.functions()`:
   one mapping name -> Python function collected from the `SQL_FUNCTIONS` dict of each module
   in its `FUNCTION_MODULES` (registering a module is one line there). A registered function is
