@@ -223,18 +223,6 @@ def test_filter_and_where_keep_only_true_rows() -> None:
     assert _run(legacy, rows).rows == [{"amount": -1}]
 
 
-def test_sql_strings_are_refused_when_the_pipeline_is_defined() -> None:
-    # Before: filter("amount > 0") was accepted, then every row was dead-lettered at run time.
-    msg = "filter: SQL expression strings are not supported yet: 'amount > 0'"
-    with pytest.raises(ValueError) as err:
-        read("events").filter("amount > 0")  # type: ignore[arg-type]
-    assert str(err.value) == msg
-    with pytest.raises(ValueError, match="not supported yet"):
-        read("events").where("amount > 0")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="not supported yet"):
-        read("events").with_column("x", "amount * 2")  # type: ignore[arg-type]
-
-
 def test_an_expression_error_dead_letters_the_row() -> None:
     good, bad = {"name": "ann"}, {"name": [3]}
     result = _run(read("events").with_column("u", upper("name")), [good, bad])

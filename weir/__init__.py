@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         when,
     )
     from weir.tables.expr_json import from_json, to_json
+    from weir.tables.expr_sql import expr
     from weir.tables.expr_strings import (
         concat_ws,
         lpad,
@@ -145,6 +146,7 @@ _HOMES = {
     "weir.service.sources.static": ["static_table"],
     "weir.tables.expr": ["Column", "col", "lit"],
     "weir.tables.expr_json": ["from_json", "to_json"],
+    "weir.tables.expr_sql": ["expr"],
     "weir.tables.expr_functions": [
         "coalesce",
         "concat",
@@ -303,6 +305,7 @@ __all__ = [
     "element_at",
     "explode",
     "explode_outer",
+    "expr",
     "first",
     "flat_map_groups_with_state",
     "foreach_batch",

@@ -37,8 +37,9 @@ class Stream:
     expression naming a column it does not have is refused at definition, in one line.
     """
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, alias: str | None = None) -> None:
         self.node = node
+        self.alias_name = alias
 
     def column_types(self) -> dict[str, str]:
         """The Spark types of this stream's columns known at definition ({name: "timestamp"}),
@@ -60,13 +61,12 @@ class Stream:
         """Transform each row (a function that raises dead-letters that row)."""
         return self.then(MapOperator(fn, "map"))
 
-    def filter(self, condition: Column | Callable[[Row], Any]) -> Stream:
-        """Keep rows for which `condition` holds: a Column (`col("amount") > 0`) keeps a row
-        only where it is True (None drops it, as in Spark); a function, where it is truthy.
-        An expression or function that raises dead-letters the row. SQL text ("amount > 0")
-        is refused here, not yet supported."""
-        if isinstance(condition, str):
-            raise ValueError(f"filter: SQL expression strings are not supported yet: {condition!r}")
+    def filter(self, condition: str | Column | Callable[[Row], Any]) -> Stream:
+        """Keep rows for which `condition` holds: a Column (`col("amount") > 0`) or SQL text
+        ("amount > 0", see weir.tables.expr_sql) keeps a row only where it is True (None drops
+        it, as in Spark); a function, where it is truthy. An expression or function that
+        raises dead-letters the row; SQL text Weir cannot run is refused here (ValueError)."""
+        condition = self._sql(condition) if isinstance(condition, str) else self._scoped(condition)
         if isinstance(condition, Column):
             cols.check("filter", self.node, condition.references())
             with scope(self.column_types()):
@@ -79,6 +79,48 @@ class Stream:
         return self._same_columns(self.then(MapOperator(condition, "filter")))
 
     where = filter
+
+    def alias(self, name: str) -> Stream:
+        """Spark's `df.alias(name)`: SQL text may qualify this stream's columns as
+        `name.column` (in a join condition, or in this stream's `filter`/`select_expr`).
+        A stream read from one input is also known by the input's name; the alias holds for
+        this Stream object (the next method call returns a stream without it)."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"alias needs a name like 'orders', got {name!r}")
+        return Stream(self.node, name)
+
+    def qualifiers(self) -> frozenset[str]:
+        """The names qualifying this stream's columns in SQL text: its alias, and its input's
+        name when it reads a single input."""
+        names = input_names(self.node)
+        own = {self.alias_name} if self.alias_name else set()
+        return frozenset(own | (names if len(names) == 1 else set()))
+
+    def select_expr(self, *texts: str) -> Stream:
+        """Spark's `selectExpr`: each text is "*" (every input column; also "alias.*"),
+        "s.*" (the fields of struct column s) or a SQL expression, optionally named
+        (`"amount * 2 AS double_amount"`, `"upper(action) action_upper"`); see `select` for
+        the output columns. Refuses (ValueError) what Weir cannot run."""
+        from weir.tables.stream_sql import select_expr
+
+        p = select_expr(texts, self.column_types(), self.qualifiers())
+        if isinstance(p, list):
+            return self.select(*p)
+        op = MapOperator(p.project, "map")
+        op.name = f"select_expr({', '.join(texts)})"
+        kept = self.node.timestamp_columns if p.whole else frozenset()
+        ts = (kept - p.names) | p.typed
+        return Stream(dataclasses.replace(self.then(op).node, timestamp_columns=ts))
+
+    def _sql(self, text: str) -> Column:
+        from weir.tables.expr_sql import to_column
+
+        return to_column(text, self.column_types(), self.qualifiers())
+
+    def _scoped(self, c: Any) -> Any:
+        """An `expr(...)` Column translated again with this stream's types and qualifiers."""
+        in_scope = getattr(c, "in_scope", None)
+        return c if in_scope is None else in_scope(self.column_types(), self.qualifiers())
 
     def flat_map(self, fn: Callable[[Row], Iterable[Row]]) -> Stream:
         """Replace each row by zero or more rows (Spark's `explode`)."""
@@ -97,6 +139,7 @@ class Stream:
         that is not a time dead-letters the row with the reason (Spark would make it null).
         A generator (`explode(col("tags"))`) makes one row per element, the element in `name`.
         """
+        fn = self._scoped(fn)
         if isinstance(fn, Column):
             cols.check("with_column", self.node, fn.references())
         if isinstance(fn, GeneratorColumn):
@@ -133,6 +176,7 @@ class Stream:
         """Spark's `withColumns({name: expr})`: every expression sees the input row, then
         the columns are set (added or replaced) in the mapping's order."""
         types = self.column_types()
+        columns = {name: self._scoped(fn) for name, fn in columns.items()}
         refs = [r for c in columns.values() if isinstance(c, Column) for r in c.references()]
         cols.check("with_columns", self.node, refs)
         fns = [(name, _row_function("with_columns", fn, types)) for name, fn in columns.items()]
@@ -166,6 +210,7 @@ class Stream:
                 flat.append(c)
             else:
                 flat.extend(c)
+        flat = [self._scoped(c) for c in flat]
         exploding = generator_select(flat, self.column_types())
         if exploding is not None:
             for c in flat:
@@ -224,16 +269,31 @@ class Stream:
     def join(
         self,
         other: Stream | StaticTable,
+        on: str | Column | Sequence[str | tuple[str, str]] | None = None,
+        how: str | None = None,
         *,
-        on: str | Sequence[str | tuple[str, str]] | None = None,
-        how: str = "inner",
         between: tuple[str, str, str] | None = None,
         time_range: tuple[str, str, Duration, Duration] | None = None,
         left_columns: Sequence[str] | None = None,
         right_columns: Sequence[str] | None = None,
     ) -> Stream:
         """Stream-stream join with another Stream (weir.tables.ops.join), or stream-static
-        join with a static table (weir.tables.ops.static)."""
+        join with a static table (weir.tables.ops.static). `on` and `how` may be positional,
+        as in PySpark; `on` may be a condition from `expr(...)` (weir.tables.ops.join_expr)."""
+        how = "inner" if how is None else how
+        if isinstance(on, Column):
+            if not isinstance(other, Stream) or between is not None or time_range is not None:
+                raise ValueError(
+                    "join: an expr(...) condition joins two streams and holds the whole "
+                    "condition (no between=/time_range=)"
+                )
+            from weir.tables.ops.join_expr import condition_join  # loads sqlglot: on use
+
+            sides = (self.qualifiers(), other.qualifiers())
+            node, rest = condition_join(
+                self.node, other.node, on, how, sides, left_columns, right_columns
+            )
+            return Stream(node) if rest is None else Stream(node).filter(rest)
         if isinstance(other, StaticTable):
             if between is not None or time_range is not None:
                 raise ValueError("a stream-static join takes no time range: the table has no time")
@@ -295,6 +355,7 @@ class Stream:
     groupBy = group_by
     dropDuplicates = drop_duplicates
     dropDuplicatesWithinWatermark = drop_duplicates_within_watermark
+    selectExpr = select_expr
 
     def _single_input(self, what: str) -> str:
         names = input_names(self.node)
@@ -374,7 +435,9 @@ def _row_function(
     what: str, fn: Column | Callable[[Row], Any], types: Mapping[str, str]
 ) -> Callable[[Row], Any]:
     if isinstance(fn, str):
-        raise ValueError(f"{what}: SQL expression strings are not supported yet: {fn!r}")
+        raise ValueError(
+            f"{what}: SQL text {fn!r} is not a column (as in PySpark): pass expr({fn!r})"
+        )
     if isinstance(fn, Column):
         return fn.compile(types)
     if not callable(fn):
