@@ -1,16 +1,20 @@
 """Event-time window specs for `group_by`: tumbling, sliding and session windows.
 
 `window(column, size, slide=None)` and `session_window(column, gap)` mirror Spark's
-`window` and `session_window` functions. They build small immutable specs; the grouping itself
-(assigning rows to windows, merging sessions, evicting by watermark) happens in
+`window` and `session_window` functions; the time column is a name, a `col(name)`, or a
+computed Column (`window(to_timestamp(col("ts")), "1 minute")`, computed by `group_by` into
+a column named by the expression before the rows are grouped). They build small immutable
+specs; the grouping itself (assigning rows to windows, merging sessions, evicting by
+watermark) happens in
 `weir.tables.ops.aggregate` and `weir.tables.ops.sessions`. Times are epoch milliseconds (ints)
 inside the engine; a window covers the half-open interval ``[start, end)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from weir.tables.expr import Column
 from weir.tables.timeutil import Duration, parse_duration
 
 
@@ -32,6 +36,8 @@ class WindowSpec:
     """Distance between consecutive window starts in ms; equals `size_ms` when tumbling."""
     offset_ms: int = 0
     """Spark's `startTime`: shift of the window grid from the epoch, 0 <= offset < slide."""
+    expr: Column | None = field(default=None, compare=False, repr=False)
+    """The computed Column behind `column`, or None when `column` is an input field."""
 
     @property
     def tumbling(self) -> bool:
@@ -63,13 +69,24 @@ class SessionWindowSpec:
     """The event-time column (epoch ms, ISO-8601 text or datetime)."""
     gap_ms: int
     """Inactivity gap in ms (> 0)."""
+    expr: Column | None = field(default=None, compare=False, repr=False)
+    """The computed Column behind `column`, or None when `column` is an input field."""
 
 
 AnyWindow = WindowSpec | SessionWindowSpec
 
 
+def _time_column(what: str, column: str | Column) -> tuple[str, Column | None]:
+    """(the column's name, the Column to compute it or None for an input field)."""
+    if isinstance(column, Column):
+        return (column.field, None) if column.field is not None else (column.name, column)
+    if not isinstance(column, str) or not column:
+        raise ValueError(f"{what}() needs a column name or a Column, not {column!r}")
+    return column, None
+
+
 def window(
-    column: str, size: Duration, slide: Duration | None = None, start_time: Duration = 0
+    column: str | Column, size: Duration, slide: Duration | None = None, start_time: Duration = 0
 ) -> WindowSpec:
     """Spark's `window(timeColumn, windowDuration, slideDuration=None, startTime=None)`.
 
@@ -77,8 +94,7 @@ def window(
     `timedelta` or int milliseconds. Raises ValueError for a non-positive size or slide, a
     slide longer than the window, or a `start_time` not smaller than the slide (as Spark does).
     """
-    if not isinstance(column, str) or not column:
-        raise ValueError(f"window() needs a column name, not {column!r}")
+    name, expr = _time_column("window", column)
     size_ms = parse_duration(size)
     slide_ms = size_ms if slide is None else parse_duration(slide)
     offset_ms = parse_duration(start_time)
@@ -95,17 +111,16 @@ def window(
         raise ValueError(
             f"the start time ({start_time!r}) must be less than the slide duration ({slide_ms} ms)"
         )
-    return WindowSpec(column, size_ms, slide_ms, offset_ms)
+    return WindowSpec(name, size_ms, slide_ms, offset_ms, expr)
 
 
-def session_window(column: str, gap: Duration) -> SessionWindowSpec:
+def session_window(column: str | Column, gap: Duration) -> SessionWindowSpec:
     """Spark's `session_window(timeColumn, gapDuration)`; see `SessionWindowSpec`.
 
     Raises ValueError for a non-positive gap.
     """
-    if not isinstance(column, str) or not column:
-        raise ValueError(f"session_window() needs a column name, not {column!r}")
+    name, expr = _time_column("session_window", column)
     gap_ms = parse_duration(gap)
     if gap_ms <= 0:
         raise ValueError(f"the session gap must be positive, not {gap!r}")
-    return SessionWindowSpec(column, gap_ms)
+    return SessionWindowSpec(name, gap_ms, expr)
