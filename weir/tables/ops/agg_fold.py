@@ -88,12 +88,26 @@ class Folding:
         return good
 
     def _fold_rows(self, st: list[Any] | None, grows: list[Row]) -> list[Any]:
-        """Fold rows into the states: first every input's values (one list comprehension
-        per distinct input column, one map per Column input), then one call per aggregate."""
+        """Fold rows into the states (one list comprehension per distinct input column, one
+        map per Column input, one call per aggregate). With Column inputs, every input's
+        values are computed before any state changes, so an input that raises changes none."""
         aggs = self.aggregates
         if st is None:
             st = [a.init() for a in aggs]
         cache: dict[str, list[Any]] = {}
+        if not self._exprs:  # the name path, as fast as before Column inputs
+            new: list[Any] = []
+            for a, s in zip(aggs, st, strict=True):
+                c = a.column
+                if c is None:
+                    vals: list[Any] = grows
+                else:
+                    cached = cache.get(c)
+                    if cached is None:
+                        cached = cache[c] = list(map(dict.get, grows, repeat(c)))
+                    vals = cached
+                new.append(a.update(s, vals))
+            return new
         values: list[list[Any]] = []
         for c, f in self._inputs:
             if f is not None:
