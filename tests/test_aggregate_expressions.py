@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.batches import run
 from tests.events import ev, ms, win
 from weir import (
     avg,
@@ -39,18 +40,6 @@ from weir.tables.state.memory import MemoryStore
 from weir.tables.state.rocksdb import RocksDBStore
 from weir.tables.state.store import Store
 from weir.tables.stream import Stream, read
-
-
-def run(query: Query, store: Store, batches: list[list[Row]]) -> list[list[Row]]:
-    """Each batch's output rows (an empty batch is a no-data batch)."""
-    task = query.task(store)
-    outs = []
-    for batch in batches:
-        result = task.run_batch({"events": [dict(r) for r in batch]} if batch else {}, 0)
-        task.commit(result)
-        outs.append(result.rows)
-    return outs
-
 
 BATCHES: list[list[Row]] = [
     [ev("10:01", amount=1.0), ev("10:07", "view", "u2", 2.0), ev("10:08", amount=4.0)],

@@ -12,9 +12,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.batches import run
 from tests.events import ev, win
 from tests.models import brute_mode
-from weir.tables.operator import Row
 from weir.tables.ops.functions import count
 from weir.tables.ops.mode import mode
 from weir.tables.query import Query
@@ -24,16 +24,6 @@ from weir.tables.state.store import Store
 from weir.tables.stream import read
 from weir.tables.timeutil import to_millis
 from weir.tables.window import session_window, window
-
-
-def run(query: Query, store: Store, batches: list[list[Row]]) -> list[list[Row]]:
-    task = query.task(store)
-    outs = []
-    for batch in batches:
-        result = task.run_batch({"events": [dict(r) for r in batch]} if batch else {}, 0)
-        task.commit(result)
-        outs.append(result.rows)
-    return outs
 
 
 def windowed() -> Query:

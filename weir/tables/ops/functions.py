@@ -16,56 +16,19 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from weir.tables.expr import Column
-from weir.tables.ops.agg_base import (
-    AggInput,
-    AggregateFunction,
-    UnaryAggregate,
-    keys_sort_key,
-    non_null,
-    numbers,
-    sort_key,
-)
-from weir.tables.ops.collect import (
-    collect_list,
-    collect_set,
-    count_distinct,
-    max_by,
-    min_by,
-    sum_distinct,
-)
+from weir.tables.ops.agg_base import AggInput, UnaryAggregate, non_null, numbers
+from weir.tables.ops.agg_base import AggregateFunction as AggregateFunction
+from weir.tables.ops.agg_base import keys_sort_key as keys_sort_key
+from weir.tables.ops.agg_base import sort_key as sort_key
+from weir.tables.ops.collect import collect_list as collect_list
+from weir.tables.ops.collect import collect_set as collect_set
+from weir.tables.ops.collect import count_distinct as count_distinct
+from weir.tables.ops.collect import max_by as max_by
+from weir.tables.ops.collect import min_by as min_by
+from weir.tables.ops.collect import sum_distinct as sum_distinct
 from weir.tables.ops.hll import HyperLogLog, precision_for
-from weir.tables.ops.mode import mode
-from weir.tables.ops.percentile import percentile_approx
-
-__all__ = [
-    "SQL_AGGREGATES",
-    "AggregateFunction",
-    "Aggregator",
-    "UserDefinedAggregate",
-    "approx_count_distinct",
-    "as_aggregate",
-    "avg",
-    "collect_list",
-    "collect_set",
-    "count",
-    "countDistinct",
-    "count_distinct",
-    "first",
-    "keys_sort_key",
-    "last",
-    "max",
-    "max_by",
-    "mean",
-    "min",
-    "min_by",
-    "mode",
-    "percentile_approx",
-    "sort_key",
-    "sum",
-    "sumDistinct",
-    "sum_distinct",
-    "udaf",
-]
+from weir.tables.ops.mode import mode as mode
+from weir.tables.ops.percentile import percentile_approx as percentile_approx
 
 _bsum = builtins.sum
 
