@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from weir.tables.operator import Row
 from weir.tables.query import Query
+from weir.tables.state.rocksdb import RocksDBStore
 from weir.tables.state.store import Store
 
 
@@ -16,4 +20,19 @@ def run(query: Query, store: Store, batches: list[list[Row]]) -> list[list[Row]]
         result = task.run_batch({"events": [dict(r) for r in batch]} if batch else {}, 0)
         task.commit(result)
         outs.append(result.rows)
+    return outs
+
+
+def run_restarting(
+    make: Callable[[], Query], path: Path, batches: list[list[Row]]
+) -> list[list[Row]]:
+    """`run`, as a new process per batch: a new query and a reopened RocksDB store at `path`
+    each batch, so only the store carries state from one batch to the next."""
+    outs: list[list[Row]] = []
+    for batch in batches:
+        db = RocksDBStore(path)
+        try:
+            outs.extend(run(make(), db, [batch]))
+        finally:
+            db.close()
     return outs

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.batches import run
+from tests.batches import run, run_restarting
 from tests.events import ev, ms, win
 from weir import (
     avg,
@@ -37,7 +37,6 @@ from weir.tables.operator import OutputMode, Row
 from weir.tables.ops.functions import SQL_AGGREGATES
 from weir.tables.query import Query
 from weir.tables.state.memory import MemoryStore
-from weir.tables.state.rocksdb import RocksDBStore
 from weir.tables.state.store import Store
 from weir.tables.stream import Stream, read
 
@@ -308,12 +307,7 @@ def test_new_aggregates_survive_a_restart_on_rocksdb(tmp_path: Path) -> None:
         )
 
     straight = run(query(), MemoryStore(), BATCHES)
-    restarted = []
-    for batch in BATCHES:
-        db = RocksDBStore(tmp_path / "db")  # a new process each batch: only the store survives
-        restarted.extend(run(query(), db, [batch]))
-        db.close()
-    assert restarted == straight
+    assert run_restarting(query, tmp_path / "db", BATCHES) == straight
     assert straight[1][0] == {
         "user_id": "u2", **win("10:00", "10:10"), "actions": ["CLICK", "VIEW"], "top": "click",
         "bottom": "view", "pcts": [2.0, 16.0], "pairs": 2, "distinct_tens": 180.0,
