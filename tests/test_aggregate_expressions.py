@@ -159,6 +159,8 @@ def test_spark_default_output_names() -> None:
     assert SQL_AGGREGATES["percentile_approx"] is percentile_approx
     assert SQL_AGGREGATES["approx_percentile"] is percentile_approx
     assert SQL_AGGREGATES["mean"] is SQL_AGGREGATES["avg"]
+    skip_nulls = first("x", ignorenulls=True)
+    assert skip_nulls.result(skip_nulls.update(skip_nulls.init(), [None, 2, 3])) == 2
 
 
 def keyed(stream: Stream) -> list[Row]:

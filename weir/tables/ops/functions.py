@@ -270,14 +270,20 @@ def approx_count_distinct(column: AggInput, rsd: float = 0.05) -> AggregateFunct
     return _ApproxCountDistinct(column, rsd)
 
 
-def first(column: AggInput, ignore_nulls: bool = False) -> AggregateFunction:
-    """First value in arrival order ("first(col)"); nulls count unless `ignore_nulls`."""
-    return _First(column, ignore_nulls)
+def first(
+    column: AggInput, ignore_nulls: bool = False, *, ignorenulls: bool | None = None
+) -> AggregateFunction:
+    """First value in arrival order ("first(col)"); nulls count unless `ignore_nulls`
+    (PySpark's keyword `ignorenulls` works too)."""
+    return _First(column, ignore_nulls if ignorenulls is None else ignorenulls)
 
 
-def last(column: AggInput, ignore_nulls: bool = False) -> AggregateFunction:
-    """Last value in arrival order ("last(col)"); nulls count unless `ignore_nulls`."""
-    return _Last(column, ignore_nulls)
+def last(
+    column: AggInput, ignore_nulls: bool = False, *, ignorenulls: bool | None = None
+) -> AggregateFunction:
+    """Last value in arrival order ("last(col)"); nulls count unless `ignore_nulls`
+    (PySpark's keyword `ignorenulls` works too)."""
+    return _Last(column, ignore_nulls if ignorenulls is None else ignorenulls)
 
 
 def udaf(
@@ -307,6 +313,7 @@ SQL_AGGREGATES: dict[str, Callable[..., AggregateFunction]] = {
     "first_value": first,
     "last": last,
     "last_value": last,
+    "any_value": first,
     "approx_count_distinct": approx_count_distinct,
     "count_distinct": count_distinct,
     "sum_distinct": sum_distinct,
