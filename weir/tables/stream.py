@@ -14,18 +14,14 @@ from weir.tables.ops.aggregate import WINDOW_END, WINDOW_START, AggregateOperato
 from weir.tables.ops.arbitrary import GroupFunc, GroupState, TimeoutKind, group_state_operator
 from weir.tables.ops.basic import MapOperator, UnionOperator, WatermarkOperator
 from weir.tables.ops.dedup import DedupOperator
-from weir.tables.ops.functions import aggregates_from_dict, as_aggregate, count
-from weir.tables.ops.functions import avg as agg_avg
-from weir.tables.ops.functions import max as agg_max
-from weir.tables.ops.functions import min as agg_min
-from weir.tables.ops.functions import sum as agg_sum
+from weir.tables.ops.functions import SQL_AGGREGATES, aggregates_from_dict, as_aggregate, count
 from weir.tables.ops.join_condition import join_node
 from weir.tables.ops.sessions import SessionAggregateOperator
 from weir.tables.ops.static import StaticTable, static_join
 from weir.tables.plan import Node, input_names
 from weir.tables.query import Query
 from weir.tables.timeutil import Duration, parse_duration, to_millis
-from weir.tables.window import AnyWindow, SessionWindowSpec, WindowSpec
+from weir.tables.window import SessionWindowSpec, group_keys
 
 
 class Stream:
@@ -266,36 +262,7 @@ class GroupedStream:
 
     def __init__(self, stream: Stream, keys: tuple[Any, ...]) -> None:
         self.stream = stream
-        cols: list[str] = []
-        win: AnyWindow | None = None
-        flat: list[Any] = []
-        self._computed: dict[str, Column] = {}
-        for k in keys:  # group_by(["a", "b"]) works like group_by("a", "b"), as in Spark
-            if isinstance(k, list | tuple):
-                flat.extend(k)
-            else:
-                flat.append(k)
-        for k in flat:
-            if isinstance(k, WindowSpec | SessionWindowSpec):
-                if win is not None:
-                    raise ValueError("group_by accepts at most one window or session_window")
-                win = k
-                if k.expr is not None:
-                    self._computed[k.column] = k.expr
-                continue
-            if isinstance(k, Column):
-                name = k.name
-                if k.field is None or k.field != name:  # computed, or renamed by alias
-                    self._computed[name] = k
-                k = name
-            if isinstance(k, str) and k:
-                if k in cols:
-                    raise ValueError(f"group_by key {k!r} is listed twice")
-                cols.append(k)
-            else:
-                raise ValueError(
-                    f"group_by keys are column names or a window (or Columns), not {k!r}"
-                )
+        cols, win, self._computed = group_keys(keys)
         if win is not None and (WINDOW_START in cols or WINDOW_END in cols):
             raise ValueError(f"a key column may not be named {WINDOW_START} or {WINDOW_END}")
         self.key_columns = tuple(cols)
@@ -352,33 +319,29 @@ class GroupedStream:
         return self.agg(count().alias("count"))
 
     def sum(self, *cols: str) -> Stream:
-        """Spark's `groupBy(...).sum("a", ...)`: "sum(a)" per column (names required)."""
-        return self.agg(*map(agg_sum, _named("sum", cols)))
+        """Spark's `groupBy(...).sum("a", ...)`: a "sum(a)" column per named column."""
+        return self._each("sum", cols)
 
     def avg(self, *cols: str) -> Stream:
-        """Spark's `groupBy(...).avg("a", ...)` ("avg(a)"; also `mean`)."""
-        return self.agg(*map(agg_avg, _named("avg", cols)))
-
-    mean = avg
+        """Spark's `groupBy(...).avg("a", ...)` (also `mean`): "avg(a)" per column."""
+        return self._each("avg", cols)
 
     def min(self, *cols: str) -> Stream:
-        """Spark's `groupBy(...).min("a", ...)` ("min(a)")."""
-        return self.agg(*map(agg_min, _named("min", cols)))
+        """Spark's `groupBy(...).min("a", ...)`: "min(a)" per column."""
+        return self._each("min", cols)
 
     def max(self, *cols: str) -> Stream:
-        """Spark's `groupBy(...).max("a", ...)` ("max(a)")."""
-        return self.agg(*map(agg_max, _named("max", cols)))
+        """Spark's `groupBy(...).max("a", ...)`: "max(a)" per column."""
+        return self._each("max", cols)
 
+    def _each(self, fn: str, cols: tuple[str, ...]) -> Stream:
+        if not cols:  # Spark would take every numeric column: rows here have no schema
+            raise ValueError(f"{fn}() needs the column names to aggregate (rows have no schema)")
+        return self.agg(*(SQL_AGGREGATES[fn](c) for c in cols))
+
+    mean = avg
     flatMapGroupsWithState = flat_map_groups_with_state
     mapGroupsWithState = map_groups_with_state
-
-
-def _named(what: str, cols: tuple[str, ...]) -> tuple[str, ...]:
-    """Spark's GroupedData shortcuts with no column aggregate every numeric column; rows here
-    have no schema, so the columns must be named."""
-    if not cols:
-        raise ValueError(f"{what}() needs the column names to aggregate (rows have no schema)")
-    return cols
 
 
 def _row_function(

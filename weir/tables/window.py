@@ -13,6 +13,7 @@ inside the engine; a window covers the half-open interval ``[start, end)``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from weir.tables.expr import Column
 from weir.tables.timeutil import Duration, parse_duration
@@ -124,3 +125,42 @@ def session_window(column: str | Column, gap: Duration) -> SessionWindowSpec:
     if gap_ms <= 0:
         raise ValueError(f"the session gap must be positive, not {gap!r}")
     return SessionWindowSpec(name, gap_ms, expr)
+
+
+def group_keys(
+    keys: tuple[Any, ...],
+) -> tuple[tuple[str, ...], AnyWindow | None, dict[str, Column]]:
+    """`group_by(*keys)`'s keys as (key column names, the window or None, the computed
+    columns {name: Column} to add before grouping).
+
+    A key is a name, a `col(name)` (that column), or another Column (computed, named by its
+    alias or Spark's derived name; a renaming alias counts as computed); lists flatten, as in
+    Spark; at most one window. Raises ValueError for a key listed twice, a second window, or
+    anything else."""
+    cols: list[str] = []
+    win: AnyWindow | None = None
+    computed: dict[str, Column] = {}
+    flat: list[Any] = []
+    for k in keys:  # group_by(["a", "b"]) works like group_by("a", "b"), as in Spark
+        if isinstance(k, list | tuple):
+            flat.extend(k)
+        else:
+            flat.append(k)
+    for k in flat:
+        if isinstance(k, WindowSpec | SessionWindowSpec):
+            if win is not None:
+                raise ValueError("group_by accepts at most one window or session_window")
+            win = k
+            if k.expr is not None:
+                computed[k.column] = k.expr
+            continue
+        if isinstance(k, Column):
+            if k.field is None or k.field != k.name:  # computed, or renamed by alias
+                computed[k.name] = k
+            k = k.name
+        if not isinstance(k, str) or not k:
+            raise ValueError(f"group_by keys are column names or a window (or Columns), not {k!r}")
+        if k in cols:
+            raise ValueError(f"group_by key {k!r} is listed twice")
+        cols.append(k)
+    return tuple(cols), win, computed
