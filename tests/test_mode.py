@@ -12,28 +12,17 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.batches import run, run_restarting
 from tests.events import ev, win
 from tests.models import brute_mode
-from weir.tables.operator import Row
 from weir.tables.ops.functions import count
 from weir.tables.ops.mode import mode
 from weir.tables.query import Query
 from weir.tables.state.memory import MemoryStore
-from weir.tables.state.rocksdb import RocksDBStore
 from weir.tables.state.store import Store
 from weir.tables.stream import read
 from weir.tables.timeutil import to_millis
 from weir.tables.window import session_window, window
-
-
-def run(query: Query, store: Store, batches: list[list[Row]]) -> list[list[Row]]:
-    task = query.task(store)
-    outs = []
-    for batch in batches:
-        result = task.run_batch({"events": [dict(r) for r in batch]} if batch else {}, 0)
-        task.commit(result)
-        outs.append(result.rows)
-    return outs
 
 
 def windowed() -> Query:
@@ -126,12 +115,7 @@ def test_state_survives_a_restart_on_rocksdb(tmp_path: Path) -> None:
         for b in range(12)
     ]
     straight = run(windowed(), MemoryStore(), batches)
-    restarted = []
-    for batch in batches:
-        db = RocksDBStore(tmp_path / "db")  # a new process each batch: only the store survives
-        restarted.extend(run(windowed(), db, [batch]))
-        db.close()
-    assert restarted == straight
+    assert run_restarting(windowed, tmp_path / "db", batches) == straight
     last = {r["window_start"]: r["top_action"] for rows in straight for r in rows}
     by_window: dict[int, list[str]] = {}
     for r in (r for batch in batches for r in batch):  # in time order: nothing is late

@@ -18,7 +18,7 @@ from weir.tables.ops.arbitrary import GroupFunc, GroupState, TimeoutKind, group_
 from weir.tables.ops.basic import MapOperator, UnionOperator, WatermarkOperator
 from weir.tables.ops.combine import normalize_on
 from weir.tables.ops.dedup import DedupOperator
-from weir.tables.ops.functions import as_aggregate, count
+from weir.tables.ops.functions import SQL_AGGREGATES, aggregates_from_dict, as_aggregate, count
 from weir.tables.ops.join_condition import join_node
 from weir.tables.ops.sessions import SessionAggregateOperator
 from weir.tables.ops.static import StaticTable, static_join
@@ -26,7 +26,7 @@ from weir.tables.plan import Node, input_names
 from weir.tables.query import Query
 from weir.tables.select import plan_select
 from weir.tables.timeutil import Duration, parse_duration, to_millis
-from weir.tables.window import AnyWindow, SessionWindowSpec, WindowSpec
+from weir.tables.window import SessionWindowSpec, group_keys
 
 
 class Stream:
@@ -365,70 +365,104 @@ class Stream:
 
 
 class GroupedStream:
-    """`stream.group_by(*keys)`: keys are column names and at most one window spec.
+    """`stream.group_by(*keys)`: keys are column names, Columns and at most one window spec.
 
-    Finish with `.agg(*aggregates)` or `.count()`; both return a Stream whose rows are the
-    key columns, then `window_start`/`window_end` (epoch ms; rendered as ISO-8601) when
-    grouped by a window, then the aggregate columns in declaration order.
+    A key is a name, a `col(name)` (the column itself), or a computed Column
+    (`upper(col("page")).alias("page_upper")`), computed before grouping into a column named
+    by its alias or Spark's derived name ("upper(page)"); likewise a window over a computed
+    time column. Finish with `.agg(*aggregates)` (or Spark's dict form), `.count()`,
+    `.sum(*cols)` ...; they return a Stream whose rows are the key columns, then
+    `window_start`/`window_end` (epoch ms; rendered as ISO-8601) when grouped by a window,
+    then the aggregate columns in declaration order.
     """
 
     def __init__(self, stream: Stream, keys: tuple[Any, ...]) -> None:
         self.stream = stream
-        cols: list[str] = []
-        win: AnyWindow | None = None
-        flat: list[Any] = []
-        for k in keys:  # group_by(["a", "b"]) works like group_by("a", "b"), as in Spark
-            if isinstance(k, list | tuple):
-                flat.extend(k)
-            else:
-                flat.append(k)
-        for k in flat:
-            if isinstance(k, WindowSpec | SessionWindowSpec):
-                if win is not None:
-                    raise ValueError("group_by accepts at most one window or session_window")
-                win = k
-            elif isinstance(k, str) and k:
-                if k in cols:
-                    raise ValueError(f"group_by key {k!r} is listed twice")
-                cols.append(k)
-            else:
-                raise ValueError(f"group_by keys are column names or a window(...), not {k!r}")
+        cols, win, self._computed = group_keys(keys)
         if win is not None and (WINDOW_START in cols or WINDOW_END in cols):
             raise ValueError(f"a key column may not be named {WINDOW_START} or {WINDOW_END}")
         self.key_columns = tuple(cols)
         self.window = win
+
+    def _source(self) -> Stream:
+        """The stream with the computed keys (and window time column) added as columns."""
+        return self.stream.with_columns(self._computed) if self._computed else self.stream
 
     def flat_map_groups_with_state(self, func: Any, timeout: Any = "none", **kwargs: Any) -> Stream:
         """Spark's `groupByKey(...).flatMapGroupsWithState`: see weir.tables.ops.arbitrary."""
         if self.window is not None:
             raise ValueError("flat_map_groups_with_state groups by columns, not by a window")
         return flat_map_groups_with_state(
-            self.stream, list(self.key_columns), func, timeout, **kwargs
+            self._source(), list(self.key_columns), func, timeout, **kwargs
         )
 
     def map_groups_with_state(self, func: Any, timeout: Any = "none", **kwargs: Any) -> Stream:
         """Spark's `groupByKey(...).mapGroupsWithState`: see weir.tables.ops.arbitrary."""
         if self.window is not None:
             raise ValueError("map_groups_with_state groups by columns, not by a window")
-        return map_groups_with_state(self.stream, list(self.key_columns), func, timeout, **kwargs)
+        return map_groups_with_state(
+            self._source(), list(self.key_columns), func, timeout, **kwargs
+        )
 
     def agg(self, *aggregates: Any) -> Stream:
-        """Aggregate each group; see `AggregateOperator` for the streaming semantics."""
+        """Aggregate each group; see `AggregateOperator` for the streaming semantics.
+
+        Takes aggregates (`count("*")`, `sum(col("amount") * 2)`, ...) or, as Spark, one dict
+        of column name -> function name (`{"amount": "sum", "*": "count"}`). Raises
+        ValueError when a computed key's name is a column an aggregate reads (the aggregate
+        would read the key instead): alias the key apart."""
+        if len(aggregates) == 1 and isinstance(aggregates[0], Mapping):
+            aggregates = tuple(aggregates_from_dict(aggregates[0]))
         if not aggregates:
             raise ValueError("agg() needs at least one aggregate function")
         aggs = [as_aggregate(a) for a in aggregates]
+        for a in aggs:
+            hidden = sorted(a.references() & self._computed.keys())
+            if hidden:
+                raise ValueError(
+                    f"group_by computes column {hidden[0]!r}, which {a.name} reads from the "
+                    "input: alias the key apart"
+                )
+        src = self._source()
         kind = SessionAggregateOperator if isinstance(self.window, SessionWindowSpec) else None
-        node = self.stream.node
-        inputs = [a.column for a in aggs if isinstance(a.column, str)]
+        node = src.node
+        inputs = sorted(set().union(*(a.references() for a in aggs)))
         out = cols.aggregate_columns(
             node, self.key_columns, self.window, [a.name for a in aggs], inputs
         )
-        op = (kind or AggregateOperator)(node, self.key_columns, self.window, aggs)
-        return Stream(cols.with_columns(self.stream.then(op).node, out))
+        op = (kind or AggregateOperator)(
+            node, self.key_columns, self.window, aggs, src.column_types()
+        )
+        return Stream(cols.with_columns(src.then(op).node, out))
 
     def count(self) -> Stream:
         """Spark's `groupBy(...).count()`: one "count" column of rows per group."""
         return self.agg(count().alias("count"))
+
+    def sum(self, *cols: str) -> Stream:
+        """Spark's `groupBy(...).sum("a", ...)`: a "sum(a)" column per named column."""
+        return self._each("sum", cols)
+
+    def avg(self, *cols: str) -> Stream:
+        """Spark's `groupBy(...).avg("a", ...)` (also `mean`): "avg(a)" per column."""
+        return self._each("avg", cols)
+
+    def min(self, *cols: str) -> Stream:
+        """Spark's `groupBy(...).min("a", ...)`: "min(a)" per column."""
+        return self._each("min", cols)
+
+    def max(self, *cols: str) -> Stream:
+        """Spark's `groupBy(...).max("a", ...)`: "max(a)" per column."""
+        return self._each("max", cols)
+
+    def _each(self, fn: str, cols: tuple[str, ...]) -> Stream:
+        if not cols:  # Spark would take every numeric column: rows here have no schema
+            raise ValueError(f"{fn}() needs the column names to aggregate (rows have no schema)")
+        return self.agg(*(SQL_AGGREGATES[fn](c) for c in cols))
+
+    mean = avg
+    flatMapGroupsWithState = flat_map_groups_with_state
+    mapGroupsWithState = map_groups_with_state
 
 
 def _row_function(

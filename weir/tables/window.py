@@ -1,16 +1,21 @@
 """Event-time window specs for `group_by`: tumbling, sliding and session windows.
 
 `window(column, size, slide=None)` and `session_window(column, gap)` mirror Spark's
-`window` and `session_window` functions. They build small immutable specs; the grouping itself
-(assigning rows to windows, merging sessions, evicting by watermark) happens in
+`window` and `session_window` functions; the time column is a name, a `col(name)`, or a
+computed Column (`window(to_timestamp(col("ts")), "1 minute")`, computed by `group_by` into
+a column named by the expression before the rows are grouped). They build small immutable
+specs; the grouping itself (assigning rows to windows, merging sessions, evicting by
+watermark) happens in
 `weir.tables.ops.aggregate` and `weir.tables.ops.sessions`. Times are epoch milliseconds (ints)
 inside the engine; a window covers the half-open interval ``[start, end)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from weir.tables.expr import Column
 from weir.tables.timeutil import Duration, parse_duration
 
 
@@ -32,6 +37,8 @@ class WindowSpec:
     """Distance between consecutive window starts in ms; equals `size_ms` when tumbling."""
     offset_ms: int = 0
     """Spark's `startTime`: shift of the window grid from the epoch, 0 <= offset < slide."""
+    expr: Column | None = field(default=None, compare=False, repr=False)
+    """The computed Column behind `column`, or None when `column` is an input field."""
 
     @property
     def tumbling(self) -> bool:
@@ -63,13 +70,24 @@ class SessionWindowSpec:
     """The event-time column (epoch ms, ISO-8601 text or datetime)."""
     gap_ms: int
     """Inactivity gap in ms (> 0)."""
+    expr: Column | None = field(default=None, compare=False, repr=False)
+    """The computed Column behind `column`, or None when `column` is an input field."""
 
 
 AnyWindow = WindowSpec | SessionWindowSpec
 
 
+def _time_column(what: str, column: str | Column) -> tuple[str, Column | None]:
+    """(the column's name, the Column to compute it or None for an input field)."""
+    if isinstance(column, Column):
+        return (column.field, None) if column.field is not None else (column.name, column)
+    if not isinstance(column, str) or not column:
+        raise ValueError(f"{what}() needs a column name or a Column, not {column!r}")
+    return column, None
+
+
 def window(
-    column: str, size: Duration, slide: Duration | None = None, start_time: Duration = 0
+    column: str | Column, size: Duration, slide: Duration | None = None, start_time: Duration = 0
 ) -> WindowSpec:
     """Spark's `window(timeColumn, windowDuration, slideDuration=None, startTime=None)`.
 
@@ -77,8 +95,7 @@ def window(
     `timedelta` or int milliseconds. Raises ValueError for a non-positive size or slide, a
     slide longer than the window, or a `start_time` not smaller than the slide (as Spark does).
     """
-    if not isinstance(column, str) or not column:
-        raise ValueError(f"window() needs a column name, not {column!r}")
+    name, expr = _time_column("window", column)
     size_ms = parse_duration(size)
     slide_ms = size_ms if slide is None else parse_duration(slide)
     offset_ms = parse_duration(start_time)
@@ -95,17 +112,55 @@ def window(
         raise ValueError(
             f"the start time ({start_time!r}) must be less than the slide duration ({slide_ms} ms)"
         )
-    return WindowSpec(column, size_ms, slide_ms, offset_ms)
+    return WindowSpec(name, size_ms, slide_ms, offset_ms, expr)
 
 
-def session_window(column: str, gap: Duration) -> SessionWindowSpec:
+def session_window(column: str | Column, gap: Duration) -> SessionWindowSpec:
     """Spark's `session_window(timeColumn, gapDuration)`; see `SessionWindowSpec`.
 
     Raises ValueError for a non-positive gap.
     """
-    if not isinstance(column, str) or not column:
-        raise ValueError(f"session_window() needs a column name, not {column!r}")
+    name, expr = _time_column("session_window", column)
     gap_ms = parse_duration(gap)
     if gap_ms <= 0:
         raise ValueError(f"the session gap must be positive, not {gap!r}")
-    return SessionWindowSpec(column, gap_ms)
+    return SessionWindowSpec(name, gap_ms, expr)
+
+
+def group_keys(
+    keys: tuple[Any, ...],
+) -> tuple[tuple[str, ...], AnyWindow | None, dict[str, Column]]:
+    """`group_by(*keys)`'s keys as (key column names, the window or None, the computed
+    columns {name: Column} to add before grouping).
+
+    A key is a name, a `col(name)` (that column), or another Column (computed, named by its
+    alias or Spark's derived name; a renaming alias counts as computed); lists flatten, as in
+    Spark; at most one window. Raises ValueError for a key listed twice, a second window, or
+    anything else."""
+    cols: list[str] = []
+    win: AnyWindow | None = None
+    computed: dict[str, Column] = {}
+    flat: list[Any] = []
+    for k in keys:  # group_by(["a", "b"]) works like group_by("a", "b"), as in Spark
+        if isinstance(k, list | tuple):
+            flat.extend(k)
+        else:
+            flat.append(k)
+    for k in flat:
+        if isinstance(k, WindowSpec | SessionWindowSpec):
+            if win is not None:
+                raise ValueError("group_by accepts at most one window or session_window")
+            win = k
+            if k.expr is not None:
+                computed[k.column] = k.expr
+            continue
+        if isinstance(k, Column):
+            if k.field is None or k.field != k.name:  # computed, or renamed by alias
+                computed[k.name] = k
+            k = k.name
+        if not isinstance(k, str) or not k:
+            raise ValueError(f"group_by keys are column names or a window (or Columns), not {k!r}")
+        if k in cols:
+            raise ValueError(f"group_by key {k!r} is listed twice")
+        cols.append(k)
+    return tuple(cols), win, computed

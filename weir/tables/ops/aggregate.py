@@ -30,14 +30,14 @@ from __future__ import annotations
 import builtins
 import operator as _operator
 from collections import defaultdict
-from collections.abc import Callable
-from itertools import repeat
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from weir.tables.operator import BatchContext, Operator, OutputMode, Row
-from weir.tables.ops.functions import AggregateFunction, UserDefinedAggregate, keys_sort_key
+from weir.tables.ops.agg_base import AggregateFunction, keys_sort_key
+from weir.tables.ops.agg_fold import Folding
 from weir.tables.plan import Node
 from weir.tables.state.layout import decode_time, encode_time
 from weir.tables.state.store import StateView
@@ -58,11 +58,15 @@ _APPEND_REFUSED = (
 )
 
 
-class AggregateOperator(Operator):
+class AggregateOperator(Operator, Folding):
     """The stateful operator behind `group_by(...).agg(...)`; see the module docstring.
 
     Output rows of a batch are sorted by (window_start, window_end, keys). Rows with a
-    missing or unparsable time column, or unhashable key values, go to `ctx.errors`.
+    missing or unparsable time column, or unhashable key values, go to `ctx.errors`, as do
+    rows on which an aggregate's Column input raises (they count in no aggregate).
+
+    An aggregate's Column input is compiled here, once, in the scope of `types` (the input
+    stream's known column types, `Stream.column_types()`); a name input is read by name.
     """
 
     stateful = True
@@ -73,6 +77,7 @@ class AggregateOperator(Operator):
         key_columns: tuple[str, ...],
         window: AnyWindow | None,
         aggregates: list[AggregateFunction],
+        types: Mapping[str, str] | None = None,
     ) -> None:
         names = [a.name for a in aggregates]
         out_cols = [*key_columns, *((WINDOW_START, WINDOW_END) if window else ()), *names]
@@ -83,7 +88,7 @@ class AggregateOperator(Operator):
         self.window = window
         self.aggregates = list(aggregates)
         self.output_columns = out_cols
-        self._user_defined = any(isinstance(a, UserDefinedAggregate) for a in aggregates)
+        self._init_folding(aggregates, types)
         wm_cols = {col for _name, col, _delay in parent.watermarks}
         self.time_key: int | None = None
         """Index in the keys of a watermarked key column (grouping by event time itself)."""
@@ -183,6 +188,7 @@ class AggregateOperator(Operator):
         active = self.evicts and mode != "complete"
         late_wm = ctx.late_watermark if active else None
         evict_wm = ctx.watermark if active else None
+        self._failed = set[int]()
         return self._process(rows, state, ctx, late_wm, evict_wm)
 
     def _process(
@@ -331,9 +337,6 @@ class AggregateOperator(Operator):
             return None
         return t, k
 
-    def _merge(self, a: list[Any], b: list[Any]) -> list[Any]:
-        return [f.merge(x, y) for f, x, y in zip(self.aggregates, a, b, strict=True)]
-
     def state_rows(self, state: StateView) -> int:
         """Return the number of groups and sessions held (the session index not counted)."""
         return _bsum(1 for k, _v in state.items() if not k.startswith(SESSION_INDEX))
@@ -349,52 +352,6 @@ class AggregateOperator(Operator):
         if key[:1] == _PLAIN:
             return None, None, tuple(orjson.loads(key[1:]))
         return decode_time(key[9:17]), decode_time(key[1:9]), tuple(orjson.loads(key[17:]))
-
-    def _fold(self, st: list[Any] | None, grows: list[Row], ctx: BatchContext) -> list[Any] | None:
-        """Fold a group's batch rows into its aggregate states; None when the group had no
-        state and every row failed.
-
-        With a user-defined aggregate, a row that makes it raise is dead-lettered and the
-        others are folded (the accumulators are copied first, so a half-done `add` leaves no
-        trace); built-in aggregates accept any value."""
-        if not self._user_defined:
-            return self._fold_rows(st, grows)
-        dumps, loads = orjson.dumps, orjson.loads
-        before = dumps(st)
-        try:
-            return self._fold_rows(st, grows)
-        except Exception:
-            st = loads(before)
-        for r in grows:
-            before = dumps(st)
-            try:
-                st = self._fold_rows(st, [r])
-            except Exception as exc:
-                st = loads(before)
-                ctx.errors.append(
-                    (r, f"{self.name} failed: {type(exc).__name__}: {exc}", "user_function")
-                )
-        return st
-
-    def _fold_rows(self, st: list[Any] | None, grows: list[Row]) -> list[Any]:
-        """Fold rows into the states (one list comprehension per distinct input column, one
-        call per aggregate)."""
-        aggs = self.aggregates
-        if st is None:
-            st = [a.init() for a in aggs]
-        cache: dict[str, list[Any]] = {}
-        new: list[Any] = []
-        for a, s in zip(aggs, st, strict=True):
-            c = a.column
-            if c is None:
-                vals: list[Any] = grows
-            else:
-                cached = cache.get(c)
-                if cached is None:
-                    cached = cache[c] = list(map(dict.get, grows, repeat(c)))
-                vals = cached
-            new.append(a.update(s, vals))
-        return new
 
     def _row(self, start: Any, end: Any, keys: tuple[Any, ...], st: list[Any]) -> Row:
         row: Row = dict(zip(self.key_columns, keys, strict=True))

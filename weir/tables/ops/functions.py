@@ -1,112 +1,50 @@
 """Aggregate functions for `group_by(...).agg(...)`: count, sum, avg, min, max,
-count_distinct, approx_count_distinct (HyperLogLog), first, last, collect_list and
-user-defined aggregators (`udaf`), with Spark's null and type rules."""
+approx_count_distinct (HyperLogLog), first, last and user-defined aggregators (`udaf`), with
+Spark's null and type rules; the collections and distinct counts are in `collect`,
+`percentile_approx` in `percentile`, `mode` in `mode`. `SQL_AGGREGATES` maps Spark SQL's
+function names to all of them.
+
+Every aggregate takes a column name or a `Column` expression, as PySpark's do
+(`sum(col("amount") * 2)`, `count(when(col("kind") == "click", 1))`), and is named as Spark
+names it ("sum((amount * 2))", "count(1)" for `count("*")`).
+"""
 
 from __future__ import annotations
 
 import builtins
-import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-import orjson
-
+from weir.tables.expr import Column
+from weir.tables.ops.agg_base import AggInput, UnaryAggregate, non_null, numbers
+from weir.tables.ops.agg_base import AggregateFunction as AggregateFunction
+from weir.tables.ops.agg_base import keys_sort_key as keys_sort_key
+from weir.tables.ops.agg_base import sort_key as sort_key
+from weir.tables.ops.collect import collect_list as collect_list
+from weir.tables.ops.collect import collect_set as collect_set
+from weir.tables.ops.collect import count_distinct as count_distinct
+from weir.tables.ops.collect import max_by as max_by
+from weir.tables.ops.collect import min_by as min_by
+from weir.tables.ops.collect import sum_distinct as sum_distinct
 from weir.tables.ops.hll import HyperLogLog, precision_for
+from weir.tables.ops.mode import mode as mode
+from weir.tables.ops.percentile import percentile_approx as percentile_approx
 
 _bsum = builtins.sum
 
 
-def sort_key(value: Any) -> tuple[int, Any]:
-    """A total order over JSON-ish values: None < numbers < strings < anything else."""
-    if value is None:
-        return (0, 0)
-    if isinstance(value, int | float):
-        return (1, value)
-    if isinstance(value, str):
-        return (2, value)
-    return (3, orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
-
-
-def keys_sort_key(keys: Iterable[Any]) -> tuple[tuple[int, Any], ...]:
-    return tuple(map(sort_key, keys))
-
-
-class AggregateFunction:
-    """One aggregate column: a fold over the values of `column` in a group.
-
-    Contract: the state is JSON-able (it lives in the state store); `update(state, values)`
-    folds a batch of values into it - `values` is the list of the group's rows when `column`
-    is None, else the column's values in arrival order, None for a missing or null value - and
-    returns the new state (it may mutate and return `state`); `merge` combines two states of
-    disjoint row sets (used when session windows merge); `result` is the output value.
-    Nulls are ignored as in Spark unless a function says otherwise.
-    """
-
-    column: str | None = None
-    _alias: str | None = None
-
-    def default_name(self) -> str:
-        """The output column name Spark would give, e.g. "sum(amount)"."""
-        raise NotImplementedError
-
-    @property
-    def name(self) -> str:
-        """The output column name: the alias, else `default_name()`."""
-        return self._alias if self._alias is not None else self.default_name()
-
-    def alias(self, name: str) -> AggregateFunction:
-        """Return a copy of this aggregate whose output column is `name`."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"alias needs a non-empty column name, not {name!r}")
-        clone = copy.copy(self)
-        clone._alias = name
-        return clone
-
-    def init(self) -> Any:
-        """Return the state of an empty group."""
-        raise NotImplementedError
-
-    def update(self, state: Any, values: list[Any]) -> Any:
-        """Fold `values` (see the class contract) into `state`; return the new state."""
-        raise NotImplementedError
-
-    def merge(self, a: Any, b: Any) -> Any:
-        """Return the state of the union of the row sets of states `a` and `b` (a first)."""
-        raise NotImplementedError
-
-    def result(self, state: Any) -> Any:
-        """Return the output value of `state`."""
-        return state
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name}>"
-
-
-def _non_null(values: list[Any]) -> list[Any]:
-    return values if None not in values else [v for v in values if v is not None]
-
-
-def _numbers(values: list[Any]) -> list[Any]:
-    """Non-null numeric values (a non-numeric value counts as null, like a failed cast)."""
-    vals = _non_null(values)
-    for v in vals:
-        if type(v) is not float and type(v) is not int:
-            return [v for v in vals if isinstance(v, int | float) and not isinstance(v, bool)]
-    return vals
-
-
 class _Count(AggregateFunction):
-    def __init__(self, column: str | None) -> None:
-        self.column = column
+    def __init__(self, column: AggInput | None) -> None:
+        self._read(column)
 
     def default_name(self) -> str:
-        return "count(1)" if self.column is None else f"count({self.column})"
+        return f"count({self.label or 1})"
 
     def init(self) -> int:
         return 0
 
     def update(self, state: int, values: list[Any]) -> int:
-        if self.column is None:
+        if self.column is None and self.expr is None:
             return state + len(values)
         return state + len(values) - values.count(None)
 
@@ -114,18 +52,14 @@ class _Count(AggregateFunction):
         return a + b
 
 
-class _Sum(AggregateFunction):
-    def __init__(self, column: str) -> None:
-        self.column = column
-
-    def default_name(self) -> str:
-        return f"sum({self.column})"
+class _Sum(UnaryAggregate):
+    fname = "sum"
 
     def init(self) -> None:
         return None
 
     def update(self, state: Any, values: list[Any]) -> Any:
-        nums = _numbers(values)
+        nums = numbers(values)
         if not nums:
             return state
         total = _bsum(nums)
@@ -137,18 +71,14 @@ class _Sum(AggregateFunction):
         return a if b is None else a + b
 
 
-class _Avg(AggregateFunction):
-    def __init__(self, column: str) -> None:
-        self.column = column
-
-    def default_name(self) -> str:
-        return f"avg({self.column})"
+class _Avg(UnaryAggregate):
+    fname = "avg"
 
     def init(self) -> list[Any]:
         return [0, 0]
 
     def update(self, state: list[Any], values: list[Any]) -> list[Any]:
-        nums = _numbers(values)
+        nums = numbers(values)
         if not nums:
             return state
         return [state[0] + _bsum(nums), state[1] + len(nums)]
@@ -160,20 +90,17 @@ class _Avg(AggregateFunction):
         return state[0] / state[1] if state[1] else None
 
 
-class _MinMax(AggregateFunction):
-    def __init__(self, column: str, pick: Callable[..., Any], label: str) -> None:
-        self.column = column
+class _MinMax(UnaryAggregate):
+    def __init__(self, column: AggInput, pick: Callable[..., Any], fname: str) -> None:
+        self._read(column)
         self._pick = pick
-        self._label = label
-
-    def default_name(self) -> str:
-        return f"{self._label}({self.column})"
+        self.fname = fname
 
     def init(self) -> None:
         return None
 
     def update(self, state: Any, values: list[Any]) -> Any:
-        vals = _non_null(values)
+        vals = non_null(values)
         if not vals:
             return state
         if state is not None:
@@ -187,49 +114,15 @@ class _MinMax(AggregateFunction):
         return self.update(a, [b])
 
 
-class _CountDistinct(AggregateFunction):
-    """Exact distinct count; the state is the sorted list of distinct values."""
-
-    def __init__(self, column: str) -> None:
-        self.column = column
-
-    def default_name(self) -> str:
-        return f"count(DISTINCT {self.column})"
-
-    def init(self) -> list[Any]:
-        return []
-
-    def update(self, state: list[Any], values: list[Any]) -> list[Any]:
-        seen = set(state)
-        before = len(seen)
-        for v in values:
-            if v is None:
-                continue
-            try:
-                seen.add(v)
-            except TypeError:  # a list or dict: count it by its canonical JSON text
-                seen.add(orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode())
-        if len(seen) == before:
-            return state
-        return sorted(seen, key=sort_key)
-
-    def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
-        return self.update(a, b)
-
-    def result(self, state: list[Any]) -> int:
-        return len(state)
-
-
-class _ApproxCountDistinct(AggregateFunction):
+class _ApproxCountDistinct(UnaryAggregate):
     """HyperLogLog distinct count (weir.tables.ops.hll); the state is the sketch's JSON form."""
 
-    def __init__(self, column: str, rsd: float) -> None:
-        self.column = column
+    fname = "approx_count_distinct"
+
+    def __init__(self, column: AggInput, rsd: float) -> None:
+        self._read(column)
         self.rsd = rsd
         self.precision = precision_for(rsd)
-
-    def default_name(self) -> str:
-        return f"approx_count_distinct({self.column})"
 
     def init(self) -> dict[str, Any]:
         return HyperLogLog(self.precision).to_state()
@@ -248,15 +141,14 @@ class _ApproxCountDistinct(AggregateFunction):
         return HyperLogLog.from_state(state).cardinality()
 
 
-class _First(AggregateFunction):
+class _First(UnaryAggregate):
     """First value in arrival order; the state is [] (no row yet) or [value]."""
 
-    def __init__(self, column: str, ignore_nulls: bool) -> None:
-        self.column = column
-        self.ignore_nulls = ignore_nulls
+    fname = "first"
 
-    def default_name(self) -> str:
-        return f"first({self.column})"
+    def __init__(self, column: AggInput, ignore_nulls: bool) -> None:
+        self._read(column)
+        self.ignore_nulls = ignore_nulls
 
     def init(self) -> list[Any]:
         return []
@@ -264,7 +156,7 @@ class _First(AggregateFunction):
     def update(self, state: list[Any], values: list[Any]) -> list[Any]:
         if state:
             return state
-        vals = _non_null(values) if self.ignore_nulls else values
+        vals = non_null(values) if self.ignore_nulls else values
         return [vals[0]] if vals else state
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
@@ -274,49 +166,17 @@ class _First(AggregateFunction):
         return state[0] if state else None
 
 
-class _Last(AggregateFunction):
+class _Last(_First):
     """Last value in arrival order; the state is [] (no row yet) or [value]."""
 
-    def __init__(self, column: str, ignore_nulls: bool) -> None:
-        self.column = column
-        self.ignore_nulls = ignore_nulls
-
-    def default_name(self) -> str:
-        return f"last({self.column})"
-
-    def init(self) -> list[Any]:
-        return []
+    fname = "last"
 
     def update(self, state: list[Any], values: list[Any]) -> list[Any]:
-        vals = _non_null(values) if self.ignore_nulls else values
+        vals = non_null(values) if self.ignore_nulls else values
         return [vals[-1]] if vals else state
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return b if b else a
-
-    def result(self, state: list[Any]) -> Any:
-        return state[0] if state else None
-
-
-class _CollectList(AggregateFunction):
-    def __init__(self, column: str) -> None:
-        self.column = column
-
-    def default_name(self) -> str:
-        return f"collect_list({self.column})"
-
-    def init(self) -> list[Any]:
-        return []
-
-    def update(self, state: list[Any], values: list[Any]) -> list[Any]:
-        state.extend(_non_null(values))
-        return state
-
-    def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
-        return [*a, *b]
-
-    def result(self, state: list[Any]) -> list[Any]:
-        return list(state)  # a copy: the output row must not alias the stored state
 
 
 @runtime_checkable
@@ -340,16 +200,16 @@ class Aggregator(Protocol):
 class UserDefinedAggregate(AggregateFunction):
     """Adapts an `Aggregator` to an aggregate column (nulls are passed to `add` as None)."""
 
-    def __init__(self, aggregator: Aggregator, column: str | None, name: str | None) -> None:
+    def __init__(self, aggregator: Aggregator, column: AggInput | None, name: str | None) -> None:
         for method in ("init", "add", "merge", "result"):
             if not callable(getattr(aggregator, method, None)):
                 raise TypeError(f"{aggregator!r} is not an aggregator: it has no {method}()")
         self.aggregator = aggregator
-        self.column = column
+        self._read(column)
         self._name = name or getattr(aggregator, "name", None) or type(aggregator).__name__
 
     def default_name(self) -> str:
-        return self._name if self.column is None else f"{self._name}({self.column})"
+        return f"{self._name}({self.label})" if self.label else self._name
 
     def init(self) -> Any:
         return self.aggregator.init()
@@ -367,17 +227,20 @@ class UserDefinedAggregate(AggregateFunction):
         return self.aggregator.result(state)
 
 
-def count(column: str | None = None) -> AggregateFunction:
-    """`count()` / `count("*")` counts rows ("count(1)"); `count(col)` counts non-null values."""
+def count(column: AggInput | None = None) -> AggregateFunction:
+    """`count()`, `count("*")` or `count(lit(1))` counts rows ("count(1)"); `count(col)` counts
+    the non-null values of a name or Column ("count(CASE WHEN ... END)")."""
+    if isinstance(column, Column):
+        return _Count(None if column.field == "*" else column)
     return _Count(None if column in (None, "*", "1") else column)
 
 
-def sum(column: str) -> AggregateFunction:
+def sum(column: AggInput) -> AggregateFunction:
     """Sum of the non-null numeric values ("sum(col)"); null when there is none."""
     return _Sum(column)
 
 
-def avg(column: str) -> AggregateFunction:
+def avg(column: AggInput) -> AggregateFunction:
     """Mean of the non-null numeric values ("avg(col)"); null when there is none."""
     return _Avg(column)
 
@@ -385,25 +248,21 @@ def avg(column: str) -> AggregateFunction:
 mean = avg
 
 
-def min(column: str) -> AggregateFunction:
+def min(column: AggInput) -> AggregateFunction:
     """Smallest non-null value ("min(col)")."""
     return _MinMax(column, builtins.min, "min")
 
 
-def max(column: str) -> AggregateFunction:
+def max(column: AggInput) -> AggregateFunction:
     """Largest non-null value ("max(col)")."""
     return _MinMax(column, builtins.max, "max")
 
 
-def count_distinct(column: str) -> AggregateFunction:
-    """Exact number of distinct non-null values ("count(DISTINCT col)"); state grows with it."""
-    return _CountDistinct(column)
-
-
 countDistinct = count_distinct
+sumDistinct = sum_distinct
 
 
-def approx_count_distinct(column: str, rsd: float = 0.05) -> AggregateFunction:
+def approx_count_distinct(column: AggInput, rsd: float = 0.05) -> AggregateFunction:
     """Approximate distinct count by HyperLogLog ("approx_count_distinct(col)").
 
     `rsd` bounds the relative error (see `weir.tables.ops.hll.precision_for`); nulls are ignored.
@@ -411,25 +270,27 @@ def approx_count_distinct(column: str, rsd: float = 0.05) -> AggregateFunction:
     return _ApproxCountDistinct(column, rsd)
 
 
-def first(column: str, ignore_nulls: bool = False) -> AggregateFunction:
-    """First value in arrival order ("first(col)"); nulls count unless `ignore_nulls`."""
-    return _First(column, ignore_nulls)
+def first(
+    column: AggInput, ignore_nulls: bool = False, *, ignorenulls: bool | None = None
+) -> AggregateFunction:
+    """First value in arrival order ("first(col)"); nulls count unless `ignore_nulls`
+    (PySpark's keyword `ignorenulls` works too)."""
+    return _First(column, ignore_nulls if ignorenulls is None else ignorenulls)
 
 
-def last(column: str, ignore_nulls: bool = False) -> AggregateFunction:
-    """Last value in arrival order ("last(col)"); nulls count unless `ignore_nulls`."""
-    return _Last(column, ignore_nulls)
-
-
-def collect_list(column: str) -> AggregateFunction:
-    """The non-null values in arrival order ("collect_list(col)")."""
-    return _CollectList(column)
+def last(
+    column: AggInput, ignore_nulls: bool = False, *, ignorenulls: bool | None = None
+) -> AggregateFunction:
+    """Last value in arrival order ("last(col)"); nulls count unless `ignore_nulls`
+    (PySpark's keyword `ignorenulls` works too)."""
+    return _Last(column, ignore_nulls if ignorenulls is None else ignorenulls)
 
 
 def udaf(
-    aggregator: Aggregator, column: str | None = None, name: str | None = None
+    aggregator: Aggregator, column: AggInput | None = None, name: str | None = None
 ) -> AggregateFunction:
-    """Wrap a user-defined `Aggregator` over `column` (or over whole rows when None)."""
+    """Wrap a user-defined `Aggregator` over `column` (a name or Column), or over whole rows
+    when None."""
     return UserDefinedAggregate(aggregator, column, name)
 
 
@@ -439,3 +300,51 @@ def as_aggregate(obj: Any) -> AggregateFunction:
     if isinstance(obj, Aggregator):
         return UserDefinedAggregate(obj, getattr(obj, "column", None), None)
     raise TypeError(f"not an aggregate function: {obj!r} (use count(), sum(col), udaf(...))")
+
+
+SQL_AGGREGATES: dict[str, Callable[..., AggregateFunction]] = {
+    "count": count,
+    "sum": sum,
+    "avg": avg,
+    "mean": avg,
+    "min": min,
+    "max": max,
+    "first": first,
+    "first_value": first,
+    "last": last,
+    "last_value": last,
+    "any_value": first,
+    "approx_count_distinct": approx_count_distinct,
+    "count_distinct": count_distinct,
+    "sum_distinct": sum_distinct,
+    "collect_list": collect_list,
+    "array_agg": collect_list,
+    "collect_set": collect_set,
+    "max_by": max_by,
+    "min_by": min_by,
+    "percentile_approx": percentile_approx,
+    "approx_percentile": percentile_approx,
+    "mode": mode,
+}
+"""Spark SQL's aggregate function names (lower case) -> the function building the aggregate;
+`count_distinct`/`sum_distinct` stand for `count(DISTINCT ...)`/`sum(DISTINCT ...)`."""
+
+
+def aggregates_from_dict(spec: Mapping[str, str]) -> list[AggregateFunction]:
+    """Spark's `agg({"amount": "sum", "*": "count"})`: one aggregate per (column, function
+    name), named as Spark names them ("sum(amount)", "count(1)"); "avg"/"average"/"mean" are
+    avg, "count"/"size" count. Raises ValueError for an unknown function, or "*" with another
+    function than count."""
+    out: list[AggregateFunction] = []
+    for column, fn in spec.items():
+        if not isinstance(column, str) or not isinstance(fn, str):
+            raise TypeError(f"agg takes a dict of column name -> function name, not {spec!r}")
+        name = fn.lower().strip()
+        name = {"average": "avg", "mean": "avg", "size": "count"}.get(name, name)
+        make = SQL_AGGREGATES.get(name)
+        if make is None or name in ("max_by", "min_by", "percentile_approx", "approx_percentile"):
+            raise ValueError(f"agg: {fn!r} is not an aggregate function of one column")
+        if column == "*" and name != "count":
+            raise ValueError(f"agg: {fn}(*) is not supported, only count(*)")
+        out.append(make(column))
+    return out

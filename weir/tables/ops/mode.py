@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from weir.tables.ops.functions import AggregateFunction, sort_key
+from weir.tables.ops.agg_base import AggInput, AggregateFunction, UnaryAggregate, sort_key
 
 Counts = list[list[Any]]
 """[[value, count], ...], sorted by `sort_key` of the value."""
@@ -33,14 +33,10 @@ def _identity(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
-class Mode(AggregateFunction):
+class Mode(UnaryAggregate):
     """The aggregate behind `mode(column)`; see the module docstring."""
 
-    def __init__(self, column: str) -> None:
-        self.column = column
-
-    def default_name(self) -> str:
-        return f"mode({self.column})"
+    fname = "mode"
 
     def init(self) -> Counts:
         return []
@@ -78,7 +74,8 @@ class Mode(AggregateFunction):
         return sorted(counts.values(), key=lambda e: sort_key(e[0]))
 
 
-def mode(column: str) -> AggregateFunction:
-    """The most frequent non-null value of `column` in the group ("mode(col)"); ties go to
+def mode(column: AggInput) -> AggregateFunction:
+    """The most frequent non-null value of `column` (a name or Column) in the group
+    ("mode(col)"); ties go to
     the smallest value; null when the group has no non-null value."""
     return Mode(column)
