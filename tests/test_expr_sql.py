@@ -253,8 +253,8 @@ def test_intervals_are_milliseconds_and_time_arithmetic_is_epoch_ms() -> None:
     ],
 )
 def test_refusals_are_one_line_naming_the_part(text: str, part: str) -> None:
-    with pytest.raises(ValueError) as info:
-        expr(text)
+    with pytest.raises(ValueError) as info:  # an aggregate is refused where it is used
+        read("events").filter(expr(text))
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(("expr: ",))

@@ -126,3 +126,7 @@ def _render(v: Any, kind: DataType | None) -> Any:
     if isinstance(kind, DecimalType) and isinstance(v, str):
         return orjson.Fragment(v)
     return v
+
+
+SQL_FUNCTIONS = {"from_json": from_json, "to_json": to_json}
+"""The functions of this module under their Spark SQL names (weir.tables.sql_functions)."""

@@ -52,7 +52,7 @@ class SqlColumn(Column):
     __slots__ = ("text", "tree")
 
     def __init__(self, base: Column, tree: exp.Expression, text: str) -> None:
-        super().__init__(base._build, base.name, base._refs, base.dtype)
+        super().__init__(base._build, base.name, base._refs, base.dtype, base._code)
         self.field = base.field
         self.tree = tree
         self.text = text
@@ -82,7 +82,21 @@ def to_column(
     """`expr(text)` where the input columns' types (`{"t": "timestamp"}`) and the names
     qualifying this stream's columns (`orders.amount` is `amount`) are known."""
     tree = parse(text)
+    if is_aggregate_call(tree):  # for agg(...) (weir.tables.ops.sql_aggregates); else refused
+        why = f"expr: aggregate function outside an aggregation in {quote(text)}"
+
+        def refused() -> Any:
+            raise SqlError(why)
+
+        name = tree.alias if isinstance(tree, exp.Alias) else snippet(tree)
+        return SqlColumn(Column(refused, name), tree, text)
     return SqlColumn(translate(tree, text, types or {}, qualifiers), tree, text)
+
+
+def is_aggregate_call(tree: exp.Expression) -> bool:
+    """Whether SQL `tree` is an aggregate call (or an aliased one) at the top."""
+    node = tree.this if isinstance(tree, exp.Alias) else tree
+    return isinstance(node, exp.Anonymous) and node.name.lower() in AGGREGATES
 
 
 Resolver = Callable[[list[str]], Column | None]

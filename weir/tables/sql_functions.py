@@ -19,7 +19,14 @@ from typing import Any
 from weir.tables import expr_functions as F
 from weir.tables.expr import as_column
 
-FUNCTION_MODULES: tuple[str, ...] = ("weir.tables.sql_functions",)
+FUNCTION_MODULES: tuple[str, ...] = (
+    "weir.tables.sql_functions",
+    "weir.tables.expr_time",
+    "weir.tables.expr_dates",
+    "weir.tables.expr_strings",
+    "weir.tables.expr_collections",
+    "weir.tables.expr_json",
+)
 """Modules whose `SQL_FUNCTIONS` dict (lower-case name -> function) make the registry."""
 
 AGGREGATES = frozenset(

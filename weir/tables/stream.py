@@ -21,6 +21,7 @@ from weir.tables.ops.dedup import DedupOperator
 from weir.tables.ops.functions import SQL_AGGREGATES, aggregates_from_dict, as_aggregate, count
 from weir.tables.ops.join_condition import join_node
 from weir.tables.ops.sessions import SessionAggregateOperator
+from weir.tables.ops.sql_aggregates import sql_aggregate
 from weir.tables.ops.static import StaticTable, static_join
 from weir.tables.plan import Node, input_names
 from weir.tables.query import Query
@@ -415,7 +416,8 @@ class GroupedStream:
             aggregates = tuple(aggregates_from_dict(aggregates[0]))
         if not aggregates:
             raise ValueError("agg() needs at least one aggregate function")
-        aggs = [as_aggregate(a) for a in aggregates]
+        types = self.stream.column_types()
+        aggs = [sql_aggregate(a, types) or as_aggregate(a) for a in aggregates]
         for a in aggs:
             hidden = sorted(a.references() & self._computed.keys())
             if hidden:
