@@ -129,7 +129,7 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
                     and not _within(source, "weir.tables.ops")
                     and source not in ("weir.tables.stream", "weir.tables.stream_columns")
                 ):
-                    why = "only the builder (weir.tables.stream, stream_columns) imports the operators"
+                    why = "only the builder (weir.tables.stream*) imports the operators"
             elif _within(source, "weir.service"):
                 if _within(target, "weir.agents"):
                     why = "weir.service never imports the pipelines"
