@@ -40,13 +40,21 @@ def iso(text: str) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms:03d}Z" if ms else "Z")
 
 
+def _iso_or_none(text: str) -> str | None:
+    try:
+        return iso(text)
+    except ValueError:  # to_timestamp of text that is not a time is null, as in Spark
+        return None
+
+
 def stateless_ops(rows: Iterable[Row]) -> list[Row]:
     """Section 3.1: rows with amount > 0 (null is not), plus event_time (the timestamp as
-    ISO-8601 UTC text, as written out) and action_upper, in input order."""
+    ISO-8601 UTC text, as written out; null when it is not a time) and action_upper, in
+    input order."""
     return [
         {
             **r,
-            "event_time": iso(r["timestamp"]),
+            "event_time": _iso_or_none(r["timestamp"]),
             "action_upper": None if r["action"] is None else r["action"].upper(),
         }
         for r in rows

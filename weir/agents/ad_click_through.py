@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from weir import Query, Stream, count_distinct, read, window
+from weir import Query, Stream, col, count_distinct, read, window
 from weir.agents.activity import user_id
 from weir.service.traffic import Event, Traffic
 
@@ -61,7 +61,7 @@ per_hour = click_through(read("impressions"), read("clicks"))
 
 query: Query = per_hour.query("append")
 
-alerts: Query = per_hour.filter(lambda r: r["ctr"] > 0.05).query("append")
+alerts: Query = per_hour.filter(col("ctr") > 0.05).query("append")
 
 max_event_time_skew = "1 day"
 """The event-time guard: rows stamped more than a day ahead of the clock are dead-lettered."""

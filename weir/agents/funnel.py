@@ -68,6 +68,7 @@ from weir import (
     Schema,
     Stream,
     Trigger,
+    col,
     count,
     delta,
     parquet,
@@ -191,11 +192,6 @@ def _tagger(kind: str, time_column: str) -> Callable[[Row], Row]:
     return tag
 
 
-def _conversion(row: Row) -> Row:
-    clicks = row["click_count"]
-    return {**row, "conversion_rate": row["purchase_count"] / clicks if clicks else None}
-
-
 def funnel(clicks: Stream, cart_events: Stream, purchases: Stream) -> Stream:
     """The funnel over any three streams with the exercise's columns (the worker's topics, or
     replay's inputs): per 15-minute window of event time, click_count, cart_count,
@@ -217,7 +213,7 @@ def funnel(clicks: Stream, cart_events: Stream, purchases: Stream) -> Stream:
             count("cart").alias("cart_count"),
             count("purchase").alias("purchase_count"),
         )
-        .map(_conversion)
+        .withColumn("conversion_rate", col("purchase_count") / col("click_count"))
     )
 
 

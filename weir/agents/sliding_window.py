@@ -23,15 +23,15 @@ Output rows: user_id, window_start, window_end, event_count, total_amount.
 
 from __future__ import annotations
 
-from weir import Query, count, read, window
+from weir import Query, col, count, read, window
 from weir import sum as spark_sum
 from weir.agents import activity
 
 events = read("events")
 
 sliding = (
-    events.with_watermark("event_time", "5 minutes")
-    .group_by(window("event_time", "10 minutes", "5 minutes"), "user_id")
+    events.withWatermark("event_time", "5 minutes")
+    .groupBy(window(col("event_time"), "10 minutes", "5 minutes"), col("user_id"))
     .agg(
         count("*").alias("event_count"),
         spark_sum("amount").alias("total_amount"),

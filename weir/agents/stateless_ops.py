@@ -23,12 +23,15 @@ The course's PySpark::
         .trigger(processingTime="5 seconds") \\
         .start()
 
-Each row is handled on its own: no state, no watermark, append mode (every kept row is
-written once, in input order). A null amount is not > 0, so the row is filtered out, as in
-Spark; `event_time` is the `timestamp` text as a timestamp column (ISO-8601 UTC in the
-output), `action_upper` the action in upper case (null stays null). Where Spark's
-`from_json` and `to_timestamp` make a misfit null, Weir dead-letters the record with the
-field and the reason (an `amount` that is not a number, a `timestamp` that is not a time).
+Weir's `transform` is the course's three lines after the parse, as written. The parse itself
+is the agent's `schema=SCHEMA` (the course's StructType): each Kafka value is decoded and
+typed against it. Each row is handled on its own: no state, no watermark, append mode (every
+kept row is written once, in input order). A null amount is not > 0, so the row is filtered
+out, as in Spark; `event_time` is the `timestamp` text as a timestamp column (ISO-8601 UTC in
+the output; text that is not a time gives null, as Spark's `to_timestamp`), `action_upper`
+the action in upper case (null stays null). Where Spark's `from_json` makes a misfit null,
+Weir dead-letters the record with the field and the reason (an `amount` that is not a
+number), so no bad value passes silently.
 
 The app's agent reads topic `events` with that schema, writes every micro-batch to the
 console and to the Kafka topic `events_transformed` (keyed by user_id), one micro-batch
@@ -43,32 +46,43 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from weir import App, Query, Stream, Trigger, console, read
+from weir import (
+    App,
+    DoubleType,
+    Query,
+    Stream,
+    StringType,
+    StructField,
+    StructType,
+    Trigger,
+    col,
+    console,
+    read,
+    to_timestamp,
+    upper,
+)
 from weir.agents.activity import activity
 from weir.service.traffic import Event, Traffic
 
-SCHEMA = {"user_id": "string", "action": "string", "amount": "double", "timestamp": "string"}
+SCHEMA = StructType(
+    [
+        StructField("user_id", StringType()),
+        StructField("action", StringType()),
+        StructField("amount", DoubleType()),
+        StructField("timestamp", StringType()),
+    ]
+)
 """The course's StructType: the timestamp arrives as text and is parsed by the query."""
-
-
-def _positive(row: dict[str, Any]) -> bool:
-    amount = row.get("amount")
-    return amount is not None and amount > 0
-
-
-def _upper(row: dict[str, Any]) -> Any:
-    action = row.get("action")
-    return None if action is None else action.upper()
 
 
 def transform(events: Stream) -> Stream:
     """filter(amount > 0), then event_time = to_timestamp(timestamp) and action_upper =
-    upper(action)."""
-    return (
-        events.filter(_positive)
-        .with_column("event_time", lambda r: r.get("timestamp"), timestamp=True)
-        .with_column("action_upper", _upper)
+    upper(action), as the course writes them."""
+    filtered = events.filter(col("amount") > 0)
+    transformed = filtered.withColumn("event_time", to_timestamp(col("timestamp"))).withColumn(
+        "action_upper", upper(col("action"))
     )
+    return transformed
 
 
 def build_app(

@@ -23,15 +23,15 @@ Output rows: action, window_start, window_end, event_count, total_amount, avg_am
 
 from __future__ import annotations
 
-from weir import Query, avg, count, read, window
+from weir import Query, avg, col, count, read, window
 from weir import sum as spark_sum
 from weir.agents import activity
 
 events = read("events")
 
 tumbling = (
-    events.with_watermark("event_time", "5 minutes")
-    .group_by(window("event_time", "10 minutes"), "action")
+    events.withWatermark("event_time", "5 minutes")
+    .groupBy(window(col("event_time"), "10 minutes"), col("action"))
     .agg(
         count("*").alias("event_count"),
         spark_sum("amount").alias("total_amount"),

@@ -20,14 +20,14 @@ Output rows: user_id, window_start, window_end, count.
 
 from __future__ import annotations
 
-from weir import Query, read, window
+from weir import Query, col, read, window
 from weir.agents import activity
 
 events = read("events")
 
 windowed_with_watermark = (
-    events.with_watermark("event_time", "10 minutes")
-    .group_by(window("event_time", "5 minutes"), "user_id")
+    events.withWatermark("event_time", "10 minutes")
+    .groupBy(window(col("event_time"), "5 minutes"), col("user_id"))
     .count()
 )
 
