@@ -121,6 +121,12 @@ class Bench:
                 lambda v: check_windows(v, n, ev["total_amount"]),
             ),
             (
+                "tumbling_expr",
+                pipelines.tumbling_expr,
+                ["events"],
+                lambda v: check_windows(v, n, ev["total_amount"]),
+            ),
+            (
                 "sliding",
                 pipelines.sliding,
                 ["events"],
@@ -195,6 +201,7 @@ class Bench:
             ("stateless", lambda: pipelines.stateless(read("events")), ev),
             ("stateless_expr", lambda: pipelines.stateless_expr(read("events")), ev),
             ("tumbling", lambda: pipelines.tumbling(read("events")), ev),
+            ("tumbling_expr", lambda: pipelines.tumbling_expr(read("events")), ev),
             ("sliding", lambda: pipelines.sliding(read("events")), ev),
             ("dedup", lambda: pipelines.dedup(read("raw")), data.replay_lines(self.sets["dedup"])),
             (

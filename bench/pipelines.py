@@ -42,6 +42,16 @@ def tumbling(events: Stream) -> Query:
     )
 
 
+def tumbling_expr(events: Stream) -> Query:
+    """`tumbling` as the course writes it: window(col(...)), col(...) and sum(col(...))."""
+    return (
+        events.withWatermark("event_time", "5 minutes")
+        .groupBy(window(col("event_time"), "10 minutes"), col("action"))
+        .agg(count("*").alias("event_count"), spark_sum(col("amount")).alias("total_amount"))
+        .query("update")
+    )
+
+
 def sliding(events: Stream) -> Query:
     """10-minute windows sliding every 5 minutes by user, count and sum, update."""
     return (
