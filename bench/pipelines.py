@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.data import FILTER_MIN_AMOUNT
-from weir.tables.expr import col
+from weir.tables.expressions.expr import col
 from weir.tables.ops.functions import count
 from weir.tables.ops.functions import sum as spark_sum
 from weir.tables.query import Query

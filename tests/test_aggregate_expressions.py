@@ -32,7 +32,7 @@ from weir import (
     window,
 )
 from weir import sum as spark_sum
-from weir.tables.expr import Column, type_of
+from weir.tables.expressions.expr import Column, type_of
 from weir.tables.operator import OutputMode, Row
 from weir.tables.ops.functions import SQL_AGGREGATES
 from weir.tables.query import Query

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from weir.tables.expr import col, lit
-from weir.tables.expr_functions import when
+from weir.tables.expressions.expr import col, lit
+from weir.tables.expressions.expr_functions import when
 from weir.tables.operator import Row
 from weir.tables.ops.agg_base import AggregateFunction, sort_key
 from weir.tables.ops.functions import (

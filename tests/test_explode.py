@@ -24,7 +24,7 @@ from weir import (
 )
 from weir.agents import word_count
 from weir.service.replay import replay
-from weir.tables.expr import Column
+from weir.tables.expressions.expr import Column
 from weir.tables.query import Query
 from weir.tables.stream import Stream, read
 

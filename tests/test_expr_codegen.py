@@ -1,4 +1,4 @@
-"""Generated code (weir.tables.expr_codegen) computes exactly what the expressions' closures
+"""Generated code (expressions.expr_codegen) computes exactly what the expressions' closures
 compute: the same values, None rules and errors, per row and over a whole batch."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weir import col, lit, when
-from weir.tables.expr import Column
-from weir.tables.expr_codegen import filter_rows, row_function, select_rows, set_columns
+from weir.tables.expressions.expr import Column
+from weir.tables.expressions.expr_codegen import filter_rows, row_function, select_rows, set_columns
 
 NAMES = ("a", "b", "c")
 values = st.one_of(

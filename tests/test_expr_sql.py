@@ -1,4 +1,4 @@
-"""SQL expression text (weir.tables.expr_sql): every construct gives the values of the Column
+"""SQL expression text (expressions.expr_sql): every construct gives the values of the Column
 built by hand on generated rows with nulls, and DuckDB's values where Spark and DuckDB agree;
 names as Spark derives them; one-line refusals naming the part; intervals; the registry; and
 SQL text in Stream.filter/where/select_expr."""
@@ -17,11 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weir import coalesce, col, concat, expr, length, lit, lower, substring, upper, when
-from weir.tables import sql_functions
-from weir.tables.expr import Column
-from weir.tables.expr_sql import to_column
+from weir.tables.expressions import sql_functions
+from weir.tables.expressions.expr import Column
+from weir.tables.expressions.expr_sql import to_column
+from weir.tables.expressions.sql_functions import functions
 from weir.tables.operator import Row
-from weir.tables.sql_functions import functions
 from weir.tables.state.memory import MemoryStore
 from weir.tables.stream import Stream, read
 

@@ -1,5 +1,5 @@
-"""Regex and text functions (weir.tables.expr_strings, java_regex) and array/map functions
-(weir.tables.expr_collections): exact values with nulls, where Java's regex differs from
+"""Regex and text functions (expressions.expr_strings, java_regex) and array/map functions
+(weir.tables.expressions.expr_collections): exact values with nulls, where Java's regex differs from
 Python's, and agreement with DuckDB where the semantics agree."""
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from weir import (
     split,
     trim,
 )
-from weir.tables.expr import Column
-from weir.tables.java_regex import java_regex
+from weir.tables.expressions.expr import Column
+from weir.tables.expressions.java_regex import java_regex
 
 
 def ev(c: Column, row: dict[str, Any] | None = None) -> Any:

@@ -1,4 +1,4 @@
-"""Time functions (weir.tables.expr_time, expr_dates, spark_datetime): exact values with
+"""Time functions (weir.tables.expressions.expr_time, expr_dates, spark_datetime): exact values with
 nulls, zones in the text, UTC fields without daylight saving, leap days, pattern letters, the
 batch time of current_timestamp in replay, and agreement with DuckDB over generated rows."""
 
@@ -48,8 +48,8 @@ from weir import (
     year,
 )
 from weir.service.replay import replay
-from weir.tables.expr import Column
-from weir.tables.expr_time import batch_time
+from weir.tables.expressions.expr import Column
+from weir.tables.expressions.expr_time import batch_time
 from weir.tables.stream import read
 
 

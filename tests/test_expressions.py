@@ -1,4 +1,4 @@
-"""Spark column expressions (weir.tables.expr): results per function with None handling,
+"""Spark column expressions (weir.tables.expressions.expr): results per function with None handling,
 three-valued logic, names as Spark derives them, and their use in filter/select/with_column."""
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from weir import (
     when,
 )
 from weir.service.replay import replay
-from weir.tables.expr import Column
-from weir.tables.expr_functions import spark_split
+from weir.tables.expressions.expr import Column
+from weir.tables.expressions.expr_functions import spark_split
 from weir.tables.state.memory import MemoryStore
 from weir.tables.stream import Stream, read
 

@@ -11,7 +11,7 @@ import pytest
 
 from weir import col, from_json, to_json, upper
 from weir.service.replay import replay
-from weir.tables.expr import Column
+from weir.tables.expressions.expr import Column
 from weir.tables.schema import Schema, SchemaError
 from weir.tables.stream import Stream, read
 from weir.types import DoubleType, StringType, StructField, StructType, TimestampType

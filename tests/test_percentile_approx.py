@@ -11,7 +11,7 @@ import random
 import orjson
 import pytest
 
-from weir.tables.expr import col
+from weir.tables.expressions.expr import col
 from weir.tables.ops.agg_base import AggregateFunction
 from weir.tables.ops.percentile import percentile_approx
 from weir.tables.state.memory import MemoryStore

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from weir.service.sinks.parquet_compact import compact_parquet
     from weir.service.sinks.postgres import postgres_insert, postgres_upsert
     from weir.service.sources.static import static_table
-    from weir.tables.expr import Column, col, lit
-    from weir.tables.expr_collections import (
+    from weir.tables.expressions.expr import Column, col, lit
+    from weir.tables.expressions.expr_collections import (
         array_contains,
         element_at,
         explode,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         posexplode_outer,
         size,
     )
-    from weir.tables.expr_dates import (
+    from weir.tables.expressions.expr_dates import (
         add_months,
         date_add,
         date_sub,
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
         make_interval,
         trunc,
     )
-    from weir.tables.expr_functions import (
+    from weir.tables.expressions.expr_functions import (
         coalesce,
         concat,
         length,
@@ -57,9 +57,9 @@ if TYPE_CHECKING:
         upper,
         when,
     )
-    from weir.tables.expr_json import from_json, to_json
-    from weir.tables.expr_sql import expr
-    from weir.tables.expr_strings import (
+    from weir.tables.expressions.expr_json import from_json, to_json
+    from weir.tables.expressions.expr_sql import expr
+    from weir.tables.expressions.expr_strings import (
         concat_ws,
         lpad,
         ltrim,
@@ -72,7 +72,7 @@ if TYPE_CHECKING:
         rtrim,
         trim,
     )
-    from weir.tables.expr_time import (
+    from weir.tables.expressions.expr_time import (
         current_date,
         current_timestamp,
         date_format,
@@ -151,10 +151,10 @@ _HOMES = {
     "weir.service.sinks.parquet_compact": ["compact_parquet"],
     "weir.service.sinks.postgres": ["postgres_insert", "postgres_upsert"],
     "weir.service.sources.static": ["static_table"],
-    "weir.tables.expr": ["Column", "col", "lit"],
-    "weir.tables.expr_json": ["from_json", "to_json"],
-    "weir.tables.expr_sql": ["expr"],
-    "weir.tables.expr_functions": [
+    "weir.tables.expressions.expr": ["Column", "col", "lit"],
+    "weir.tables.expressions.expr_json": ["from_json", "to_json"],
+    "weir.tables.expressions.expr_sql": ["expr"],
+    "weir.tables.expressions.expr_functions": [
         "coalesce",
         "concat",
         "length",
@@ -164,7 +164,7 @@ _HOMES = {
         "upper",
         "when",
     ],
-    "weir.tables.expr_collections": [
+    "weir.tables.expressions.expr_collections": [
         "array_contains",
         "element_at",
         "explode",
@@ -173,7 +173,7 @@ _HOMES = {
         "posexplode_outer",
         "size",
     ],
-    "weir.tables.expr_dates": [
+    "weir.tables.expressions.expr_dates": [
         "add_months",
         "date_add",
         "date_sub",
@@ -183,7 +183,7 @@ _HOMES = {
         "make_interval",
         "trunc",
     ],
-    "weir.tables.expr_strings": [
+    "weir.tables.expressions.expr_strings": [
         "concat_ws",
         "lpad",
         "ltrim",
@@ -196,7 +196,7 @@ _HOMES = {
         "rtrim",
         "trim",
     ],
-    "weir.tables.expr_time": [
+    "weir.tables.expressions.expr_time": [
         "current_date",
         "current_timestamp",
         "date_format",

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from weir.tables.chains import check_chain, check_watermarks
-from weir.tables.expr_time import batch_time
+from weir.tables.expressions.expr_time import batch_time
 from weir.tables.operator import BatchContext, ErrorStage, MultiInputOperator, OutputMode, Row
 from weir.tables.plan import Node, input_names, topo
 from weir.tables.state.store import StateTxn, Store

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from weir.tables import columns as cols
-from weir.tables.expr import Column, col, scope
-from weir.tables.expr_codegen import RowsFn, select_rows
+from weir.tables.expressions.expr import Column, col, scope
+from weir.tables.expressions.expr_codegen import RowsFn, select_rows
 from weir.tables.operator import Row
 from weir.tables.plan import Node
 from weir.tables.types import TimestampType

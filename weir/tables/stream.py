@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from weir.tables import columns as cols
-from weir.tables.expr import Column
+from weir.tables.expressions.expr import Column
 from weir.tables.operator import Operator, OutputMode, Row
 from weir.tables.ops.aggregate import WINDOW_END, WINDOW_START, AggregateOperator
 from weir.tables.ops.arbitrary import GroupFunc, GroupState, TimeoutKind, group_state_operator

@@ -2,7 +2,7 @@
 PySpark's `stream.col` / `stream["col"]`, over Columns, SQL text and Python functions.
 
 Expressions are checked against the stream's known columns (weir.tables.columns), compiled in
-its type scope and run as generated batch code (weir.tables.expr_codegen); an expression or
+its type scope and run as generated batch code (expressions.expr_codegen); an expression or
 function that raises on a row dead-letters that row.
 """
 
@@ -13,9 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
 
 from weir.tables import columns as cols
-from weir.tables.expr import Column, col, scope
-from weir.tables.expr_codegen import filter_rows, set_columns
-from weir.tables.expr_collections import GeneratorColumn, generator_column, generator_select
+from weir.tables.expressions.expr import Column, col, scope
+from weir.tables.expressions.expr_codegen import filter_rows, set_columns
+from weir.tables.expressions.expr_collections import (
+    GeneratorColumn,
+    generator_column,
+    generator_select,
+)
 from weir.tables.operator import Operator, Row
 from weir.tables.ops.basic import MapOperator
 from weir.tables.plan import Node, input_names
@@ -48,7 +52,7 @@ class ColumnMethods:
 
     def filter(self, condition: str | Column | Callable[[Row], Any]) -> Self:
         """Keep rows for which `condition` holds: a Column (`col("amount") > 0`) or SQL text
-        ("amount > 0", see weir.tables.expr_sql) keeps a row only where it is True (None drops
+        ("amount > 0", see expressions.expr_sql) keeps a row only where it is True (None drops
         it, as in Spark); a function, where it is truthy. An expression or function that
         raises dead-letters the row; SQL text Weir cannot run is refused here (ValueError)."""
         condition = self._sql(condition) if isinstance(condition, str) else self._scoped(condition)
@@ -98,7 +102,7 @@ class ColumnMethods:
         return type(self)(dataclasses.replace(self.then(op).node, timestamp_columns=ts))
 
     def _sql(self, text: str) -> Column:
-        from weir.tables.expr_sql import to_column
+        from weir.tables.expressions.expr_sql import to_column
 
         return to_column(text, self.column_types(), self.qualifiers())
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from weir.tables.expr import Column, col
-from weir.tables.expr_sql import to_column
+from weir.tables.expressions.expr import Column, col
+from weir.tables.expressions.expr_sql import to_column
+from weir.tables.expressions.sql_parse import parse
 from weir.tables.operator import Row
-from weir.tables.sql_parse import parse
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from weir.tables.expr import Column
+from weir.tables.expressions.expr import Column
 from weir.tables.timeutil import Duration, parse_duration
 
 

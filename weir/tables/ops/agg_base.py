@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from weir.tables.expr import Column, Compiled
+from weir.tables.expressions.expr import Column, Compiled
 from weir.tables.operator import Row
 
 AggInput = str | Column

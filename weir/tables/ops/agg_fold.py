@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from weir.tables.expr import Compiled
+from weir.tables.expressions.expr import Compiled
 from weir.tables.operator import BatchContext, Row
 from weir.tables.ops.agg_base import AggregateFunction
 from weir.tables.ops.functions import UserDefinedAggregate

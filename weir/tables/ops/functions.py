@@ -15,7 +15,7 @@ import builtins
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from weir.tables.expr import Column
+from weir.tables.expressions.expr import Column
 from weir.tables.ops.agg_base import AggInput, UnaryAggregate, non_null, numbers
 from weir.tables.ops.agg_base import AggregateFunction as AggregateFunction
 from weir.tables.ops.agg_base import keys_sort_key as keys_sort_key

@@ -33,12 +33,12 @@ from typing import cast
 
 from sqlglot import exp
 
-from weir.tables.expr import Column, Compiled, col
-from weir.tables.expr_sql import translate
+from weir.tables.expressions.expr import Column, Compiled, col
+from weir.tables.expressions.expr_sql import translate
+from weir.tables.expressions.sql_parse import quote, snippet
 from weir.tables.ops.combine import normalize_how
 from weir.tables.ops.join_condition import join_node
 from weir.tables.plan import Node
-from weir.tables.sql_parse import quote, snippet
 from weir.tables.watermark import event_time_columns
 
 _MIRROR: dict[type[exp.Expression], type[exp.Expression]] = {

@@ -1,6 +1,6 @@
 """Aggregates written as SQL text, as `agg(expr("sum(amount) AS total"))` or
 `agg(expr("count(DISTINCT user_id)"))` in PySpark: the call is an aggregate function of
-`weir.tables.ops.functions.SQL_AGGREGATES`, its arguments SQL expressions (weir.tables.expr_sql).
+`weir.tables.ops.functions.SQL_AGGREGATES`, its arguments SQL expressions (expressions.expr_sql).
 
 Contract: `sql_aggregate(c, types)` returns the aggregate an aggregate `expr(...)` denotes, or
 None when `c` is not one; it raises ValueError (one line) for an aggregate Weir cannot run
@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlglot import exp
 
-from weir.tables.expr import Column
-from weir.tables.expr_sql import SqlColumn, is_aggregate_call, translate
+from weir.tables.expressions.expr import Column
+from weir.tables.expressions.expr_sql import SqlColumn, is_aggregate_call, translate
+from weir.tables.expressions.sql_parse import SqlError, literal, quote, snippet
 from weir.tables.ops.functions import SQL_AGGREGATES, AggregateFunction
-from weir.tables.sql_parse import SqlError, literal, quote, snippet
 
 _DISTINCT = {"count": "count_distinct", "sum": "sum_distinct"}
 

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from weir.tables.spark_datetime import datetime_to_ms, ms_to_datetime, parse_zone
+from weir.tables.expressions.spark_datetime import datetime_to_ms, ms_to_datetime, parse_zone
 from weir.tables.timeutil import MAX_MS, MIN_MS
 
 # -- datetime patterns -----------------------------------------------------------------------

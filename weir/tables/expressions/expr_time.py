@@ -34,11 +34,11 @@ from contextvars import ContextVar
 from datetime import date
 from typing import Any
 
-from weir.tables.datetime_patterns import datetime_pattern
-from weir.tables.expr import Column, name_or_column, type_of
-from weir.tables.expr_cast import CASTS
-from weir.tables.expr_functions import column_of
-from weir.tables.spark_datetime import (
+from weir.tables.expressions.datetime_patterns import datetime_pattern
+from weir.tables.expressions.expr import Column, name_or_column, type_of
+from weir.tables.expressions.expr_cast import CASTS
+from weir.tables.expressions.expr_functions import column_of
+from weir.tables.expressions.spark_datetime import (
     cast_date,
     cast_timestamp,
     ms_to_datetime,

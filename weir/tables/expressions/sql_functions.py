@@ -16,16 +16,16 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
-from weir.tables import expr_functions as F
-from weir.tables.expr import as_column
+from weir.tables.expressions import expr_functions as F
+from weir.tables.expressions.expr import as_column
 
 FUNCTION_MODULES: tuple[str, ...] = (
-    "weir.tables.sql_functions",
-    "weir.tables.expr_time",
-    "weir.tables.expr_dates",
-    "weir.tables.expr_strings",
-    "weir.tables.expr_collections",
-    "weir.tables.expr_json",
+    "weir.tables.expressions.sql_functions",
+    "weir.tables.expressions.expr_time",
+    "weir.tables.expressions.expr_dates",
+    "weir.tables.expressions.expr_strings",
+    "weir.tables.expressions.expr_collections",
+    "weir.tables.expressions.expr_json",
 )
 """Modules whose `SQL_FUNCTIONS` dict (lower-case name -> function) make the registry."""
 
@@ -68,7 +68,7 @@ SQL_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "substr": F.substring,
     "split": F.split,
 }
-"""The functions of `weir.tables.expr_functions` under their Spark SQL names."""
+"""The functions of `weir.tables.expressions.expr_functions` under their Spark SQL names."""
 
 
 @cache

@@ -1,7 +1,7 @@
 """Spark's regex and text functions as Columns: `regexp_extract`, `regexp_extract_all`,
 `regexp_replace`, `regexp_like`/`rlike`, `trim`/`ltrim`/`rtrim`, `lpad`/`rpad`, `concat_ws`.
 
-Patterns are Java regular expressions, translated once (weir.tables.java_regex: ASCII `\\d`
+Patterns are Java regular expressions, translated once (expressions.java_regex: ASCII `\\d`
 `\\w` `\\s`, `$1` in replacements...); a pattern or a group index that cannot be used raises
 ValueError when the expression is defined. A None input gives None; numbers and booleans are
 cast to text as Spark casts them implicitly; a list or dict raises (dead-letters the row).
@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from weir.tables.expr import Column, Compiled, name_or_column
-from weir.tables.expr_functions import _function, _string_fn, _text
-from weir.tables.expr_time import literal
-from weir.tables.java_regex import java_regex, java_replacement
+from weir.tables.expressions.expr import Column, Compiled, name_or_column
+from weir.tables.expressions.expr_functions import _function, _string_fn, _text
+from weir.tables.expressions.expr_time import literal
+from weir.tables.expressions.java_regex import java_regex, java_replacement
 from weir.tables.operator import Row
 
 

@@ -1,5 +1,5 @@
 """Date arithmetic (`date_add`, `datediff`, `add_months`, `date_trunc`, `trunc`) and day-time
-intervals (`make_dt_interval`) as Columns; conventions as in weir.tables.expr_time.
+intervals (`make_dt_interval`) as Columns; conventions as in weir.tables.expressions.expr_time.
 
 An interval is a number of milliseconds with dtype "interval" (what `expr("interval 24 hours")`
 gives too), so `col("order_time") + make_dt_interval(hours=lit(24))` adds milliseconds to a
@@ -13,8 +13,8 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from weir.tables.expr import Column, Compiled, as_column, lit, name_or_column, type_of
-from weir.tables.expr_time import (
+from weir.tables.expressions.expr import Column, Compiled, as_column, lit, name_or_column, type_of
+from weir.tables.expressions.expr_time import (
     column_of,
     date_value,
     literal,
@@ -22,8 +22,8 @@ from weir.tables.expr_time import (
     on_timestamp,
     timestamp_value,
 )
+from weir.tables.expressions.spark_datetime import datetime_to_ms, ms_to_datetime
 from weir.tables.operator import Row
-from weir.tables.spark_datetime import datetime_to_ms, ms_to_datetime
 from weir.tables.timeutil import MAX_MS, MIN_MS
 
 

@@ -13,10 +13,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from weir.tables.expr import Column, Compiled, as_column, name_or_column
-from weir.tables.expr_cast import CASTS
-from weir.tables.expr_codegen import Gen
-from weir.tables.java_regex import java_regex
+from weir.tables.expressions.expr import Column, Compiled, as_column, name_or_column
+from weir.tables.expressions.expr_cast import CASTS
+from weir.tables.expressions.expr_codegen import Gen
+from weir.tables.expressions.java_regex import java_regex
 from weir.tables.operator import Row
 
 _to_string = CASTS["string"]
@@ -241,7 +241,7 @@ def spark_split(s: str, pattern: re.Pattern[str], limit: int = -1) -> list[str]:
 
 def split(c: str | Column, pattern: str, limit: int = -1) -> Column:
     """Spark's `split(str, regex, limit=-1)`: a list of texts (see `spark_split`); `regex` is
-    a Java regular expression (weir.tables.java_regex)."""
+    a Java regular expression (weir.tables.expressions.java_regex)."""
     compiled = java_regex(pattern)
     return _string_fn(
         "split", c, lambda s: spark_split(s, compiled, limit), f", {pattern}, {limit}"

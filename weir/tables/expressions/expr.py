@@ -26,12 +26,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from weir.tables.expr_codegen import Gen, row_function
+from weir.tables.expressions.expr_codegen import Gen, row_function
 from weir.tables.operator import Row
 
 Compiled = Callable[[Row], Any]
 CodeFn = Callable[[Gen], str]
-"""A Column's code template (weir.tables.expr_codegen): the Python expression over row `r`."""
+"""A Column's code template (expressions.expr_codegen): the Python expression over row `r`."""
 
 _SCOPE: ContextVar[Mapping[str, str] | None] = ContextVar("weir_expr_scope", default=None)
 
@@ -230,7 +230,7 @@ class Column:
     def cast(self, to: str) -> Column:
         """Spark's CAST to "int", "long", "double", "string" or "boolean" (also "integer",
         "bigint", "float"): a value that does not convert gives None, as in Spark."""
-        from weir.tables.expr_cast import CASTS, spark_type_name
+        from weir.tables.expressions.expr_cast import CASTS, spark_type_name
 
         key = to.lower().strip() if isinstance(to, str) else to
         conv = CASTS.get(key)

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from weir.tables.ddl import SchemaLike, remember, type_of_name
-from weir.tables.expr import Column, Compiled, name_or_column, type_of
+from weir.tables.expressions.expr import Column, Compiled, name_or_column, type_of
 from weir.tables.operator import Row
 from weir.tables.schema import Misfit, Schema, SchemaError, converter
 from weir.tables.timeutil import iso_utc
@@ -129,4 +129,4 @@ def _render(v: Any, kind: DataType | None) -> Any:
 
 
 SQL_FUNCTIONS = {"from_json": from_json, "to_json": to_json}
-"""The functions of this module under their Spark SQL names (weir.tables.sql_functions)."""
+"""The functions of this module under their Spark SQL names (expressions.sql_functions)."""

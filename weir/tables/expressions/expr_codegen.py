@@ -21,7 +21,7 @@ from weir.tables.operator import Row
 
 
 class Column(Protocol):
-    """What code generation needs of `weir.tables.expr.Column` (which imports this module)."""
+    """What code generation needs of `expressions.expr.Column` (which imports this module)."""
 
     _code: Callable[[Gen], str] | None
     _build: Callable[[], Callable[[Row], Any]]

@@ -1,4 +1,4 @@
-"""Spark's datetime text for the time functions (weir.tables.expr_time): the CAST of text to a
+"""Spark's datetime text for the time functions (expressions.expr_time): the CAST of text to a
 timestamp or a date, and datetime patterns ("yyyy-MM-dd HH:mm:ss": the Java DateTimeFormatter
 letters Spark 3+ reads) to parse and to format.
 

@@ -1,5 +1,5 @@
 """Spark SQL operators that have no PySpark operator: `<=>` (null-safe equality), `LIKE`,
-`RLIKE` and `div`. Used by `weir.tables.expr_sql`; each returns a Column named as Spark names
+`RLIKE` and `div`. Used by `expressions.expr_sql`; each returns a Column named as Spark names
 it."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from weir.tables.expr import Column, Compiled, _binary, as_column
-from weir.tables.expr_cast import CASTS
+from weir.tables.expressions.expr import Column, Compiled, _binary, as_column
+from weir.tables.expressions.expr_cast import CASTS
 from weir.tables.operator import Row
 
 _to_string = CASTS["string"]

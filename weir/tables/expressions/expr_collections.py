@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from weir.tables.expr import Column, Compiled, as_column, name_or_column
-from weir.tables.expr_functions import _function, column_of
+from weir.tables.expressions.expr import Column, Compiled, as_column, name_or_column
+from weir.tables.expressions.expr_functions import _function, column_of
 from weir.tables.operator import Row
 
 

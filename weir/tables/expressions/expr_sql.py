@@ -2,7 +2,7 @@
 
 The text is parsed by sqlglot (dialect "spark", every function call kept as a plain call so
 that its name and arguments are the ones written) and the tree is translated into the Column
-builders of `weir.tables.expr` and `weir.tables.expr_functions`; the result behaves exactly as
+builders of `expressions.expr` and `expressions.expr_functions`; the result behaves exactly as
 the Column built by hand (same values, nulls, three-valued logic, Spark's derived `name`).
 
 Contract:
@@ -19,7 +19,7 @@ Contract:
 - A Stream method given an `expr(...)` Column translates it again in the stream's scope
   (`SqlColumn.in_scope`): its column types and its qualifiers (`orders.amount` on the stream
   aliased or read as "orders" is `amount`); elsewhere `a.b` is field b of struct a.
-- Function calls resolve by lower-case name through `weir.tables.sql_functions.functions()`:
+- Function calls resolve by lower-case name through `expressions.sql_functions.functions()`:
   one mapping name -> Python function collected from the `SQL_FUNCTIONS` dict of each module
   in its `FUNCTION_MODULES` (registering a module is one line there). A registered function is
   called with its first argument as a Column and later arguments as Columns, except SQL
@@ -37,11 +37,11 @@ from typing import Any, cast
 
 from sqlglot import exp
 
-from weir.tables import expr_functions as F
-from weir.tables.expr import Column, col, lit
-from weir.tables.expr_predicates import eq_null_safe, int_divide, like, rlike
-from weir.tables.sql_functions import AGGREGATES, functions
-from weir.tables.sql_parse import SqlError, literal, parse, quote, snippet
+from weir.tables.expressions import expr_functions as F
+from weir.tables.expressions.expr import Column, col, lit
+from weir.tables.expressions.expr_predicates import eq_null_safe, int_divide, like, rlike
+from weir.tables.expressions.sql_functions import AGGREGATES, functions
+from weir.tables.expressions.sql_parse import SqlError, literal, parse, quote, snippet
 from weir.tables.timeutil import iso_utc, parse_duration, to_millis
 
 

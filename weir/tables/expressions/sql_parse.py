@@ -1,6 +1,6 @@
 """Parsing SQL expression text with sqlglot (dialect "spark", every function call kept as a
 plain call so its name and arguments are the ones written), and the one-line messages about
-it. Used by `weir.tables.expr_sql`."""
+it. Used by `weir.tables.expressions.expr_sql`."""
 
 from __future__ import annotations
 
