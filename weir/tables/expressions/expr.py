@@ -319,12 +319,14 @@ def _unary(c: Column, name: str, make: Callable[[Compiled], Compiled]) -> Column
 def _binary(
     left: Any, right: Any, symbol: str, fn: Callable[[Any, Any], Any], infix: str | None = None
 ) -> Column:
-    """`fn(left, right)`, None when either is None; `infix` is fn as a Python operator."""
-    lc, rc = as_column(left), as_column(right)
-    lf, rf = lc._build, rc._build
+    """`fn(left, right)`, None when either is None; `infix` is fn as a Python operator.
+    Where the operand types are known when compiling, Spark's analysis applies (`operands`)."""
+    given_l, given_r = as_column(left), as_column(right)
+    name = f"({given_l.name} {symbol} {given_r.name})"
 
     def build() -> Compiled:
-        a, b = lf(), rf()
+        lc, rc = operands(name, symbol, given_l, given_r)
+        a, b = lc._build(), rc._build()
 
         def run(r: Row) -> Any:
             x = a(r)
@@ -336,6 +338,7 @@ def _binary(
         return run
 
     def code(g: Gen) -> str:
+        lc, rc = operands(name, symbol, given_l, given_r)
         a, b, t1, t2 = g.code(lc), g.code(rc), g.tmp(), g.tmp()
         op = f"{t1} {infix} {t2}" if infix else f"{g.bind(fn)}({t1}, {t2})"
         if isinstance(rc._code, _Literal) and rc._code.value is not None:
@@ -343,7 +346,28 @@ def _binary(
             return f"(None if ({t1} := {a}) is None else {op})"
         return f"(None if ({t1} := {a}) is None or ({t2} := {b}) is None else {op})"
 
-    return Column(build, f"({lc.name} {symbol} {rc.name})", lc._refs | rc._refs, code=code)
+    return Column(build, name, given_l._refs | given_r._refs, code=code)
+
+
+_ARITHMETIC = frozenset("+-*/%")
+NESTED = ("array", "struct", "map")
+
+
+def operands(name: str, symbol: str, lc: Column, rc: Column) -> tuple[Column, Column]:
+    """The operands of `name` after Spark's analysis, where their types are known in the
+    compile scope: an array, struct or map operand is refused (ValueError, one line: Spark's
+    "data type mismatch"), and a string operand of arithmetic is cast to double, as Spark
+    casts it implicitly ("12.5" + 1 is 13.5, "x" + 1 is null)."""
+    lt, rt = type_of(lc), type_of(rc)
+    for c, t in ((lc, lt), (rc, rt)):
+        if t is not None and t.startswith(NESTED):
+            raise ValueError(f"data type mismatch in {name}: {c.name} is {t}")
+    if symbol in _ARITHMETIC:
+        if lt == "string":
+            lc = lc.cast("double")
+        if rt == "string":
+            rc = rc.cast("double")
+    return lc, rc
 
 
 def _logic(

@@ -13,7 +13,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from weir.tables.expressions.expr import Column, Compiled, as_column, name_or_column
+from weir.tables.expressions.expr import (
+    NESTED,
+    Column,
+    Compiled,
+    as_column,
+    name_or_column,
+    type_of,
+)
 from weir.tables.expressions.expr_cast import CASTS
 from weir.tables.expressions.expr_codegen import Gen
 from weir.tables.expressions.java_regex import java_regex
@@ -154,6 +161,9 @@ def _string_fn(name: str, c: str | Column, fn: Any, extra: str = "") -> Column:
     column = name_or_column(c)
 
     def build() -> Compiled:
+        t = type_of(column)
+        if t is not None and t.startswith(NESTED):
+            raise ValueError(f"data type mismatch in {name}({column.name}): it is {t}, not text")
         a = column.compile()
         return lambda r: None if (v := a(r)) is None else fn(_text(name, v))
 
