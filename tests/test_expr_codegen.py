@@ -102,3 +102,18 @@ def test_field_names_with_quotes_and_dots_are_keys() -> None:
     assert select_rows([(odd, col(f"`{odd}`"))])([{odd: 1}]) == [{odd: 1}]
     assert row_function(col("`a.b`"))({"a.b": 2, "a": {"b": 3}}) == 2
     assert row_function(col("a.b"))({"a.b": 2, "a": {"b": 3}}) == 3
+
+
+def test_a_batch_with_a_missing_field_reads_it_as_null() -> None:
+    rows = [{"a": 1, "b": 2}, {"a": 3}, {"b": 4}]
+    assert select_rows([("a", col("a")), ("s", col("a") + col("b"))])(rows) == [
+        {"a": 1, "s": 3},
+        {"a": 3, "s": None},
+        {"a": None, "s": None},
+    ]
+    assert filter_rows(col("b") > 1)(rows) == [rows[0], rows[2]]
+    assert set_columns({"c": col("b") * 10})(rows) == [
+        {"a": 1, "b": 2, "c": 20},
+        {"a": 3, "c": None},
+        {"b": 4, "c": 40},
+    ]

@@ -418,7 +418,7 @@ class _Literal:
 
 
 def _get(name: str) -> CodeFn:
-    return lambda g: f"r.get({g.bind(name)})"
+    return lambda g: f"r[{g.bind(name)}]" if g.strict else f"r.get({g.bind(name)})"
 
 
 def _prefix(c: Column, before: str, after: str = "", fn: Any = None) -> CodeFn:

@@ -33,10 +33,12 @@ _INLINE = (bool, int, str, type(None))
 
 
 class Gen:
-    """The namespace and temporaries of one generated function."""
+    """The namespace and temporaries of one generated function. With `strict`, a field is
+    read as `r[name]` (a missing field raises KeyError), else as `r.get(name)` (None)."""
 
-    def __init__(self) -> None:
+    def __init__(self, strict: bool = False) -> None:
         self.namespace: dict[str, Any] = {}
+        self.strict = strict
         self._n = 0
 
     def bind(self, value: Any) -> str:
@@ -76,20 +78,42 @@ def row_function(c: Column) -> Callable[[Row], Any]:
 
 def filter_rows(condition: Column) -> RowsFn:
     """Rows where `condition` is True (None and False drop the row), in order."""
-    gen = Gen()
-    return gen.make(f"lambda rows: [r for r in rows if ({gen.code(condition)}) is True]")
+    return _batch(lambda g: f"[r for r in rows if ({g.code(condition)}) is True]")
 
 
 def select_rows(outputs: Sequence[tuple[str, Column]]) -> RowsFn:
     """Each row as a new dict of exactly `outputs` (name, expression), in order."""
-    gen = Gen()
-    fields = ", ".join(f"{gen.bind(name)}: {gen.code(c)}" for name, c in outputs)
-    return gen.make(f"lambda rows: [{{{fields}}} for r in rows]")
+    return _batch(
+        lambda g: (
+            "[{" + ", ".join(f"{g.bind(n)}: {g.code(c)}" for n, c in outputs) + "} for r in rows]"
+        )
+    )
 
 
 def set_columns(columns: Mapping[str, Column]) -> RowsFn:
     """Each row as a new dict with `columns` set (added or replaced); every expression sees
     the input row."""
-    gen = Gen()
-    fields = ", ".join(f"{gen.bind(name)}: {gen.code(c)}" for name, c in columns.items())
-    return gen.make(f"lambda rows: [{{**r, {fields}}} for r in rows]")
+    return _batch(
+        lambda g: (
+            "[{**r, "
+            + ", ".join(f"{g.bind(n)}: {g.code(c)}" for n, c in columns.items())
+            + "} for r in rows]"
+        )
+    )
+
+
+def _batch(source: Callable[[Gen], str]) -> RowsFn:
+    """A batch function from `source` (a list comprehension over `rows`): it reads fields with
+    `r[name]` (faster), and runs the `r.get(name)` version for a batch where a field is
+    missing from a row, so a missing field reads None as in the per-row function."""
+    fast_gen, safe_gen = Gen(strict=True), Gen()
+    fast: RowsFn = fast_gen.make(f"lambda rows: {source(fast_gen)}")
+    safe: RowsFn = safe_gen.make(f"lambda rows: {source(safe_gen)}")
+
+    def run(rows: list[Row]) -> list[Row]:
+        try:
+            return fast(rows)
+        except KeyError:  # a missing field (or a KeyError the safe version raises again)
+            return safe(rows)
+
+    return run
