@@ -29,11 +29,14 @@ from weir.service.settings import Settings
 from weir.service.sinks.base import Sink
 from weir.service.sinks.foreach_batch import BatchFn
 from weir.service.sources.base import Source
+from weir.service.trigger import Trigger
+from weir.service.write_stream import WriterParts, writer_parts
 from weir.tables.ddl import SchemaLike
 from weir.tables.query import Query
 from weir.tables.schema import Schema, as_schema
 from weir.tables.stream import Stream, read
 from weir.tables.types import StructType
+from weir.tables.writer import StreamWriter
 
 
 def load_attribute(spec: str, default_attr: str, package: str | None = None) -> tuple[str, Any]:
@@ -106,27 +109,6 @@ class SourceInput(Topic):
     """Makes the source, given a folder of its own inside the agent's state folder."""
     schema: Schema | None = None
     """The schema of its rows (the agent's, unless the agent declares one)."""
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """When micro-batches run, as in Spark: continuous micro-batches (default), a fixed
-    processing-time interval, or available-now (process what is there, then stop)."""
-
-    kind: Literal["continuous", "processing_time", "available_now"] = "continuous"
-    interval_ms: int | None = None
-
-    @staticmethod
-    def processing_time(interval: str | int) -> Trigger:
-        """A micro-batch every `interval` ("10 seconds")."""
-        from weir.tables.timeutil import parse_duration
-
-        return Trigger("processing_time", parse_duration(interval))
-
-    @staticmethod
-    def available_now() -> Trigger:
-        """Process the input available at start, in micro-batches, then stop."""
-        return Trigger("available_now")
 
 
 StartingOffsets = Literal["earliest", "latest"] | dict[str, dict[int, int]]
@@ -291,6 +273,9 @@ class App:
         fields = {"value": "string", **({"timestamp": "timestamp"} if include_timestamp else {})}
         return self._source(name, make, Schema(fields))
 
+    def _writer_topic(self, parts: WriterParts | None) -> Topic | None:
+        return self.topic(parts.topic) if parts and parts.topic else None
+
     def agent(
         self,
         *inputs: Topic,
@@ -319,7 +304,9 @@ class App:
         the Kafka record's `key`, `topic`, `partition`, `offset`, `timestamp` as columns
         (True, a list, or {field: column}; weir.service.record_columns). `headers`: the column
         that holds each output record's Kafka headers (Spark's `headers` column). `repartition`: see
-        `Agent.repartition`."""
+        `Agent.repartition`. The function may return `stream.writeStream...` instead of a
+        Query: its output mode, format, options and trigger apply where the agent's own
+        arguments do not say otherwise (weir.service.write_stream)."""
         if not inputs:
             raise ValueError("an agent needs at least one input topic")
         external = [t for t in inputs if isinstance(t, SourceInput)]
@@ -350,9 +337,15 @@ class App:
                 known = None if sch is None else {**sch.column_types(), **record_types}
                 streams.append(read(t.name, ts, known))
             query = fn(*streams)
+            parts = None
+            if isinstance(query, StreamWriter):
+                parts = writer_parts(query, self.settings.bootstrap_servers)
+                query = parts.query
             if not isinstance(query, Query):
-                raise TypeError(f"agent {fn.__name__} must return a Query (call .query(mode))")
-            agent_name = name or fn.__name__
+                raise TypeError(
+                    f"agent {fn.__name__} must return a Query (.query(mode)) or a writeStream"
+                )
+            agent_name = name or (parts.name if parts else None) or fn.__name__
             if agent_name in self.agents:
                 raise ValueError(f"agent {agent_name!r} declared twice")
             self.agents[agent_name] = Agent(
@@ -360,15 +353,15 @@ class App:
                 name=agent_name,
                 inputs=tuple(inputs),
                 query=query,
-                sink=topics[0] if topics else None,
-                sinks=others,
+                sink=topics[0] if topics else self._writer_topic(parts),
+                sinks=others + (parts.sinks if parts else ()),
                 schemas=schemas,
                 record_columns=columns,
                 headers=headers,
                 key=(key,) if isinstance(key, str) else tuple(key),
-                foreach_batch=foreach_batch,
+                foreach_batch=foreach_batch or (parts.foreach_batch if parts else None),
                 late_topic=late_topic,
-                trigger=trigger or Trigger(),
+                trigger=trigger or (parts.trigger if parts else None) or Trigger(),
                 repartition=repartition,
                 starting_offsets=starting_offsets,
             )

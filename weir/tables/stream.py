@@ -27,6 +27,7 @@ from weir.tables.query import Query
 from weir.tables.stream_columns import ColumnMethods
 from weir.tables.timeutil import Duration, parse_duration
 from weir.tables.window import SessionWindowSpec, group_keys
+from weir.tables.writer import StreamWriter
 
 
 class Stream(ColumnMethods):
@@ -158,6 +159,11 @@ class Stream(ColumnMethods):
     def query(self, output_mode: OutputMode = "append") -> Query:
         """Build the query; refuses, with the reason, the combinations Spark refuses."""
         return Query(self.node, output_mode)
+
+    @property
+    def writeStream(self) -> StreamWriter:  # PySpark's name
+        """Spark's `writeStream` (weir.tables.writer): an agent may return it."""
+        return StreamWriter(self.node)
 
     # PySpark's camelCase names
     withWatermark = with_watermark

@@ -11,6 +11,8 @@ from typing import Any, TypeAlias
 import pyarrow as pa
 
 from weir.tables.operator import Row
+from weir.tables.schema import Schema as WeirSchema
+from weir.tables.types import ArrayType, DataType, DecimalType, StructType
 
 TYPES: Mapping[str, pa.DataType] = {
     "string": pa.string(),
@@ -23,14 +25,18 @@ TYPES: Mapping[str, pa.DataType] = {
 }
 """Column types by name, as a schema mapping may give them."""
 
-Schema: TypeAlias = pa.Schema | Mapping[str, str | pa.DataType]
-"""A pyarrow schema, or {column: type} with type names of TYPES or pyarrow types."""
+Schema: TypeAlias = pa.Schema | Mapping[str, str | pa.DataType] | WeirSchema | StructType
+"""A pyarrow schema, {column: type} with type names of TYPES or pyarrow types, or Weir's
+schema (`Schema`, `StructType`: weir.tables.types) with Spark's types."""
 
 
 def as_schema(schema: Schema) -> pa.Schema:
     """A pyarrow schema from a `Schema`; raises ValueError naming an unknown type."""
     if isinstance(schema, pa.Schema):
         return schema
+    if isinstance(schema, WeirSchema | StructType):
+        struct = schema.struct if isinstance(schema, WeirSchema) else schema
+        return pa.schema([pa.field(f.name, arrow_type(f.dataType)) for f in struct])
     fields = []
     for name, kind in schema.items():
         if isinstance(kind, str):
@@ -39,6 +45,23 @@ def as_schema(schema: Schema) -> pa.Schema:
             kind = TYPES[kind]
         fields.append(pa.field(name, kind))
     return pa.schema(fields)
+
+
+def arrow_type(kind: DataType) -> pa.DataType:
+    """The Arrow type of a Spark type (decimals as decimal128, arrays as lists, structs)."""
+    if isinstance(kind, DecimalType):
+        return pa.decimal128(kind.precision, kind.scale)
+    if isinstance(kind, ArrayType):
+        return pa.list_(arrow_type(kind.elementType))
+    if isinstance(kind, StructType):
+        return pa.struct([pa.field(f.name, arrow_type(f.dataType)) for f in kind])
+    simple = {"int": pa.int32(), "bigint": pa.int64(), "float": pa.float32()}
+    name = kind.simpleString()
+    if name in simple:
+        return simple[name]
+    if name not in TYPES:
+        raise ValueError(f"no Arrow type for {name}")
+    return TYPES[name]
 
 
 def infer_schema(rows: Sequence[Row], timestamp_columns: Iterable[str] = ()) -> pa.Schema:
