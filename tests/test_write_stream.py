@@ -45,7 +45,9 @@ def test_the_course_console_writer_sets_mode_sink_and_trigger(tmp_path: Path) ->
 def test_kafka_memory_parquet_and_available_now(tmp_path: Path) -> None:
     def to_kafka(events: Stream) -> Any:
         return (
-            events.groupBy("action").count().writeStream.outputMode("update")
+            events.groupBy("action").count()
+            .select(col("action").alias("key"), col("count").cast("string").alias("value"))
+            .writeStream.outputMode("update")
             .format("kafka").option("topic", "counts")
             .option("checkpointLocation", "/checkpoints/counts/")
             .trigger(availableNow=True).start()
@@ -53,6 +55,7 @@ def test_kafka_memory_parquet_and_available_now(tmp_path: Path) -> None:
 
     agent = declare(to_kafka, tmp_path)
     assert agent.sink.name == "counts" and agent.query.output_mode == "update"
+    assert agent.kafka_columns  # Spark's layout: the value column is the record's value
     assert agent.trigger.kind == "available_now"
 
     def to_memory(events: Stream) -> Any:
@@ -86,6 +89,20 @@ def test_kafka_memory_parquet_and_available_now(tmp_path: Path) -> None:
         (lambda s: s.writeStream.format("console").option("colour", 1), SCHEMA, "'colour'"),
         (lambda s: s.writeStream.format("kafka"), SCHEMA, r'needs option\("topic"'),
         (lambda s: s.writeStream.format("memory"), SCHEMA, "needs queryName"),
+        (
+            lambda s: s.writeStream.format("kafka").option("topic", "t"),
+            SCHEMA,
+            "needs a 'value' column",
+        ),
+        (
+            lambda s: (
+                s.select(col("amount").alias("value"))
+                .writeStream.format("kafka")
+                .option("topic", "t")
+            ),
+            SCHEMA,
+            "value column must be text or binary, not double",
+        ),
         (lambda s: s.writeStream.format("parquet"), SCHEMA, r'needs option\("path"'),
         (
             lambda s: s.writeStream.format("parquet").option("path", "/tmp/x"),
@@ -114,3 +131,37 @@ def test_bad_mode_and_trigger_refused_when_called() -> None:
         read("e").writeStream.outputMode("upsert")
     with pytest.raises(ValueError, match="one of processingTime"):
         read("e").writeStream.trigger()
+
+
+def test_the_kafka_columns_layout_writes_value_and_key_and_dead_letters_the_rest() -> None:
+    import asyncio
+
+    from weir.service.sinks.base import BatchIdentity, SinkBatch
+    from weir.service.sinks.kafka import KafkaTopicSink
+
+    class Records:
+        def __init__(self) -> None:
+            self.added: list[tuple[Any, ...]] = []
+            self.dead: list[str] = []
+
+        def add(self, topic: str, key: Any, value: Any, headers: Any = None, **_: Any) -> None:
+            self.added.append((topic, key, value, headers))
+
+        def dead_letter(self, key: Any, value: Any, error: str, *_: Any) -> None:
+            self.dead.append(error)
+
+    rows = [
+        {"key": "a", "value": "1", "other": 5},
+        {"key": None, "value": b"\x00raw"},
+        {"key": "b", "value": None, "headers": {"h": "x"}},
+        {"key": "c", "value": 2.5},
+    ]
+    out = Records()
+    batch = SinkBatch(BatchIdentity("q", 0, 0), rows, frozenset(), lambda: [], out)
+    asyncio.run(KafkaTopicSink("t", columns=True).write(batch))
+    assert out.added == [
+        ("t", b"a", b"1", []),
+        ("t", None, b"\x00raw", []),
+        ("t", b"b", None, [("h", b"x")]),
+    ]
+    assert out.dead == ["kafka[t]: the value column must be text or bytes, not float 2.5"]

@@ -134,6 +134,9 @@ class Agent:
     """Columns whose values form the output record key (JSON of one value, or a list)."""
     headers: str | None = None
     """The column whose value becomes the output records' headers (weir.service.sinks.kafka)."""
+    kafka_columns: bool = False
+    """Spark's Kafka sink layout: the `value` and `key` columns are the records' value and
+    key (`writeStream.format("kafka")`), instead of each row as JSON."""
     foreach_batch: BatchFn | Sink | None = None
     """Called with each batch's output rows and batch id before the checkpoint commits (or a
     sink, such as `postgres_upsert(...)`, written at that point)."""
@@ -358,6 +361,7 @@ class App:
                 schemas=schemas,
                 record_columns=columns,
                 headers=headers,
+                kafka_columns=bool(parts and parts.topic),
                 key=(key,) if isinstance(key, str) else tuple(key),
                 foreach_batch=foreach_batch or (parts.foreach_batch if parts else None),
                 late_topic=late_topic,

@@ -70,8 +70,8 @@ def writer_parts(w: StreamWriter, bootstrap_servers: str | None) -> WriterParts:
             f"writeStream: kafka.bootstrap.servers {servers!r} is not the App's "
             f"({bootstrap_servers!r}): Weir writes to the App's cluster"
         )
-    if fmt == "kafka" and "topic" not in opts:
-        raise ValueError('writeStream: format "kafka" needs option("topic", name)')
+    if fmt == "kafka":
+        _check_kafka_columns(w, opts)
     trigger = None
     if w.trigger_kind == "processing_time":
         trigger = Trigger("processing_time", w.trigger_ms)
@@ -80,6 +80,25 @@ def writer_parts(w: StreamWriter, bootstrap_servers: str | None) -> WriterParts:
     return WriterParts(
         w.query(), opts.get("topic"), _sinks(w, fmt, opts), w.batch_function, trigger, w.name
     )
+
+
+def _check_kafka_columns(w: StreamWriter, opts: dict[str, Any]) -> None:
+    """Spark's checks of a Kafka sink's query: a topic, and a text or binary `value` column
+    (and `key`) where the columns are known."""
+    if "topic" not in opts:
+        raise ValueError('writeStream: format "kafka" needs option("topic", name)')
+    known = cols.known(w.node)
+    if known is None:
+        return
+    if "value" not in known:
+        raise ValueError(
+            "writeStream: format \"kafka\" needs a 'value' column (text or binary), "
+            f"and the query's columns are {', '.join(known)}"
+        )
+    for c in ("key", "value"):
+        t = known.get(c)
+        if t is not None and t not in ("string", "binary"):
+            raise ValueError(f"writeStream: kafka's {c} column must be text or binary, not {t}")
 
 
 def _sinks(w: StreamWriter, fmt: str | None, opts: dict[str, Any]) -> tuple[Sink, ...]:

@@ -55,7 +55,10 @@ class Stage:
         out.extend(agent.sinks)
         if agent.sink is not None:
             headers = None if self.internal_sink else agent.headers
-            out.append(KafkaTopicSink(agent.sink.name, agent.key, self.internal_sink, headers))
+            columns = agent.kafka_columns and not self.internal_sink
+            out.append(
+                KafkaTopicSink(agent.sink.name, agent.key, self.internal_sink, headers, columns)
+            )
         return out
 
 

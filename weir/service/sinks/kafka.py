@@ -31,6 +31,11 @@ class KafkaTopicSink(Sink):
     a mapping or a list of [name, value] pairs, values as text (UTF-8) or null; the column is
     left out of the JSON value. A row whose headers cannot be read goes to the dead letters
     (stage "sink") with the reason; the others are written.
+
+    `columns=True` is Spark's Kafka sink layout (`writeStream.format("kafka")`): the `value`
+    column is the record's value and the `key` column its key (text as UTF-8, bytes as they
+    are, null as none), a `headers` column its headers; other columns are not written. A row
+    whose value or key is of another type goes to the dead letters with the reason.
     """
 
     delivery: Delivery = "transactional"
@@ -41,11 +46,13 @@ class KafkaTopicSink(Sink):
         key: tuple[str, ...] = (),
         raw: bool = False,
         headers: str | None = None,
+        columns: bool = False,
     ) -> None:
         self.topic = topic
         self.key = key
         self.raw = raw
-        self.headers = headers
+        self.headers = "headers" if columns else headers
+        self.columns = columns
 
     @property
     def description(self) -> str:
@@ -62,6 +69,9 @@ class KafkaTopicSink(Sink):
                 hdrs = [] if r is None else [(SOURCE_HEADER, source_value(r))]
                 out.add(topic, encode_key(row, key), orjson.dumps(row), hdrs, partition=one)
             return
+        if self.columns:
+            self._write_columns(batch, out)
+            return
         if self.headers is not None:
             self._write_with_headers(batch, out)
             return
@@ -72,6 +82,18 @@ class KafkaTopicSink(Sink):
         else:
             for value in values:
                 out.add(topic, None, value)
+
+    def _write_columns(self, batch: SinkBatch, out: KafkaRecords) -> None:
+        for row in batch.rows:
+            try:
+                value = _record_bytes(row.get("value"), "value")
+                key = _record_bytes(row.get("key"), "key")
+                hdrs = record_headers(row.get("headers")) if row.get("headers") else []
+            except ValueError as exc:
+                whole = orjson.dumps(render_row(row, batch.timestamp_columns), default=str)
+                out.dead_letter(None, whole, f"{self.description}: {exc}", "sink", None)
+                continue
+            out.add(self.topic, key, value, hdrs)
 
     def _write_with_headers(self, batch: SinkBatch, out: KafkaRecords) -> None:
         col = self.headers
@@ -107,3 +129,12 @@ def record_headers(given: object) -> list[tuple[str, bytes]]:
             (name, b"" if value is None else value.encode() if isinstance(value, str) else value)
         )
     return out
+
+
+def _record_bytes(v: object, column: str) -> bytes | None:
+    """A `key` or `value` column as record bytes, as Spark's Kafka sink takes them."""
+    if v is None or isinstance(v, bytes):
+        return v
+    if isinstance(v, str):
+        return v.encode()
+    raise ValueError(f"the {column} column must be text or bytes, not {type(v).__name__} {v!r}")
