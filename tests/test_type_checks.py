@@ -75,3 +75,27 @@ def test_without_known_types_a_string_in_arithmetic_is_dead_lettered() -> None:
     )
     assert out == [{"plus": 2}]
     assert len(dead) == 1 and "TypeError" in dead[0]["error"]
+
+
+def test_decimal_text_is_a_number_in_arithmetic_comparisons_and_numeric_aggregates() -> None:
+    from tests.batches import run
+    from weir import avg, collect_list, max, min, sum
+    from weir.tables.state.memory import MemoryStore
+
+    s = read("events", columns={"k": "string", "p": "decimal(10,2)"})
+    rows = [{"k": "a", "p": "12.50"}, {"k": "a", "p": "9.00"}, {"k": "a", "p": "100.25"}]
+    q = s.groupBy("k").agg(sum("p"), avg("p"), max("p"), min(col("p")), collect_list("p"))
+    (out,) = run(q.query("complete"), MemoryStore(), [rows])
+    assert out == [  # not text: max was "9.00" and sum null before
+        {
+            "k": "a",
+            "sum(p)": 121.75,
+            "avg(p)": pytest.approx(40.5833333),
+            "max(p)": 100.25,
+            "min(p)": 9.0,
+            "collect_list(p)": ["12.50", "9.00", "100.25"],  # the values themselves: exact
+        }
+    ]
+    sel = s.select("p", (col("p") * 2).alias("d"), (col("p") > 10).alias("big"))
+    (out,) = run(sel.query("append"), MemoryStore(), [rows[:2]])
+    assert out == [{"p": "12.50", "d": 25.0, "big": True}, {"p": "9.00", "d": 18.0, "big": False}]

@@ -350,6 +350,7 @@ def _binary(
 
 
 _ARITHMETIC = frozenset("+-*/%")
+_COMPARISON = frozenset({"=", "<", "<=", ">", ">="})
 NESTED = ("array", "struct", "map")
 
 
@@ -357,7 +358,8 @@ def operands(name: str, symbol: str, lc: Column, rc: Column) -> tuple[Column, Co
     """The operands of `name` after Spark's analysis, where their types are known in the
     compile scope: an array, struct or map operand is refused (ValueError, one line: Spark's
     "data type mismatch"), and a string operand of arithmetic is cast to double, as Spark
-    casts it implicitly ("12.5" + 1 is 13.5, "x" + 1 is null)."""
+    casts it implicitly ("12.5" + 1 is 13.5, "x" + 1 is null); a decimal operand (exact text)
+    of arithmetic or a comparison is read as a double."""
     lt, rt = type_of(lc), type_of(rc)
     for c, t in ((lc, lt), (rc, rt)):
         if t is not None and t.startswith(NESTED):
@@ -366,6 +368,11 @@ def operands(name: str, symbol: str, lc: Column, rc: Column) -> tuple[Column, Co
         if lt == "string":
             lc = lc.cast("double")
         if rt == "string":
+            rc = rc.cast("double")
+    if symbol in _ARITHMETIC or symbol in _COMPARISON:  # decimals are exact text: as numbers
+        if lt is not None and lt.startswith("decimal"):
+            lc = lc.cast("double")
+        if rt is not None and rt.startswith("decimal"):
             rc = rc.cast("double")
     return lc, rc
 

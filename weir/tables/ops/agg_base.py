@@ -48,6 +48,10 @@ class AggregateFunction:
     unless a function says otherwise. `update` of a built-in aggregate never raises.
     """
 
+    numeric = False
+    """Whether it computes with numbers (sum, avg, min, max...): a decimal column's exact
+    text is then read as a double."""
+
     column: str | None = None
     expr: Column | None = None
     label: str = ""

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from weir.tables.expressions.expr import Compiled
+from weir.tables.expressions.expr import Compiled, col
 from weir.tables.operator import BatchContext, Row
 from weir.tables.ops.agg_base import AggregateFunction
 from weir.tables.ops.functions import UserDefinedAggregate
@@ -29,7 +29,7 @@ class Folding:
         """Compile the Column inputs in the scope `types`; a name input is read by name."""
         self._user_defined = any(isinstance(a, UserDefinedAggregate) for a in aggregates)
         self._inputs: list[tuple[str | None, Compiled | None]] = [
-            (a.column, None if a.expr is None else a.expr.compile(types or {})) for a in aggregates
+            (a.column, _input(a, types or {})) for a in aggregates
         ]
         self._exprs = [f for _c, f in self._inputs if f is not None]
         self._failed: set[int] = set()
@@ -123,3 +123,14 @@ class Folding:
 
     def _merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return [f.merge(x, y) for f, x, y in zip(self.aggregates, a, b, strict=True)]
+
+
+def _input(a: AggregateFunction, types: Mapping[str, str]) -> Compiled | None:
+    """The compiled Column input of `a`, or None to read its column by name. A decimal column
+    (exact text, weir.tables.schema) is read as a double by the aggregates that compute with
+    numbers (sum, avg, min, max, percentile), as their results are doubles."""
+    if a.expr is not None:
+        return a.expr.compile(types)
+    if a.numeric and a.column is not None and types.get(a.column, "").startswith("decimal"):
+        return col(f"`{a.column}`").cast("double").compile(types)
+    return None

@@ -83,6 +83,8 @@ class _CountDistinct(_Distinct):
 
 
 class _SumDistinct(_Distinct):
+    numeric = True
+
     def default_name(self) -> str:
         return f"sum(DISTINCT {self.label})"
 

@@ -53,6 +53,7 @@ class _Count(AggregateFunction):
 
 
 class _Sum(UnaryAggregate):
+    numeric = True
     fname = "sum"
 
     def init(self) -> None:
@@ -72,6 +73,7 @@ class _Sum(UnaryAggregate):
 
 
 class _Avg(UnaryAggregate):
+    numeric = True
     fname = "avg"
 
     def init(self) -> list[Any]:
@@ -91,6 +93,8 @@ class _Avg(UnaryAggregate):
 
 
 class _MinMax(UnaryAggregate):
+    numeric = True
+
     def __init__(self, column: AggInput, pick: Callable[..., Any], fname: str) -> None:
         self._read(column)
         self._pick = pick

@@ -119,6 +119,8 @@ def _query(samples: Samples, n: int, q: float, eps: float) -> Any:
 
 
 class _PercentileApprox(AggregateFunction):
+    numeric = True
+
     def __init__(self, column: AggInput, percentage: float | Sequence[float], accuracy: int):
         self._read(column)
         many = isinstance(percentage, list | tuple)
