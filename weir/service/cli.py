@@ -33,8 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="weir", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    local = sub.add_parser("local", help="start, stop or show the local Kafka and PostgreSQL")
-    local.add_argument("action", choices=["up", "down", "status"])
+    local = sub.add_parser(
+        "local",
+        help="start, stop or show the local Kafka and PostgreSQL",
+        description="The local Kafka broker (KRaft, from Apache Kafka's jars) and PostgreSQL "
+        "for development and tests, kept under $WEIR_HOME (default .weir), bound to "
+        "127.0.0.1.",
+    )
+    local.add_argument(
+        "action",
+        choices=["up", "down", "status"],
+        help="up: start both (a no-op when running) and record where they listen; down: stop "
+        "them; status: show whether they run and where",
+    )
     local.set_defaults(func=_local)
 
     from weir.service import commands
@@ -50,14 +61,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())
     parser = build_parser()
     args = parser.parse_args(argv)
+    from pydantic import ValidationError
+
     from weir.service.endpoints import NotConfiguredError
     from weir.service.local.proc import LocalStartError
+    from weir.service.settings import settings_error
 
     try:
         return int(args.func(args) or 0)
     except (LocalStartError, NotConfiguredError) as exc:
         print(f"weir: {exc}", file=sys.stderr)
         return 1
+    except ValidationError as exc:  # a setting is wrong: one line, exit 2 (a usage error)
+        print(f"weir: {settings_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -10,7 +10,10 @@ import signal
 import sys
 from typing import Any
 
+from pydantic import ValidationError
+
 from weir.service.app import App, load_agent_spec, load_attribute
+from weir.service.settings import settings_help
 
 PIPELINES = "weir.agents"
 """Where `weir replay <name>` finds a pipeline given by its bare name."""
@@ -25,6 +28,8 @@ def load_app(spec: str) -> App:
     readable line when it cannot."""
     try:
         module_name, attr, app, agent = load_agent_spec(spec, "app", PIPELINES)
+    except ValidationError:
+        raise  # invalid settings: the command says which, in one line (weir.service.cli)
     except ValueError as exc:
         raise SystemExit(f"weir: {exc}") from None
     if not isinstance(app, App):
@@ -254,7 +259,13 @@ def register(sub: Any) -> None:
     demo.add_argument("--seconds", type=float, default=30.0)
     demo.set_defaults(func=_demo)
     for name, what in (("worker", "run the agents of an app"), ("run", "the same as worker")):
-        worker = sub.add_parser(name, help=f"{what}: weir {name} module:app")
+        worker = sub.add_parser(
+            name,
+            help=f"{what}: weir {name} module:app",
+            description=f"{what.capitalize()} until stopped (SIGTERM or Ctrl-C).",
+            epilog=settings_help(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         worker.add_argument(
             "app",
             help="a pipeline of weir/agents (e.g. event_summary), module:app, or "

@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from weir.service.settings import local_home
+
 ENDPOINTS_FILE = "endpoints.json"
 """In the state folder: the endpoints of the servers `weir local up` started."""
 
@@ -18,7 +20,7 @@ class NotConfiguredError(RuntimeError):
 
 def state_dir() -> Path:
     """The local state folder: `WEIR_HOME`, else `.weir` under the current directory."""
-    return Path(os.environ.get("WEIR_HOME", ".weir")).resolve()
+    return local_home()
 
 
 @dataclass

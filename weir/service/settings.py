@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from weir.tables.timeutil import parse_duration
@@ -23,7 +24,11 @@ class Settings(BaseSettings):
     held in milliseconds."""
 
     model_config = SettingsConfigDict(
-        env_prefix="WEIR_", frozen=True, extra="forbid", hide_input_in_errors=True
+        env_prefix="WEIR_",
+        frozen=True,
+        extra="forbid",
+        hide_input_in_errors=True,
+        use_attribute_docstrings=True,
     )
     """hide_input_in_errors: a validation error names the setting, never its value (which may
     be a password)."""
@@ -36,8 +41,9 @@ class Settings(BaseSettings):
     """Checkpoint interval: how long a micro-batch gathers input before it runs and commits."""
     max_records_per_trigger: int = 50_000
     """Upper bound of records taken into one micro-batch (Spark's maxOffsetsPerTrigger)."""
-    state_dir: Path = Path(".weir/state")
-    """Where RocksDB stores live, one folder per agent and partition."""
+    state_dir: Path = Field(default_factory=lambda: local_home() / "state")
+    """Where RocksDB stores live, one folder per agent and partition: `$WEIR_HOME/state`
+    (WEIR_HOME defaults to `.weir` in the current directory)."""
     store: StoreKind = "rocksdb"
     """State store kind; memory loses state on restart (it is restored from the changelog)."""
     starting_offsets: Literal["earliest", "latest"] = "earliest"
@@ -136,3 +142,33 @@ class Settings(BaseSettings):
         if self.kafka_connect_timeout_ms <= 0:
             raise ValueError("kafka_connect_timeout_ms must be positive")
         return self
+
+
+def local_home() -> Path:
+    """Weir's local folder: `WEIR_HOME`, else `.weir` under the current directory (the local
+    broker and PostgreSQL, worker state, the demo's outputs)."""
+    return Path(os.environ.get("WEIR_HOME", ".weir")).resolve()
+
+
+def settings_error(exc: ValidationError) -> str:
+    """One line naming each invalid setting (as its `WEIR_*` variable) and what is wrong;
+    a secret's value never appears (the model hides inputs in its errors)."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ()) if not isinstance(x, int)]
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            msg = "not a setting of Weir"
+        parts.append(f"WEIR_{loc[0].upper()} ({loc[0]}): {msg}" if loc else msg)
+    return "invalid settings: " + "; ".join(parts)
+
+
+def settings_help() -> str:
+    """The settings as `weir worker --help` lists them: each WEIR_* variable, its default and
+    the first sentence of its description."""
+    lines = ["settings (environment variables, or keyword arguments of App):"]
+    for name, field in Settings.model_fields.items():
+        default = "computed" if field.default_factory is not None else repr(field.default)
+        about = " ".join((field.description or "").split()).split(". ")[0].rstrip(".")
+        lines.append(f"  WEIR_{name.upper():<28} {about} (default {default})")
+    return "\n".join(lines)
