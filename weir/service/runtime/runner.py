@@ -200,6 +200,8 @@ class AgentRunner:
             if self.agent.trigger.kind == "available_now" and await self._caught_up():
                 log.info("%s: available-now input processed; stopping", self.name)
                 break
+        if stop.is_set():
+            log.info("%s: stop requested: the batch in flight is committed; stopping", self.name)
         self.finished.set()
 
     def _reset_policy(self) -> str:

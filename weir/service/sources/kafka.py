@@ -25,6 +25,10 @@ from weir.service.sources.base import Records, Source, TopicRecords
 log = logging.getLogger("weir.worker")
 
 
+STOP_CHECK_MS = 200
+"""How often a waiting trigger looks at the stop request (SIGTERM takes effect within it)."""
+
+
 class KafkaSource(Source):
     """The input topics of one agent, for one member of its consumer group.
 
@@ -99,23 +103,23 @@ class KafkaSource(Source):
     ) -> Records:
         """What is available now (waiting at most `wait_ms` for a first record), or with
         `fill` everything that arrives within `wait_ms` (a processing-time trigger), up to
-        `max_records`; an empty batch when `stop` is set meanwhile."""
+        `max_records`. When `stop` is set meanwhile the wait ends within STOP_CHECK_MS, with
+        what arrived so far (which the caller still processes and commits)."""
         assert self.consumer is not None
         deadline = time.monotonic() + wait_ms / 1000
         got_by: dict[int, dict[str, list[Any]]] = {}
         n = 0
         while n < max_records and not (stop is not None and stop.is_set()):
             remaining = max(0, int((deadline - time.monotonic()) * 1000))
-            got = await self.consumer.getmany(
-                timeout_ms=0 if (n and not fill) else remaining, max_records=max_records - n
-            )
+            wait = 0 if (n and not fill) else remaining
+            if stop is not None:  # a long trigger interval must not delay a SIGTERM
+                wait = min(wait, STOP_CHECK_MS)
+            got = await self.consumer.getmany(timeout_ms=wait, max_records=max_records - n)
             for tp, recs in got.items():
                 if recs:
                     got_by.setdefault(tp.partition, {}).setdefault(tp.topic, []).extend(recs)
                     n += len(recs)
-            if not got and (n or remaining == 0):
-                break
-            if not fill and n and not got:
+            if not got and (remaining == 0 or (n and not fill)):
                 break
             if time.monotonic() >= deadline and (n or fill):
                 break
