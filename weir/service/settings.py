@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from weir.tables.timeutil import parse_duration
@@ -18,10 +18,21 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
+class AgentSettings(BaseModel):
+    """Settings one agent (query) overrides: `WEIR_AGENTS__<agent>__MAX_RECORDS_PER_TRIGGER`
+    (Spark's maxOffsetsPerTrigger is per query), or `agents={"clicks": {...}}` in App."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    max_records_per_trigger: int | None = Field(default=None, gt=0)
+    """This agent's bound of records per micro-batch (None: the app's)."""
+
+
 class Settings(BaseSettings):
     """Settings of an App and its workers. Environment variables `WEIR_<NAME>` override
-    defaults; keyword arguments override both. Durations accept "200 ms" or timedeltas and are
-    held in milliseconds."""
+    defaults; keyword arguments override both; with `WEIR_SECRETS_DIR`, a file named
+    `WEIR_<NAME>` there (a mounted Kubernetes secret) gives a setting too. Durations accept
+    "200 ms" or timedeltas and are held in milliseconds."""
 
     model_config = SettingsConfigDict(
         env_prefix="WEIR_",
@@ -29,7 +40,15 @@ class Settings(BaseSettings):
         extra="forbid",
         hide_input_in_errors=True,
         use_attribute_docstrings=True,
+        env_nested_delimiter="__",
     )
+
+    def __init__(self, **values: Any) -> None:
+        secrets = os.environ.get("WEIR_SECRETS_DIR")
+        if secrets and "_secrets_dir" not in values:
+            values["_secrets_dir"] = secrets
+        super().__init__(**values)
+
     """hide_input_in_errors: a validation error names the setting, never its value (which may
     be a password)."""
 
@@ -39,8 +58,11 @@ class Settings(BaseSettings):
     """exactly_once: outputs, changelog and offsets in one Kafka transaction per checkpoint."""
     commit_interval_ms: int = 200
     """Checkpoint interval: how long a micro-batch gathers input before it runs and commits."""
-    max_records_per_trigger: int = 50_000
+    max_records_per_trigger: int = Field(default=50_000, gt=0)
     """Upper bound of records taken into one micro-batch (Spark's maxOffsetsPerTrigger)."""
+    agents: dict[str, AgentSettings] = Field(default_factory=dict)
+    """Per-agent overrides, by agent name (case-insensitive), e.g.
+    `WEIR_AGENTS__CLICKS__MAX_RECORDS_PER_TRIGGER=500`."""
     state_dir: Path = Field(default_factory=lambda: local_home() / "state")
     """Where RocksDB stores live, one folder per agent and partition: `$WEIR_HOME/state`
     (WEIR_HOME defaults to `.weir` in the current directory)."""
@@ -144,6 +166,28 @@ class Settings(BaseSettings):
         return self
 
 
+def for_agent(settings: Settings, agent: str) -> Settings:
+    """`settings` with the overrides of `agent` applied (also for its repartition stage,
+    named `<agent>-repartition-<input>`)."""
+    name = agent.lower()
+    for key, override in settings.agents.items():
+        k = key.lower()
+        if name == k or name.startswith(k + "-repartition-"):
+            given = {f: v for f, v in override.model_dump().items() if v is not None}
+            return settings.model_copy(update=given)
+    return settings
+
+
+def settings_table() -> str:
+    """The README's settings table (a test keeps the README's copy equal to it)."""
+    rows = ["| variable (App keyword) | default | what it does |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = "see text" if field.default_factory is not None else f"`{field.default!r}`"
+        about = " ".join((field.description or "").split()).replace("|", "\\|")
+        rows.append(f"| `WEIR_{name.upper()}` (`{name}`) | {default} | {about} |")
+    return "\n".join(rows)
+
+
 def local_home() -> Path:
     """Weir's local folder: `WEIR_HOME`, else `.weir` under the current directory (the local
     broker and PostgreSQL, worker state, the demo's outputs)."""
@@ -159,7 +203,8 @@ def settings_error(exc: ValidationError) -> str:
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             msg = "not a setting of Weir"
-        parts.append(f"WEIR_{loc[0].upper()} ({loc[0]}): {msg}" if loc else msg)
+        env = "WEIR_" + "__".join(x.upper() for x in loc)
+        parts.append(f"{env} ({'.'.join(loc)}): {msg}" if loc else msg)
     return "invalid settings: " + "; ".join(parts)
 
 

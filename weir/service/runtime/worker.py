@@ -15,6 +15,7 @@ from weir.service.connection import KafkaConnection, check_access
 from weir.service.runtime import topology
 from weir.service.runtime.failures import MAX_BACKOFF_S, transient
 from weir.service.runtime.runner import AgentRunner
+from weir.service.settings import for_agent
 from weir.service.status import agent_state, public
 
 log = logging.getLogger("weir.worker")
@@ -35,7 +36,7 @@ class Worker:
         self.kafka = KafkaConnection.from_settings(app.settings, bootstrap)
         self.bootstrap = self.kafka.bootstrap_servers
         self.runners = {
-            name: AgentRunner(topology.Stage(agent), app.settings, self.kafka)
+            name: AgentRunner(topology.Stage(agent), for_agent(app.settings, name), self.kafka)
             for name, agent in app.agents.items()
         }
         self.stop_event = asyncio.Event()
@@ -45,7 +46,8 @@ class Worker:
     async def _expand(self) -> None:
         """Split agents whose keyed state needs a repartition topic into their two stages."""
         for stage in await topology.stages(self.app, self.kafka):
-            runner = AgentRunner(stage, self.app.settings, self.kafka)
+            settings = for_agent(self.app.settings, stage.agent.name)
+            runner = AgentRunner(stage, settings, self.kafka)
             runner.available_now.upstream = [self.runners[u].finished for u in stage.upstream]
             self.runners[stage.agent.name] = runner
 
