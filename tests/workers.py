@@ -18,7 +18,7 @@ class WorkerProcess:
     def __init__(self, spec: str, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()
-        full_env = {**os.environ, **env}
+        full_env = {**os.environ, "WEIR_LOG_FORMAT": "text", **env}  # tests read text lines
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "weir.service.cli", "worker", spec, "--log-level", "info"],
             env=full_env,

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from weir.service import logs
 from weir.service.app import App, load_agent_spec, load_attribute
 from weir.service.settings import settings_help
 
@@ -91,9 +92,7 @@ async def run_worker(app: App) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(args.log_level)
     app = load_app(args.app)
     tune_gc()
     from weir.service.connection import KafkaAccessError

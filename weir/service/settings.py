@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     web_port: int | None = None
     """HTTP port for /metrics, /progress, /healthz and /readyz (None: no HTTP server; 0: any
     port)."""
+    log_format: Literal["auto", "json", "text"] = "auto"
+    """`weir worker`'s log lines: JSON objects (json), readable text (text), or text on a
+    terminal and JSON otherwise (auto); see weir.service.logs."""
     web_host: str = "127.0.0.1"
     """Address the HTTP endpoints bind: loopback unless set (a container sets 0.0.0.0 so that
     probes and Prometheus reach the pod IP)."""

@@ -89,12 +89,15 @@ async def _restore_once(
             bar.update(min(total, position - offset))
         gauge.set(0)
         bar.close()
+        took = round(time.monotonic() - started, 3)
+        fields = {"event": "restored", "query": name, "partition": p, "records": total}
         log.info(
             "%s[%d]: restored %d records in %.2fs",
             name,
             p,
             total,
-            time.monotonic() - started,
+            took,
+            extra={**fields, "seconds": took},
         )
         return position
     finally:

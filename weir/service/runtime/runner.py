@@ -105,6 +105,8 @@ class AgentRunner:
         self._eos = settings.processing_guarantee == "exactly_once"
         self._fatal: BaseException | None = None
         self._failing: dict[int, Failure] = {}
+        self._committed_once: set[int] = set()
+        """Partitions whose task committed a batch since it opened (the first_batch event)."""
         """Partitions whose last batch failed, until it commits."""
         self._limits: dict[str, topics.TopicLimits] = {}
         """Broker limits of the topics this agent writes."""
@@ -198,11 +200,23 @@ class AgentRunner:
             async with self._lock:
                 await self._run_tasks(records)
             if self.agent.trigger.kind == "available_now" and await self._caught_up():
-                log.info("%s: available-now input processed; stopping", self.name)
+                log.info(
+                    "%s: available-now input processed; stopping",
+                    self.name,
+                    extra=self._fields("stopping"),
+                )
                 break
         if stop.is_set():
-            log.info("%s: stop requested: the batch in flight is committed; stopping", self.name)
+            log.info(
+                "%s: stop requested: the batch in flight is committed; stopping",
+                self.name,
+                extra=self._fields("stopping"),
+            )
         self.finished.set()
+
+    def _fields(self, event: str, **more: Any) -> dict[str, Any]:
+        """The structured fields of a lifecycle log line (weir.service.logs)."""
+        return {"event": event, "app": self.agent.app.name, "query": self.name, **more}
 
     def _reset_policy(self) -> str:
         so = self.agent.starting_offsets
@@ -211,8 +225,16 @@ class AgentRunner:
     # -- rebalance -----------------------------------------------------------------------
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Close the tasks of revoked partitions after their in-flight checkpoint."""
+        parts = sorted({tp.partition for tp in revoked})
+        if parts:
+            log.info(
+                "%s: revoked partitions %s",
+                self.name,
+                parts,
+                extra=self._fields("revoked", partitions=parts),
+            )
         async with self._lock:
-            for p in sorted({tp.partition for tp in revoked}):
+            for p in parts:
                 await self._close_task(p)
                 self._failing.pop(p, None)
 
@@ -222,7 +244,13 @@ class AgentRunner:
         The partitions stay paused until their state is restored and their committed offsets
         are checked, so no record of them is processed before that.
         """
-        log.info("%s: assigned partitions %s", self.name, sorted({tp.partition for tp in assigned}))
+        parts = sorted({tp.partition for tp in assigned})
+        log.info(
+            "%s: assigned partitions %s",
+            self.name,
+            parts,
+            extra=self._fields("assigned", partitions=parts),
+        )
         self.source.pause(assigned)
         try:
             async with self._lock:
@@ -288,6 +316,7 @@ class AgentRunner:
 
     async def _close_task(self, p: int) -> None:
         self._planned.forget(p)
+        self._committed_once.discard(p)
         task = self.tasks.pop(p, None)
         if task is not None:
             await close_task(task)
@@ -447,6 +476,13 @@ class AgentRunner:
             batch.changes,
             BatchTimes(started, batch.decoded_at, t_processed, t_committed),
         )
+        if task.partition not in self._committed_once:
+            self._committed_once.add(task.partition)
+            fields = self._fields(
+                "first_batch", partition=task.partition, batch_id=result.batch_id,
+                records=batch.n_input,
+            )  # fmt: skip
+            log.info("%s[%d]: first batch committed", self.name, task.partition, extra=fields)
         if batch.out.n_dead:
             metrics.DEAD_LETTERS.labels(self.name).inc(batch.out.n_dead)
         if self.stage.aliases:

@@ -114,6 +114,7 @@ class Worker:
                     await runner.stop()
             if web is not None:
                 await web.stop()
+            log.info("stopped", extra={"event": "stopped", "app": self.app.name})
 
     async def _until_connected(
         self,

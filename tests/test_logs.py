@@ -1,0 +1,59 @@
+"""Log lines (weir.service.logs): JSON objects with the lifecycle fields given in `extra`, or
+readable text; "auto" is text on a terminal and JSON otherwise."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+
+from weir.service import logs
+
+
+def record(msg: str, **extra: object) -> logging.LogRecord:
+    r = logging.LogRecord("weir.x", logging.INFO, __file__, 1, msg, ("q",), None)
+    r.__dict__.update(extra)
+    return r
+
+
+def test_a_json_line_holds_the_message_and_the_known_fields_only() -> None:
+    line = logs.JsonFormatter().format(
+        record("%s: assigned", event="assigned", app="a", query="q", partitions=[0, 1], x=1)
+    )
+    out = orjson.loads(line)
+    assert out["message"] == "q: assigned" and out["level"] == "INFO"
+    assert out["logger"] == "weir.x" and out["time"].endswith("+00:00")
+    assert {k: out[k] for k in ("event", "app", "query", "partitions")} == {
+        "event": "assigned",
+        "app": "a",
+        "query": "q",
+        "partitions": [0, 1],
+    }
+    assert "x" not in out and "\n" not in line
+
+
+def test_an_exception_is_kept_in_the_json_line() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        r = record("%s failed")
+        r.exc_info = sys.exc_info()
+    out = orjson.loads(logs.JsonFormatter().format(r))
+    assert "ValueError: boom" in out["exception"]
+
+
+@pytest.mark.parametrize(("fmt", "json_lines"), [("json", True), ("text", False), ("auto", True)])
+def test_configure_chooses_the_format(
+    fmt: str, json_lines: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.configure("info", fmt)  # captured stderr is not a terminal: auto is JSON
+    logging.getLogger("weir.t").info("hello", extra={"event": "stopped"})
+    err = capsys.readouterr().err.strip()
+    if json_lines:
+        assert orjson.loads(err)["event"] == "stopped"
+    else:
+        assert err.endswith("INFO weir.t hello")
+    logging.getLogger().handlers.clear()
