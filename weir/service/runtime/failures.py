@@ -14,7 +14,13 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    ProducerFenced,
+)
 
 from weir.service.sources.base import TopicRecords
 from weir.tables.operator import ErrorStage
@@ -87,8 +93,13 @@ class Failure:
 
 def transient(exc: BaseException) -> bool:
     """True for failures that retrying may get over without anything changing (the broker
-    unreachable, a leader moving, a request timing out)."""
+    unreachable, a leader moving, a request timing out), and for a fenced producer: another
+    member took the partition while this one had not yet seen the rebalance (after a broker
+    outage, say); the group's next rebalance settles it, and the fencing keeps the output
+    exact meanwhile, so it never counts against max_batch_retries."""
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError):
+        return True
+    if isinstance(exc, ProducerFenced | InvalidProducerEpoch):
         return True
     if getattr(exc, "transient", False) is True:  # a sink's server unreachable (SinkFailure)
         return True

@@ -1,0 +1,28 @@
+"""How the worker classes a failed checkpoint (weir.service.runtime.failures): a fenced
+producer is a member that lost its partition before it saw the rebalance, retried without
+limit, never a batch failure that stops the worker (the chaos join under at_least_once had
+a worker stop with "a batch failed 6 times, last with ProducerFenced" while two members
+fenced each other until the group settled)."""
+
+from __future__ import annotations
+
+from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, UnknownTopicOrPartitionError
+
+from weir.service.runtime.failures import Failure, transient
+
+
+def test_a_fenced_producer_is_retried_and_never_counts_as_an_attempt() -> None:
+    failure = Failure({})
+    for _ in range(10):
+        failure.record(ProducerFenced())
+        failure.record(InvalidProducerEpoch())
+    assert (failure.attempts, failure.transient) == (0, 20)
+    assert failure.backoff_s() == 10.0  # the backoff still grows to its bound
+
+
+def test_other_failures_still_count() -> None:
+    assert transient(ProducerFenced()) and not transient(ValueError("bad row"))
+    failure = Failure({})
+    failure.record(ValueError("bad row"))
+    assert (failure.attempts, failure.transient) == (1, 0)
+    assert transient(UnknownTopicOrPartitionError()) is UnknownTopicOrPartitionError.retriable
