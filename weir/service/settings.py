@@ -186,7 +186,7 @@ def settings_table() -> str:
     rows = ["| variable (App keyword) | default | what it does |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         default = "see text" if field.default_factory is not None else f"`{field.default!r}`"
-        about = " ".join((field.description or "").split()).replace("|", "\\|")
+        about = _described(name).replace("|", "\\|")
         rows.append(f"| `WEIR_{name.upper()}` (`{name}`) | {default} | {about} |")
     return "\n".join(rows)
 
@@ -217,6 +217,11 @@ def settings_help() -> str:
     lines = ["settings (environment variables, or keyword arguments of App):"]
     for name, field in Settings.model_fields.items():
         default = "computed" if field.default_factory is not None else repr(field.default)
-        about = " ".join((field.description or "").split()).split(". ")[0].rstrip(".")
+        about = _described(name).split(". ")[0].rstrip(".")
         lines.append(f"  WEIR_{name.upper():<28} {about} (default {default})")
     return "\n".join(lines)
+
+
+def _described(name: str) -> str:
+    """A setting's docstring as one line (the README table and `--help` show it)."""
+    return " ".join((Settings.model_fields[name].description or "").split())

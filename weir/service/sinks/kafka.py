@@ -8,6 +8,7 @@ import orjson
 from weir.service.codec import encode_key, encode_rows, render_row
 from weir.service.sinks.base import Delivery, KafkaRecords, Sink, SinkBatch
 from weir.service.sources.base import SourceRecord
+from weir.tables.operator import Row
 
 SOURCE_HEADER = "weir.source"
 """Header of a repartition record: "partition:offset:timestamp" of the input record stage 1
@@ -83,6 +84,11 @@ class KafkaTopicSink(Sink):
             for value in values:
                 out.add(topic, None, value)
 
+    def _dead_letter(self, row: Row, batch: SinkBatch, out: KafkaRecords, exc: ValueError) -> None:
+        """A row this sink cannot write, to the dead letters (stage "sink") with the reason."""
+        whole = orjson.dumps(render_row(row, batch.timestamp_columns), default=str)
+        out.dead_letter(None, whole, f"{self.description}: {exc}", "sink", None)
+
     def _write_columns(self, batch: SinkBatch, out: KafkaRecords) -> None:
         for row in batch.rows:
             try:
@@ -90,8 +96,7 @@ class KafkaTopicSink(Sink):
                 key = _record_bytes(row.get("key"), "key")
                 hdrs = record_headers(row.get("headers")) if row.get("headers") else []
             except ValueError as exc:
-                whole = orjson.dumps(render_row(row, batch.timestamp_columns), default=str)
-                out.dead_letter(None, whole, f"{self.description}: {exc}", "sink", None)
+                self._dead_letter(row, batch, out, exc)
                 continue
             out.add(self.topic, key, value, hdrs)
 
@@ -104,8 +109,7 @@ class KafkaTopicSink(Sink):
             try:
                 hdrs = record_headers(row.get(col))
             except ValueError as exc:
-                whole = orjson.dumps(render_row(row, batch.timestamp_columns), default=str)
-                out.dead_letter(None, whole, f"{self.description}: {exc}", "sink", None)
+                self._dead_letter(row, batch, out, exc)
                 continue
             out.add(self.topic, encode_key(row, self.key), encoded, hdrs)
 
