@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from weir.service.runtime.progress import state_operators
+from weir.service.runtime.progress import BatchTimes, OperatorTotals, TaskBatch
 from weir.tables.operator import Row
 from weir.tables.ops.arbitrary import GroupState
 from weir.tables.ops.functions import count
@@ -114,7 +114,6 @@ def test_join_holds_the_next_operators_watermark_back_by_its_range() -> None:
     run(task, {"clk": [{"ad": "a", "click_ts": 2 * hour + 20 * MIN}]}, 2)
     assert task.watermark == 2 * hour - 10 * MIN  # min(2:00 - 10 min, 2:20 - 15 min)
     result = task.run_batch({"imp": [{"ad": "a", "imp_ts": 2 * hour + 5 * MIN}]}, 3)
-    changes = result.txn.changes()
     task.commit(result)
     assert [o.watermark for o in result.operators] == [
         2 * hour - 10 * MIN,
@@ -122,14 +121,18 @@ def test_join_holds_the_next_operators_watermark_back_by_its_range() -> None:
     ]
     assert result.rows == []  # [2:00, 3:00) ends after both
     # the progress record's stateOperators: each operator with its own watermark
-    entries = state_operators(result, changes, 0)
+    totals = OperatorTotals()
+    totals.update(0, result)
+    times = BatchTimes(0, 0, 0, 0, 0)
+    entries = totals.state_operators([TaskBatch(0, result, 1, {}, times, 0, {}, None)], None)
     assert [(e["operatorName"], e["eventTimeWatermark"]) for e in entries] == [
         ("join(inner)", iso_utc(2 * hour - 10 * MIN)),
         ("aggregate(window(imp_ts), ad)", iso_utc(2 * hour - 40 * MIN - 1)),
     ]
-    # the join stores the impression (row, time index entry, index bucket); it meets the
-    # click, and the joined row opens a window in the aggregation
-    assert [e["numRowsUpdated"] for e in entries] == [3, 1]
+    # the join stores the impression (it holds both impressions and the click); it meets the
+    # click, and the joined row updates the window the first pair opened
+    assert [e["numRowsUpdated"] for e in entries] == [1, 1]
+    assert [e["numRowsTotal"] for e in entries] == [3, 1]
     assert [e["numRowsDroppedByWatermark"] for e in entries] == [0, 0]
 
 
@@ -176,16 +179,22 @@ def test_progress_of_a_single_stateful_operator() -> None:
     )
     rows = [{"user": u, "ts": m * MIN} for u, m in (("a", 1), ("b", 2), ("a", 12), ("a", 3))]
     result = task.run_batch({"ev": rows}, 1)
-    changes = result.txn.changes()
     task.commit(result)
-    (entry,) = state_operators(result, changes, 42)
+    totals = OperatorTotals()
+    totals.update(0, result)
+    batch = TaskBatch(0, result, 4, {}, BatchTimes(0, 0, 0, 0, 0), 3, {}, None)
+    (entry,) = totals.state_operators([batch], 42)
     assert entry == {
         "operatorName": "aggregate(window(ts), user)",
         "stateName": "aggregate(window(ts), user)",
-        "numRowsTotal": 42,
+        "numRowsTotal": 3,
         "numRowsUpdated": 3,  # three groups: (a, 0-10), (b, 0-10), (a, 10-20)
+        "numRowsRemoved": 0,
         "numRowsDroppedByWatermark": 0,
+        "numWindowsClosed": 0,
+        "memoryUsedBytes": 42,
         "eventTimeWatermark": None,
+        "_watermark": None,
     }
 
 

@@ -36,7 +36,8 @@ def batch(rows: list[dict[str, Any]], n: int = 7, task: int = 2) -> SinkBatch:
 
 
 def errors_counted(sink: str) -> float:
-    value = metrics.REGISTRY.get_sample_value("weir_sink_errors_total", {"sink": sink})
+    labels = {"app": "", "query": "", "sink": sink}  # outside a worker
+    value = metrics.REGISTRY.get_sample_value("weir_sink_errors_total", labels)
     return value or 0.0
 
 

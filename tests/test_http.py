@@ -38,19 +38,30 @@ REPO = Path(__file__).resolve().parents[1]
 METRIC_NAMES = [
     "weir_input_records_total",
     "weir_output_records_total",
-    "weir_dead_letter_records_total",
-    "weir_late_rows_total",
     "weir_batches_total",
-    "weir_checkpoint_aborts_total",
-    "weir_offset_resets_total",
     "weir_batch_duration_seconds",
-    "weir_state_rows",
+    "weir_record_e2e_latency_seconds",
+    "weir_transaction_commit_seconds",
+    "weir_checkpoint_aborts_total",
+    "weir_consumer_lag_records",
     "weir_watermark_seconds",
+    "weir_watermark_delay_seconds",
+    "weir_late_rows_total",
+    "weir_state_rows",
+    "weir_state_rows_updated_total",
+    "weir_state_rows_removed_total",
+    "weir_state_bytes",
+    "weir_windows_closed_total",
     "weir_restored_changelog_records_total",
     "weir_restore_remaining_records",
-    "weir_watermark_jumps_total",
-    "weir_sink_errors_total",
+    "weir_dead_letter_records_total",
+    "weir_sink_write_seconds",
     "weir_sink_write_failures_total",
+    "weir_sink_errors_total",
+    "weir_rebalances_total",
+    "weir_assigned_partitions",
+    "weir_offset_resets_total",
+    "weir_watermark_jumps_total",
 ]
 
 
@@ -143,8 +154,8 @@ async def test_healthz(served: tuple[Worker, WebServer]) -> None:
 async def test_metrics_exposes_every_metric(served: tuple[Worker, WebServer]) -> None:
     _, server = served
     label = f"http-test-{uuid.uuid4().hex[:6]}"
-    metrics.INPUT_RECORDS.labels(label).inc(3)
-    metrics.STATE_ROWS.labels(label, "0").set(42)
+    metrics.INPUT_RECORDS.labels("app", label, "clicks").inc(3)
+    metrics.STATE_ROWS.labels("app", label, "counts").set(42)
     r = await fetch(server.url + "/metrics")
     assert r.status == 200
     assert r.headers["Content-Type"] == CONTENT_TYPE_LATEST
@@ -156,47 +167,49 @@ async def test_metrics_exposes_every_metric(served: tuple[Worker, WebServer]) ->
         assert any(n == metric._name or n == metric._name + "_total" for n in names), metric
     for name in METRIC_NAMES:
         assert f"# HELP {name} " in r.text, name
-    assert f'weir_input_records_total{{agent="{label}"}} 3.0' in r.text
-    assert f'weir_state_rows{{agent="{label}",partition="0"}} 42.0' in r.text
+    assert f'weir_input_records_total{{app="app",query="{label}",topic="clicks"}} 3.0' in r.text
+    assert f'weir_state_rows{{app="app",operator="counts",query="{label}"}} 42.0' in r.text
 
 
 @pytest.mark.asyncio
 async def test_progress_shows_appended_records(served: tuple[Worker, WebServer]) -> None:
     worker, server = served
-    runner = worker.runners["counts"]
-    empty = (await fetch(server.url + "/progress")).json()
+    query = worker.queries["counts"]
+    empty = (await fetch(server.url + "/progress")).json()["queries"]["counts"]
     assert empty == {
-        "agents": {"counts": {"last_progress": None, "recent_progress": [], "partitions": []}}
+        "id": query.id,
+        "runId": query.run_id,
+        "name": "counts",
+        "status": {"message": "Initializing", "isDataAvailable": False, "isTriggerActive": False},
+        "last_progress": None,
+        "recent_progress": [],
+        "partitions": [],
     }
     for batch in range(15):
-        runner.recent_progress.append(
+        query.recent.append(
             {
-                "id": runner.agent.group_id,
+                "id": query.id,
                 "name": "counts",
-                "partition": 0,
                 "batchId": batch,
                 "numInputRows": 10 * batch,
-                "eventTime": {"watermark": None},
-                "_wall": 1.5,
+                "stateOperators": [{"stateName": "s", "numRowsTotal": 3, "_watermark": 7}],
             }
         )
     r = await fetch(server.url + "/progress")
     assert r.status == 200
     assert r.headers["Content-Type"] == "application/json"
-    agent = r.json()["agents"]["counts"]
-    assert agent["last_progress"] == {
-        "id": runner.agent.group_id,
+    shown = r.json()["queries"]["counts"]
+    assert shown["last_progress"] == {
+        "id": query.id,
         "name": "counts",
-        "partition": 0,
         "batchId": 14,
         "numInputRows": 140,
-        "eventTime": {"watermark": None},
+        "stateOperators": [{"stateName": "s", "numRowsTotal": 3}],
     }
-    assert [p["batchId"] for p in agent["recent_progress"]] == list(range(5, 15))
-    assert all("_wall" not in p for p in agent["recent_progress"])
-    three = (await fetch(server.url + "/progress?n=3")).json()["agents"]["counts"]
+    assert [p["batchId"] for p in shown["recent_progress"]] == list(range(5, 15))
+    three = (await fetch(server.url + "/progress?n=3")).json()["queries"]["counts"]
     assert [p["batchId"] for p in three["recent_progress"]] == [12, 13, 14]
-    many = (await fetch(server.url + "/progress?n=1000")).json()["agents"]["counts"]
+    many = (await fetch(server.url + "/progress?n=1000")).json()["queries"]["counts"]
     assert len(many["recent_progress"]) == 15
     bad = await fetch(server.url + "/progress?n=ten")
     assert bad.status == 400
@@ -218,8 +231,8 @@ class _FixedStatus:
         self.partitions: list[int] = []
 
     def progress(self, n: int) -> dict[str, Any]:
-        agent = {"last_progress": None, "recent_progress": [], "partitions": self.partitions}
-        return {"agents": {"counts": agent}}
+        query = {"last_progress": None, "recent_progress": [], "partitions": self.partitions}
+        return {"queries": {"counts": query}}
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
         return self.ready
@@ -254,7 +267,7 @@ async def test_readyz_and_progress_serve_what_the_status_says() -> None:
         r = await fetch(server.url + "/readyz")
         assert (r.status, r.text) == (200, "ready\ncounts: ready\n")
         progress = (await fetch(server.url + "/progress")).json()
-        assert progress["agents"]["counts"]["partitions"] == [0, 1]
+        assert progress["queries"]["counts"]["partitions"] == [0, 1]
     finally:
         await server.stop()
 
@@ -365,16 +378,18 @@ async def test_worker_serves_endpoints_while_it_runs(kafka: KafkaHelper, state_d
         await kafka.produce(src, [{"k": str(i % 5)} for i in range(100)], key="k")
 
         def all_counted(r: Reply) -> bool:
-            recent = r.json()["agents"]["counts"]["recent_progress"]
+            recent = r.json()["queries"]["counts"]["recent_progress"]
             return sum(p["numInputRows"] for p in recent) == 100
 
         progress = await _poll(base + "/progress?n=100", all_counted, 60, "progress incomplete")
-        agent = progress.json()["agents"]["counts"]
-        assert agent["partitions"] == [0, 1]
-        assert agent["last_progress"]["name"] == "counts"
-        assert all("_wall" not in p for p in agent["recent_progress"])
+        query = progress.json()["queries"]["counts"]
+        assert query["partitions"] == [0, 1]
+        assert query["last_progress"]["name"] == "counts"
         text = (await fetch(base + "/metrics")).text
-        assert 'weir_input_records_total{agent="counts"}' in text
+        assert (
+            f'weir_input_records_total{{app="{app.name}",query="counts",topic="{src}"}} 100.0'
+            in text
+        )
         assert not run.done()
     finally:
         worker.stop()

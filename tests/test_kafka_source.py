@@ -62,16 +62,27 @@ async def test_starting_offsets_first_start_only(kafka: KafkaHelper, state_dir: 
     await worker.run()
     assert sorted(r["i"] for r in await kafka.read_json(dst, idle_s=1)) == [7, 8, 9, 100, 200]
 
-    progress = [p for p in worker.runners["copy"].recent_progress if p["numInputRows"]]
+    progress = [p for p in worker.queries["copy"].recent if p["numInputRows"]]
     assert sum(p["numInputRows"] for p in progress) == 2
     p = progress[-1]
     assert {"batchId", "timestamp", "inputRowsPerSecond", "processedRowsPerSecond"} <= set(p)
-    assert set(p["durationMs"]) == {"getBatch", "addBatch", "commitOffsets", "triggerExecution"}
-    (source,) = p["sources"]
-    part = str(p["partition"])
-    start = source["startOffset"][src][part]
-    assert source["endOffset"][src][part] == start + 1
-    assert p["sink"]["numOutputRows"] == 1
+    assert set(p["durationMs"]) == {
+        "walCommit",
+        "getBatch",
+        "addBatch",
+        "commitOffsets",
+        "triggerExecution",
+    }
+    sources = [s for p in progress for s in p["sources"]]
+    assert {s["description"] for s in sources} == {f"KafkaV2[Subscribe[{src}]]"}
+    moved = {}
+    for s in sources:
+        for part, start in s["startOffset"][src].items():
+            moved[part] = moved.get(part, 0) + s["endOffset"][src][part] - start
+    assert moved == {"0": 1, "1": 1}  # one record read from each partition
+    assert [s["endOffset"][src] for s in sources][-1] == {"0": 11, "1": 11}
+    assert p["sink"]["description"] == f"kafka[{dst}]"
+    assert sum(p["sink"]["numOutputRows"] for p in progress) == 2
 
 
 async def test_data_loss_fails_or_resets(kafka: KafkaHelper, state_dir: Path) -> None:
@@ -91,9 +102,10 @@ async def test_data_loss_fails_or_resets(kafka: KafkaHelper, state_dir: Path) ->
         await Worker(_app(kafka, state_dir, "loss-app", src, dst)).run()
     assert sorted(r["i"] for r in await kafka.read_json(dst, idle_s=1)) == list(range(5))
 
-    resets = metrics.OFFSET_RESETS.labels("copy")._value.get()
+    labels = ("loss-app", "copy", "main")
+    resets = metrics.OFFSET_RESETS.labels(*labels)._value.get()
     app = _app(kafka, state_dir, "loss-app", src, dst, fail_on_data_loss=False)
     await Worker(app).run()
     got = sorted(r["i"] for r in await kafka.read_json(dst, idle_s=1))
     assert got == list(range(5)) + list(range(12, 20))
-    assert metrics.OFFSET_RESETS.labels("copy")._value.get() == resets + 1
+    assert metrics.OFFSET_RESETS.labels(*labels)._value.get() == resets + 1

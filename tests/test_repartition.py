@@ -94,8 +94,9 @@ async def test_windowed_append_across_repartition(kafka: KafkaHelper, state_dir:
 
     # Brute force: every window that the final watermark of its task closed.
     final_wm = {}
-    for p in worker.runners["windows"].recent_progress:
-        final_wm[p["partition"]] = p["eventTime"]["watermark"]
+    for p in worker.queries["windows"].recent:
+        for task in p["tasks"]:
+            final_wm[task["partition"]] = task["watermark"]
     brute: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for i, row in enumerate(rows):
         start = T0 + (i * 3000) // (10 * MIN) * 10 * MIN

@@ -1,4 +1,4 @@
-"""The `weir` command line: `local up|down|status`, `worker`, `replay`, `demo`.
+"""The `weir` command line: `local up|down|status`, `worker`, `status`, `replay`, `demo`.
 
 Errors a user can act on end the command with one readable line and a non-zero exit.
 """
@@ -48,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.set_defaults(func=_local)
 
-    from weir.service import commands
+    from weir.service import commands, status_command
 
     commands.register(sub)
+    status_command.register(sub)
     return parser
 
 

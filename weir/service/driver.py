@@ -212,13 +212,16 @@ async def run_batch(
 ) -> Driven:
     """`process` the batch (same arguments), then write its rows to `sinks` in order. Raises
     what `process` raises and `SinkFailure`; a sink's failure counts in
-    `weir_sink_write_failures{sink}`."""
+    `weir_sink_write_failures`, a success's time in `weir_sink_write_seconds`."""
     driven = process(task, records, **options)
     if driven.output is not None:
+        labels = metrics.current()
         for sink in sinks:
+            began = time.monotonic()
             try:
                 await sink.write(driven.output)
             except Exception:
-                metrics.SINK_WRITE_FAILURES.labels(sink.description).inc()
+                metrics.SINK_WRITE_FAILURES.labels(*labels, sink.description).inc()
                 raise
+            metrics.SINK_SECONDS.labels(*labels, sink.description).observe(time.monotonic() - began)
     return driven

@@ -18,10 +18,12 @@ class Status(Protocol):
     """A worker's view of itself, read from other tasks of its event loop."""
 
     def progress(self, n: int) -> dict[str, Any]:
-        """`{"agents": {name: {"last_progress", "recent_progress", "partitions"}}}`: per
-        agent, the last committed batch's progress record (None before any), the last `n`
-        records (oldest first, at most `MAX_PROGRESS_RECORDS`) and the input partitions it
-        holds tasks for."""
+        """`{"queries": {name: {"id", "runId", "name", "status", "last_progress",
+        "recent_progress", "partitions"}}}`: per query (a user's agent, its internal stages
+        included), its ids, Spark's `status` (message, isDataAvailable, isTriggerActive), the
+        last progress record (None before any; see weir.service.runtime.progress), the last
+        `n` records (oldest first, at most `MAX_PROGRESS_RECORDS`) and the input partitions
+        its main stage holds tasks for."""
         ...
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
@@ -46,5 +48,14 @@ def agent_state(assigned: Iterable[int] | None, open_tasks: Iterable[int]) -> st
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:
-    """A progress record without its internal keys (those starting with "_", e.g. `_wall`)."""
-    return {k: v for k, v in record.items() if not k.startswith("_")}
+    """A progress record without its internal keys (those starting with "_", at any depth)."""
+    out: dict[str, Any] = {}
+    for k, v in record.items():
+        if k.startswith("_"):
+            continue
+        if isinstance(v, list):
+            v = [public(x) if isinstance(x, dict) else x for x in v]
+        elif isinstance(v, dict):
+            v = public(v)
+        out[k] = v
+    return out

@@ -47,6 +47,34 @@ class BatchContext:
     go to the dead letters."""
     observed: dict[str, int] = field(default_factory=dict)
     """Largest event time seen in this batch per input (filled by `with_watermark`)."""
+    rows_added: int = 0
+    """A stateful operator adds the state rows it created in this batch (the query resets it
+    per operator); with `rows_removed` it keeps `numRowsTotal` exact without a scan: the
+    operator's `state_rows` moves by exactly `rows_added - rows_removed`."""
+    rows_removed: int = 0
+    """State rows the operator removed in this batch (evicted, expired, merged away)."""
+    rows_updated: int = 0
+    """State rows the operator wrote in this batch, new or changed (Spark's numRowsUpdated)."""
+
+    event_times: list[int] = field(default_factory=list)
+    """[min, max, sum, count] of the event times `with_watermark` read in this batch, over all
+    its inputs (empty before any): Spark's progress `eventTime` min, max and avg."""
+
+    def note_event_times(self, times: list[int]) -> None:
+        """Add `times` (a `with_watermark` column's values, epoch ms) to `event_times`."""
+        if not times:
+            return
+        lo, hi, total = min(times), max(times), sum(times)
+        stats = self.event_times
+        if stats:
+            stats[:] = [
+                min(stats[0], lo),
+                max(stats[1], hi),
+                stats[2] + total,
+                stats[3] + len(times),
+            ]
+        else:
+            stats.extend((lo, hi, total, len(times)))
 
     def observe(self, input_name: str, ts: int) -> None:
         """Record that `input_name` carried an event at time `ts` in this batch."""
@@ -69,6 +97,8 @@ class Operator(ABC):
     stateful: bool = False
     state_name: str | None = None
     """Stateful operators: the name the user gave their state (`Stream.name`), if any."""
+    windowed: bool = False
+    """Stateful operators: True when the rows it removes are closed windows or sessions."""
     declares_watermark: bool = False
     """True for `with_watermark`: the planner repeats it after a repartition."""
 

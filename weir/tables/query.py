@@ -83,6 +83,15 @@ class OperatorBatch:
     """Its own input watermark for eviction in this batch, epoch ms."""
     late_rows: int
     """Rows it dropped as late in this batch (numRowsDroppedByWatermark)."""
+    rows_total: int
+    """The state rows it holds once this batch commits, exactly (numRowsTotal): groups,
+    sessions, remembered keys, join rows on both sides, keys with group state."""
+    rows_updated: int
+    """State rows it wrote in this batch, new or changed (numRowsUpdated)."""
+    rows_removed: int
+    """State rows it removed in this batch (numRowsRemoved): evicted, expired, merged."""
+    windows_closed: int
+    """Windows or sessions it closed and removed in this batch (windowed aggregations)."""
 
 
 @dataclass
@@ -195,6 +204,9 @@ class QueryTask:
             self._positional[id(n)] = b"op%d/" % i
             self._fingerprints[name] = op.fingerprint()
         self._pending_no_data = False
+        self._rows: dict[str, int] = {}
+        """Per state name, the rows its operator holds as of the last commit (counted from
+        the store once, then moved by each committed batch)."""
         self._load()
 
     def _load(self) -> None:
@@ -347,6 +359,10 @@ class QueryTask:
             view = txn.view(prefix)
             n_errors, n_late = len(ctx.errors), len(ctx.late_rows)
             ctx.watermark, ctx.late_watermark = evict_wms[id(n)], late_wms[id(n)]
+            ctx.rows_added = ctx.rows_removed = ctx.rows_updated = 0
+            if op.stateful and self._names[id(n)] not in self._rows:
+                # counted once, before this batch's writes (after a migration's moves)
+                self._rows[self._names[id(n)]] = op.state_rows(view)
             if isinstance(op, MultiInputOperator) and len(n.parents) > 1:
                 results[id(n)] = op.process_multi([results[id(p)] for p in n.parents], view, ctx)
             else:
@@ -354,13 +370,19 @@ class QueryTask:
             if len(ctx.errors) > n_errors:
                 failed_at.append((len(ctx.errors), n))
             if op.stateful:
+                name = self._names[id(n)]
+                held = self._rows[name]
                 operators.append(
                     OperatorBatch(
                         op.name,
-                        self._names[id(n)],
+                        name,
                         prefix,
                         ctx.watermark,
                         len(ctx.late_rows) - n_late,
+                        held + ctx.rows_added - ctx.rows_removed,
+                        ctx.rows_updated,
+                        ctx.rows_removed,
+                        ctx.rows_removed if op.windowed else 0,
                     )
                 )
         ctx.watermark, ctx.late_watermark = wm, late
@@ -411,7 +433,10 @@ class QueryTask:
         `changes`: the batch's already encoded changes (`result.txn.changes()`), if at hand.
         """
         self._migrate = self._write_fingerprints = False
-        return result.txn.commit(meta, changes)
+        committed = result.txn.commit(meta, changes)
+        for op in result.operators:
+            self._rows[op.state_name] = op.rows_total
+        return committed
 
     def abort(self) -> None:
         """Forget an uncommitted batch: batch id and watermark go back to the committed ones."""

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiokafka.structs import TopicPartition
 
-from weir.service import driver, metrics
+from weir.service import driver
 from weir.service.codec import render_row
 from weir.service.runtime import topics
 from weir.service.runtime.checkpoint import Outgoing, batch_position, json_or_repr, source_of
@@ -64,7 +64,6 @@ class KafkaRejects:
         self.out.dead_letter(None, json_or_repr(row), reason, stage, self.batch_source)
 
     def late(self, rows: list[tuple[str, Row]]) -> None:
-        metrics.LATE_ROWS.labels(self.agent.name).inc(len(rows))
         late_topic = self.agent.late_topic
         if late_topic is None:
             return

@@ -53,7 +53,13 @@ class Outgoing:
     records: dict[str, list[Record]] = field(default_factory=dict)
     partitions: dict[str, int | None] = field(default_factory=dict)
     """Fixed partition per topic (changelog: the task's), or None for key hashing."""
-    n_dead: int = 0
+    dead_by_reason: dict[str, int] = field(default_factory=dict)
+    """Dead letters added, per reason (the failure's stage)."""
+
+    @property
+    def n_dead(self) -> int:
+        """Dead letters added."""
+        return sum(self.dead_by_reason.values())
 
     def add(
         self,
@@ -78,7 +84,7 @@ class Outgoing:
         hdrs = dead_letters.headers(error, stage, source)
         key, value, hdrs = dead_letters.fit(key, value, hdrs, self.dead_letter_limit)
         self.add(self.dead_letter_topic, key, value, hdrs)
-        self.n_dead += 1
+        self.dead_by_reason[stage] = self.dead_by_reason.get(stage, 0) + 1
 
     def divert_oversized(
         self, limits: dict[str, topics.TopicLimits], keep: set[str], source: SourcePosition

@@ -1,35 +1,74 @@
-"""Progress of committed micro-batches: Spark-style `StreamingQueryProgress` records and the
-Prometheus metrics they feed."""
+"""Progress of a query, as Spark's `StreamingQueryProgress`: one record per micro-batch round
+of the query (every task that had work in the round, rolled up), with its internal
+repartition stages counted in it, and the Prometheus metrics the same batches feed.
+
+Why a roll-up per round rather than a record per task: a Spark user reads `lastProgress` as
+the one description of the query (input rows, rates, state, sources); Weir runs a query as one
+task per input partition, committed one after the other in a round, so the round is what a
+Spark micro-batch is. Each task's own batch ids are kept in the record's `tasks`.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.structs import TopicPartition
+
 from weir.service import metrics
-from weir.service.app import Agent
-from weir.tables.query import QUERY_PREFIX, BatchResult
+from weir.service.status import MAX_PROGRESS_RECORDS, public
+from weir.tables.query import BatchResult, OperatorBatch
 from weir.tables.timeutil import iso_utc
 
 log = logging.getLogger("weir.worker")
 
+_NAMESPACE = uuid.UUID("6f1d3c2a-5b8e-4e0f-9a51-3c7d2e8b9f40")
+Listener = Callable[[dict[str, Any]], Any]
+
 
 @dataclass(frozen=True)
 class BatchTimes:
-    """When the phases of a micro-batch ended (monotonic seconds)."""
+    """When the phases of a task's micro-batch ended (monotonic seconds)."""
 
     started: float
+    planned: float
+    """After the batch plan was written (= started when the query needs none)."""
     decoded: float
     processed: float
+    """After the query ran and the sinks outside the checkpoint wrote."""
     committed: float
 
-    @property
-    def duration(self) -> float:
-        """Seconds from the start of the batch to its committed checkpoint."""
-        return max(self.committed - self.started, 1e-9)
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """What one committed task batch reports to its query's progress."""
+
+    partition: int
+    result: BatchResult
+    n_input: int
+    ranges: Mapping[str, tuple[int, int]]
+    """Per input topic, the first offset read and the offset after the last."""
+    times: BatchTimes
+    n_output: int
+    """Rows written to the stage's sinks (0 without one)."""
+    counts: Mapping[str, int]
+    """Per input topic, the records read."""
+    watermark: int | None
+    """The task's watermark for its next batch (epoch ms)."""
+
+
+@dataclass
+class _Pending:
+    """What the stage reading the user's topics did since the query's last record."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    starts: dict[TopicPartition, int] = field(default_factory=dict)
+    ends: dict[TopicPartition, int] = field(default_factory=dict)
 
 
 def iso_or_none(ms: int | None) -> str | None:
@@ -37,93 +76,304 @@ def iso_or_none(ms: int | None) -> str | None:
     return None if ms is None else iso_utc(ms)
 
 
-def batch_progress(
-    agent: Agent,
-    partition: int,
-    result: BatchResult,
-    sources: list[dict[str, Any]],
-    n_input: int,
-    changes: Mapping[bytes, bytes | None],
-    state_rows: int,
-    watermark: int | None,
-    times: BatchTimes,
-    previous: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """The progress record of one committed batch of one task (`previous`: the task's last,
-    for the input rate). Keys starting with "_" are internal."""
-    duration = times.duration
-    wall = time.time()
-    elapsed = wall - previous["_wall"] if previous else duration
-    return {
-        "id": agent.group_id,
-        "name": agent.name,
-        "partition": partition,
-        "batchId": result.batch_id,
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + "Z",
-        "numInputRows": n_input,
-        "inputRowsPerSecond": round(n_input / max(elapsed, 1e-9), 1),
-        "processedRowsPerSecond": round(n_input / duration, 1),
-        "durationMs": {
-            "getBatch": round((times.decoded - times.started) * 1000, 3),
-            "addBatch": round((times.processed - times.decoded) * 1000, 3),
-            "commitOffsets": round((times.committed - times.processed) * 1000, 3),
-            "triggerExecution": round(duration * 1000, 3),
-        },
-        "eventTime": {"watermark": iso_or_none(watermark)},
-        "stateOperators": state_operators(result, changes, state_rows),
-        "sources": sources,
-        "sink": {
-            "description": agent.sink.name if agent.sink else None,
-            "numOutputRows": len(result.rows),
-        },
-        "_wall": wall,
-    }
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
 
 
-def state_operators(
-    result: BatchResult, changes: Mapping[bytes, bytes | None], state_rows: int
-) -> list[dict[str, Any]]:
-    """Spark's `stateOperators`, one entry per stateful operator in plan order, with the
-    operator's own input watermark. `numRowsTotal` is the exact number of state keys the
-    task holds (groups, rows and their index entries), given only when the task has a single
-    stateful operator (None otherwise)."""
-    ops = result.operators
-    out = []
-    for op in ops:
-        if len(ops) == 1:  # all but the query's own keys
-            updated = sum(1 for k in changes if not k.startswith(QUERY_PREFIX))
-        else:
-            updated = sum(1 for k in changes if k.startswith(op.prefix))
-        out.append(
-            {
-                "operatorName": op.operator,
-                "stateName": op.state_name,
-                "numRowsTotal": state_rows if len(ops) == 1 else None,
-                "numRowsUpdated": updated,
-                "numRowsDroppedByWatermark": op.late_rows,
-                "eventTimeWatermark": iso_or_none(op.watermark),
-            }
-        )
+class QueryProgress:
+    """The progress of one query (a user's agent) across its stages and tasks.
+
+    Contract: `read_input` is called by the stage that reads the query's own input topics
+    after each round with committed batches, `complete_round` by the query's main stage; each
+    `complete_round` with committed batches appends exactly one record, whose `numInputRows`
+    counts every input record read since the previous record once (so the records' input rows
+    add up to the records read), and calls the listeners with it. A failing listener is logged
+    and never stops the query.
+    """
+
+    def __init__(
+        self,
+        app: str,
+        name: str,
+        group_id: str,
+        sink: str | None,
+        listeners: list[Listener],
+        run_id: str,
+    ) -> None:
+        self.app = app
+        self.name = name
+        self.id = str(uuid.uuid5(_NAMESPACE, group_id))
+        self.run_id = run_id
+        self.sink = sink
+        self.listeners = listeners
+        self.recent: deque[dict[str, Any]] = deque(maxlen=MAX_PROGRESS_RECORDS)
+        self.status: dict[str, Any] = {
+            "message": "Initializing",
+            "isDataAvailable": False,
+            "isTriggerActive": False,
+        }
+        self._pending = _Pending()
+        self._latest: dict[TopicPartition, int] = {}
+        self._next_batch_id = 0
+        self._last_started: float | None = None
+
+    @property
+    def last(self) -> dict[str, Any] | None:
+        """The last record as kept (internal keys included), or None before any."""
+        return self.recent[-1] if self.recent else None
+
+    @property
+    def last_progress(self) -> dict[str, Any] | None:
+        """Spark's `lastProgress`: the query's last progress record, or None before any."""
+        return public(self.recent[-1]) if self.recent else None
+
+    @property
+    def recent_progress(self) -> list[dict[str, Any]]:
+        """Spark's `recentProgress`: the last records, oldest first (at most
+        `MAX_PROGRESS_RECORDS`)."""
+        return [public(r) for r in self.recent]
+
+    lastProgress = last_progress
+    recentProgress = recent_progress
+
+    def set_status(self, message: str, data: bool, active: bool) -> None:
+        """Spark's `StreamingQueryStatus`: what the query does now."""
+        self.status = {"message": message, "isDataAvailable": data, "isTriggerActive": active}
+
+    def read_input(
+        self, batches: list[TaskBatch], lag: Mapping[TopicPartition, tuple[int, int]]
+    ) -> None:
+        """Count the user's input records of a round's committed `batches` (per input topic in
+        the metrics); `lag`: the source's positions and ends, per partition."""
+        pending = self._pending
+        for b in batches:
+            for topic, (first, end) in b.ranges.items():
+                tp = TopicPartition(topic, b.partition)
+                pending.starts.setdefault(tp, first)
+                pending.ends[tp] = end
+                pending.rows[topic] = pending.rows.get(topic, 0) + b.counts[topic]
+                metrics.INPUT_RECORDS.labels(self.app, self.name, topic).inc(b.counts[topic])
+        for tp, (position, _end) in lag.items():
+            pending.ends.setdefault(tp, position)
+        self.note_lag(lag)
+
+    def note_lag(self, lag: Mapping[TopicPartition, tuple[int, int]]) -> None:
+        """Set the lag gauges from a stage's source positions and ends, per partition."""
+        for tp, (position, end) in lag.items():
+            self._latest[tp] = end
+            metrics.CONSUMER_LAG.labels(self.app, self.name, tp.topic, str(tp.partition)).set(
+                max(0, end - position)
+            )
+
+    def complete_round(
+        self,
+        batches: list[TaskBatch],
+        operators: list[dict[str, Any]],
+        started: float,
+        ended: float,
+    ) -> dict[str, Any] | None:
+        """Append the record of a main-stage round (`operators`: `state_operators` of the
+        stage's tasks after it) and call the listeners; None when no batch committed."""
+        if not batches:
+            return None
+        wall = time.time()
+        pending, self._pending = self._pending, _Pending()
+        n_input = sum(pending.rows.values())
+        trigger = max(ended - started, 1e-9)
+        since = started - self._last_started if self._last_started is not None else trigger
+        self._last_started = started
+        phases = {"walCommit": 0.0, "getBatch": 0.0, "addBatch": 0.0, "commitOffsets": 0.0}
+        for b in batches:
+            t = b.times
+            phases["walCommit"] += t.planned - t.started
+            phases["getBatch"] += t.decoded - t.planned
+            phases["addBatch"] += t.processed - t.decoded
+            phases["commitOffsets"] += t.committed - t.processed
+        record: dict[str, Any] = {
+            "id": self.id,
+            "runId": self.run_id,
+            "name": self.name,
+            "timestamp": iso_utc(int(wall * 1000)),
+            "batchId": self._next_batch_id,
+            "batchDuration": int(trigger * 1000),
+            "numInputRows": n_input,
+            "inputRowsPerSecond": round(n_input / max(since, 1e-9), 1),
+            "processedRowsPerSecond": round(n_input / trigger, 1),
+            "durationMs": {
+                **{k: _ms(v) for k, v in phases.items()},
+                "triggerExecution": _ms(trigger),
+            },
+            "eventTime": _event_time(batches, operators),
+            "stateOperators": operators,
+            "sources": self._sources(pending, since, trigger),
+            "sink": {
+                "description": self.sink,
+                "numOutputRows": sum(b.n_output for b in batches) if self.sink else -1,
+            },
+            "tasks": [
+                {
+                    "partition": b.partition,
+                    "batchId": b.result.batch_id,
+                    "watermark": iso_or_none(b.watermark),
+                }
+                for b in batches
+            ],
+        }
+        self._next_batch_id += 1
+        self.recent.append(record)
+        for listener in self.listeners:
+            try:
+                listener(record)
+            except Exception as exc:
+                log.warning("%s: progress listener %r failed: %r", self.name, listener, exc)
+        return record
+
+    def _sources(self, pending: _Pending, since: float, trigger: float) -> list[dict[str, Any]]:
+        topics = sorted({tp.topic for tp in pending.ends} | set(pending.rows))
+        out = []
+        for topic in topics:
+            tps = sorted(
+                (tp for tp in pending.ends if tp.topic == topic), key=lambda t: t.partition
+            )
+            ends = {str(tp.partition): pending.ends[tp] for tp in tps}
+            starts = {str(tp.partition): pending.starts.get(tp, pending.ends[tp]) for tp in tps}
+            latest = {str(tp.partition): self._latest.get(tp, pending.ends[tp]) for tp in tps}
+            behind = [max(0, latest[p] - ends[p]) for p in ends]
+            rows = pending.rows.get(topic, 0)
+            out.append(
+                {
+                    "description": f"KafkaV2[Subscribe[{topic}]]",
+                    "startOffset": {topic: starts},
+                    "endOffset": {topic: ends},
+                    "latestOffset": {topic: latest},
+                    "numInputRows": rows,
+                    "inputRowsPerSecond": round(rows / max(since, 1e-9), 1),
+                    "processedRowsPerSecond": round(rows / trigger, 1),
+                    "metrics": {
+                        "minOffsetsBehindLatest": str(min(behind, default=0)),
+                        "maxOffsetsBehindLatest": str(max(behind, default=0)),
+                        "avgOffsetsBehindLatest": str(
+                            round(sum(behind) / len(behind), 1) if behind else 0.0
+                        ),
+                    },
+                }
+            )
+        return out
+
+
+def _partition(tp: TopicPartition) -> int:
+    return tp.partition
+
+
+def _event_time(batches: list[TaskBatch], operators: list[dict[str, Any]]) -> dict[str, Any]:
+    """Spark's `eventTime`: min, max and avg of the watermarked event times the round read,
+    and the watermark (the least of the operators', as ISO-8601)."""
+    stats = [b.result.ctx.event_times for b in batches if b.result.ctx.event_times]
+    out: dict[str, Any] = {}
+    if stats:
+        count = sum(s[3] for s in stats)
+        out = {
+            "min": iso_utc(min(s[0] for s in stats)),
+            "max": iso_utc(max(s[1] for s in stats)),
+            "avg": iso_utc(sum(s[2] for s in stats) // count),
+        }
+    marks = [op["_watermark"] for op in operators if op.get("_watermark") is not None]
+    if marks:
+        out["watermark"] = iso_utc(min(marks))
     return out
 
 
+class OperatorTotals:
+    """Per task and stateful operator of a stage, what its last batch left (rows held and
+    watermark), for the stage's `stateOperators` across all its tasks."""
+
+    def __init__(self) -> None:
+        self._by_task: dict[int, dict[str, tuple[OperatorBatch, int]]] = {}
+
+    def update(self, partition: int, result: BatchResult) -> None:
+        """Note task `partition`'s committed batch."""
+        held = self._by_task.setdefault(partition, {})
+        for op in result.operators:
+            held[op.state_name] = (op, op.rows_total)
+
+    def forget(self, partition: int) -> None:
+        """Task `partition` closed: its state is no longer this worker's."""
+        self._by_task.pop(partition, None)
+
+    def state_operators(
+        self, batches: list[TaskBatch], state_bytes: int | None
+    ) -> list[dict[str, Any]]:
+        """Spark's `stateOperators` for the stage after a round: `numRowsTotal` summed over
+        every open task (exact), the other counts over the round's `batches`, the watermark
+        the least of the tasks' ("_watermark": epoch ms, internal). `memoryUsedBytes`: the
+        stage's store size when it has a single stateful operator (None otherwise)."""
+        names: dict[str, OperatorBatch] = {}
+        for held in self._by_task.values():
+            for name, (op, _rows) in held.items():
+                names.setdefault(name, op)
+        out = []
+        for name, op in names.items():
+            in_round = [o for b in batches for o in b.result.operators if o.state_name == name]
+            marks = [
+                wm
+                for held in self._by_task.values()
+                if name in held and (wm := held[name][0].watermark) is not None
+            ]
+            least = min(marks) if marks else None
+            out.append(
+                {
+                    "operatorName": op.operator,
+                    "stateName": name,
+                    "numRowsTotal": sum(h[name][1] for h in self._by_task.values() if name in h),
+                    "numRowsUpdated": sum(o.rows_updated for o in in_round),
+                    "numRowsRemoved": sum(o.rows_removed for o in in_round),
+                    "numRowsDroppedByWatermark": sum(o.late_rows for o in in_round),
+                    "numWindowsClosed": sum(o.windows_closed for o in in_round),
+                    "memoryUsedBytes": state_bytes if len(names) == 1 else None,
+                    "eventTimeWatermark": iso_or_none(least),
+                    "_watermark": least,
+                }
+            )
+        return out
+
+
 def count_batch(
-    name: str,
-    partition: int,
-    n_input: int,
-    n_output: int,
-    duration: float,
-    state_rows: int,
-    watermark: int | None,
+    labels: tuple[str, str, str], batch: TaskBatch, records: Mapping[str, Sequence[Any]]
 ) -> None:
-    """Feed a committed batch into the Prometheus metrics."""
-    metrics.INPUT_RECORDS.labels(name).inc(n_input)
-    metrics.OUTPUT_RECORDS.labels(name).inc(n_output)
-    metrics.BATCHES.labels(name).inc()
-    metrics.BATCH_SECONDS.labels(name).observe(duration)
-    metrics.STATE_ROWS.labels(name, str(partition)).set(state_rows)
-    if watermark is not None:
-        metrics.WATERMARK.labels(name, str(partition)).set(watermark / 1000)
+    """Feed a committed task batch into the batch metrics (`labels`: app, query, stage) and
+    the end-to-end latency from its oldest and newest record's timestamp to now."""
+    t = batch.times
+    metrics.BATCHES.labels(*labels).inc()
+    for phase, seconds in (
+        ("get_batch", t.decoded - t.started),
+        ("add_batch", t.processed - t.decoded),
+        ("commit", t.committed - t.processed),
+        ("total", t.committed - t.started),
+    ):
+        metrics.BATCH_SECONDS.labels(*labels, phase).observe(seconds)
+    metrics.COMMIT_SECONDS.labels(*labels).observe(t.committed - t.processed)
+    now_ms = time.time() * 1000
+    e2e = metrics.E2E_LATENCY.labels(labels[0], labels[1])
+    for recs in records.values():
+        for rec in (recs[0], recs[-1]) if recs else ():
+            if rec.timestamp is not None and rec.timestamp > 0:
+                e2e.observe(max(0.0, (now_ms - rec.timestamp) / 1000))
+
+
+def count_operators(app: str, query: str, operators: list[dict[str, Any]]) -> None:
+    """Feed a round's `stateOperators` into the per-operator metrics."""
+    now = time.time()
+    for op in operators:
+        labels = (app, query, op["stateName"])
+        metrics.STATE_ROWS.labels(*labels).set(op["numRowsTotal"])
+        metrics.STATE_ROWS_UPDATED.labels(*labels).inc(op["numRowsUpdated"])
+        metrics.STATE_ROWS_REMOVED.labels(*labels).inc(op["numRowsRemoved"])
+        metrics.LATE_ROWS.labels(*labels).inc(op["numRowsDroppedByWatermark"])
+        metrics.WINDOWS_CLOSED.labels(*labels).inc(op["numWindowsClosed"])
+        wm = op["_watermark"]
+        if wm is not None:
+            metrics.WATERMARK.labels(*labels).set(wm / 1000)
+            metrics.WATERMARK_DELAY.labels(*labels).set(max(0.0, now - wm / 1000))
 
 
 def check_watermark(
@@ -143,4 +393,5 @@ def check_watermark(
             result.watermark_advance / 1000,
             iso_or_none(wm),
         )
-        metrics.WATERMARK_JUMPS.labels(name).inc()
+        app, query = metrics.current()
+        metrics.WATERMARK_JUMPS.labels(app, query).inc()

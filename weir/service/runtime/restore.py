@@ -21,17 +21,26 @@ _RESTORE_BATCH = 10_000
 
 
 async def restore(
-    kafka: KafkaConnection, name: str, changelog: str, store: Store, p: int, offset: int
+    kafka: KafkaConnection,
+    name: str,
+    changelog: str,
+    store: Store,
+    p: int,
+    offset: int,
+    labels: tuple[str, str, str] | None = None,
 ) -> int:
     """Bring `store` (partition `p` of agent `name`) up to the end of its changelog from
     `offset` (the changelog offset it reflects); return the offset it reflects then.
     Retries while the broker is unreachable without limit, other Kafka errors (metadata
     of a fresh changelog lagging) 5 times. A store whose recorded offset is past the
-    changelog's end (the changelog was recreated) is wiped and restored from the start."""
+    changelog's end (the changelog was recreated) is wiped and restored from the start.
+    `labels` (app, query, stage) label its metrics (default: "", `name`, "main")."""
     attempt = 0
     while True:
         try:
-            return await _restore_once(kafka, name, changelog, store, p, offset)
+            return await _restore_once(
+                kafka, name, changelog, store, p, offset, labels or ("", name, "main")
+            )
         except (KafkaError, TimeoutError) as exc:
             if not transient(exc):
                 attempt += 1
@@ -43,7 +52,13 @@ async def restore(
 
 
 async def _restore_once(
-    kafka: KafkaConnection, name: str, changelog: str, store: Store, p: int, offset: int
+    kafka: KafkaConnection,
+    name: str,
+    changelog: str,
+    store: Store,
+    p: int,
+    offset: int,
+    labels: tuple[str, str, str],
 ) -> int:
     tp = TopicPartition(changelog, p)
     reader = kafka.consumer(
@@ -67,7 +82,7 @@ async def _restore_once(
         started = time.monotonic()
         log.info("%s[%d]: restoring %d changelog records", name, p, total)
         reader.seek(tp, offset)
-        gauge = metrics.RESTORE_REMAINING.labels(name, str(p))
+        gauge = metrics.RESTORE_REMAINING.labels(*labels, str(p))
         bar = _ProgressBar(f"restore {name}[{p}]", total)
         position = offset
         while position < end:
@@ -84,7 +99,7 @@ async def _restore_once(
             meta_key, meta_value = Store.meta_change("changelog_offset", position)
             changes[meta_key] = meta_value
             store.write(changes)
-            metrics.RESTORED_RECORDS.labels(name).inc(len(recs))
+            metrics.RESTORED_RECORDS.labels(*labels).inc(len(recs))
             gauge.set(max(0, end - position))
             bar.update(min(total, position - offset))
         gauge.set(0)

@@ -9,8 +9,6 @@ import contextlib
 import logging
 import os
 import time
-from collections import deque
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +37,13 @@ from weir.service.runtime.failures import (
     transient,
 )
 from weir.service.runtime.plans import PlannedRuns, ranges_of
-from weir.service.runtime.progress import BatchTimes
+from weir.service.runtime.progress import BatchTimes, OperatorTotals, QueryProgress, TaskBatch
 from weir.service.runtime.tasks import MAX_BATCH_BYTES, PartitionTask, close_task, open_task
 from weir.service.runtime.topology import Stage
 from weir.service.runtime.triggers import AvailableNow
 from weir.service.settings import Settings
 from weir.service.sources.base import Records, TopicRecords
 from weir.service.sources.kafka import KafkaSource
-from weir.service.status import MAX_PROGRESS_RECORDS
-from weir.tables.query import BatchResult
 
 log = logging.getLogger("weir.worker")
 
@@ -76,20 +72,27 @@ class AgentRunner:
 
     Contract: between `start` and `stop`, every record of the input topics is processed into
     exactly one committed checkpoint under exactly_once (at least one under at_least_once);
-    `last_progress` and `recent_progress` describe committed batches like Spark's
-    `StreamingQueryProgress`. Revoked partitions finish their in-flight checkpoint first.
+    each round of committed batches is reported to `progress`, the query's (shared by its
+    stages). Revoked partitions finish their in-flight checkpoint first.
     """
 
-    def __init__(self, stage: Stage, settings: Settings, kafka: KafkaConnection) -> None:
+    def __init__(
+        self, stage: Stage, settings: Settings, kafka: KafkaConnection, progress: QueryProgress
+    ) -> None:
         agent = stage.agent
         self.stage = stage
         self.agent = agent
         self.settings = settings
         self.kafka = kafka
         self.name = agent.name
+        self.progress = progress
+        self.labels = (agent.app.name, stage.query_name, stage.kind)
+        """(app, query, stage): the labels of this stage's metrics."""
+        self._totals = OperatorTotals()
         self.tasks: dict[int, PartitionTask] = {}
         self.state_root = Path(settings.state_dir) / agent.app.name / agent.name
         self.source = self._make_source()
+        self.source.metric_labels = self.labels
         self.sinks = stage.sinks()
         self._plans = any(s.delivery != "transactional" for s in self.sinks)
         """Some sink writes outside the checkpoint: each batch records its input first."""
@@ -100,7 +103,6 @@ class AgentRunner:
         self.shared_producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._committer = Committer(agent.group_id, agent.changelog_topic)
-        self.recent_progress: deque[dict[str, Any]] = deque(maxlen=MAX_PROGRESS_RECORDS)
         self.finished = asyncio.Event()
         self._eos = settings.processing_guarantee == "exactly_once"
         self._fatal: BaseException | None = None
@@ -135,11 +137,6 @@ class AgentRunner:
     def assigned(self) -> set[int] | None:
         """The input partitions the group assigned this agent (None before it started)."""
         return self.source.partitions()
-
-    @property
-    def last_progress(self) -> dict[str, Any] | None:
-        """The progress record of the last committed micro-batch, or None."""
-        return self.recent_progress[-1] if self.recent_progress else None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -187,7 +184,11 @@ class AgentRunner:
         """Process micro-batches until `stop` is set (or, for available-now, the input ends)."""
         trig = self.agent.trigger
         interval = trig.interval_ms if trig.kind == "processing_time" else None
+        metrics.set_current(*self.labels[:2])  # for what sinks and the driver count
+        main = self.stage.kind == "main"
         while not stop.is_set():
+            if main:
+                self.progress.set_status("Waiting for data to arrive", False, False)
             # What is available now (continuous), or what arrives within the trigger interval.
             records = await self.source.next_batch(
                 self.settings.max_records_per_trigger,
@@ -197,6 +198,8 @@ class AgentRunner:
             )
             if self._fatal is not None:
                 raise self._fatal
+            if main and records:
+                self.progress.set_status("Processing new data", True, True)
             async with self._lock:
                 await self._run_tasks(records)
             if self.agent.trigger.kind == "available_now" and await self._caught_up():
@@ -206,6 +209,8 @@ class AgentRunner:
                     extra=self._fields("stopping"),
                 )
                 break
+        if main:
+            self.progress.set_status("Stopped", False, False)
         if stop.is_set():
             log.info(
                 "%s: stop requested: the batch in flight is committed; stopping",
@@ -237,6 +242,7 @@ class AgentRunner:
             for p in parts:
                 await self._close_task(p)
                 self._failing.pop(p, None)
+        metrics.ASSIGNED_PARTITIONS.labels(*self.labels).set(len(self.tasks))
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Restore the state of newly assigned partitions, then position the consumer.
@@ -252,6 +258,7 @@ class AgentRunner:
             extra=self._fields("assigned", partitions=parts),
         )
         self.source.pause(assigned)
+        metrics.REBALANCES.labels(*self.labels).inc()
         try:
             async with self._lock:
                 await self._open_assigned(assigned)
@@ -260,6 +267,7 @@ class AgentRunner:
             # rather than leaving the partitions paused forever.
             self._fatal = exc
             return
+        metrics.ASSIGNED_PARTITIONS.labels(*self.labels).set(len(self.tasks))
         self.source.resume(assigned)
 
     async def _open_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -306,7 +314,9 @@ class AgentRunner:
     async def _open_task(self, p: int) -> PartitionTask:
         """Open partition `p`'s task (see `tasks.open_task`); StateLimitError when its
         restored state is already over `max_state_rows`."""
-        task = await open_task(self.agent, self.settings, self.kafka, self.state_root, p)
+        task = await open_task(
+            self.agent, self.settings, self.kafka, self.state_root, p, self.labels
+        )
         try:
             check_state_limit(self.name, p, task.store.rows(), self.settings.max_state_rows)
         except StateLimitError:
@@ -317,12 +327,15 @@ class AgentRunner:
     async def _close_task(self, p: int) -> None:
         self._planned.forget(p)
         self._committed_once.discard(p)
+        self._totals.forget(p)
         task = self.tasks.pop(p, None)
         if task is not None:
             await close_task(task)
 
     # -- micro-batches -------------------------------------------------------------------
     async def _run_tasks(self, by_partition: Records) -> None:
+        started = time.monotonic()
+        done: list[TaskBatch] = []
         for p in sorted(self.tasks):
             task = self.tasks[p]
             task_recs: TopicRecords = by_partition.get(p, {})
@@ -346,7 +359,7 @@ class AgentRunner:
                 if failure is not None and failure.attempts > self.settings.max_batch_retries:
                     await self._dead_letter_batch(task, task_recs, failure)
                 else:
-                    await self._checkpoint(task, task_recs)
+                    done.append(await self._checkpoint(task, task_recs))
             except Exception as exc:
                 if isinstance(exc, DataLossError | BatchFailedError | StateLimitError):
                     raise
@@ -356,6 +369,8 @@ class AgentRunner:
                 del self._failing[p]
             if failure is not None or planned is not None:
                 await self._position(self._assigned(p))  # records after the retried batch
+        if done:
+            self._round_done(done, started)
 
     def _assigned(self, p: int) -> list[TopicPartition]:
         return self.source.assignment(p)
@@ -381,7 +396,7 @@ class AgentRunner:
             exc,
             failure.attempts + failure.transient,
         )
-        metrics.ABORTS.labels(self.name).inc()
+        metrics.ABORTS.labels(*self.labels).inc()
         with contextlib.suppress(Exception):
             await task.producer.abort_transaction()
         exhausted = failure.attempts > self.settings.max_batch_retries
@@ -424,7 +439,7 @@ class AgentRunner:
             out.add(self.agent.changelog_topic, key, value, partition=task.partition)
         await self._produce_and_commit(task, out, self.source.offsets_after(recs, task.partition))
         txn.commit()
-        metrics.DEAD_LETTERS.labels(self.name).inc(out.n_dead)
+        self._count_dead_letters(out)
         log.error(
             "%s[%d]: %d records dead-lettered: %s", self.name, task.partition, out.n_dead, error
         )
@@ -433,13 +448,14 @@ class AgentRunner:
         limits = self._limits.get(self.stage.dead_letter_topic, topics.TopicLimits())
         return Outgoing(self.stage.dead_letter_topic, limits.max_message_bytes)
 
-    async def _checkpoint(self, task: PartitionTask, recs: TopicRecords) -> None:
+    async def _checkpoint(self, task: PartitionTask, recs: TopicRecords) -> TaskBatch:
         """One micro-batch of `task` through the checkpoint (weir.service.runtime.checkpoint)."""
         started = time.monotonic()
         now = int(time.time() * 1000)
         skew = self.settings.max_event_time_skew_ms
         if self._plans:
             await self._write_plan(task, recs)
+        planned = time.monotonic()
         batch = await run_batch(
             self.stage,
             self.sinks,
@@ -468,14 +484,21 @@ class AgentRunner:
         task.query.commit(result, meta, batch.changes)
         if changelog_end is not None:
             task.changelog_offset = changelog_end
-        self._report(
-            task,
+        times = BatchTimes(started, planned, batch.decoded_at, t_processed, t_committed)
+        n_output = len(result.rows) if self.sinks else 0
+        counts = {topic: len(rs) for topic, rs in recs.items() if rs}
+        done = TaskBatch(
+            task.partition,
             result,
-            batch.sources,
             batch.n_input,
-            batch.changes,
-            BatchTimes(started, batch.decoded_at, t_processed, t_committed),
+            ranges_of(recs),
+            times,
+            n_output,
+            counts,
+            task.query.watermark,
         )
+        progress.count_batch(self.labels, done, recs)
+        self._totals.update(task.partition, result)
         if task.partition not in self._committed_once:
             self._committed_once.add(task.partition)
             fields = self._fields(
@@ -483,13 +506,39 @@ class AgentRunner:
                 records=batch.n_input,
             )  # fmt: skip
             log.info("%s[%d]: first batch committed", self.name, task.partition, extra=fields)
-        if batch.out.n_dead:
-            metrics.DEAD_LETTERS.labels(self.name).inc(batch.out.n_dead)
+        self._count_dead_letters(batch.out)
         if self.stage.aliases:
             await self._delete_consumed(batch.offsets)
         check_state_limit(
             self.name, task.partition, task.store.rows(), self.settings.max_state_rows
         )
+        return done
+
+    def _count_dead_letters(self, out: Outgoing) -> None:
+        app, query, _stage = self.labels
+        for reason, n in out.dead_by_reason.items():
+            metrics.DEAD_LETTERS.labels(app, query, reason).inc(n)
+
+    def _round_done(self, done: list[TaskBatch], started: float) -> None:
+        """Report a round of committed batches to the query's progress and metrics."""
+        lag = self.source.lag_view()
+        app, query, kind = self.labels
+        if not self.stage.aliases:  # this stage reads the user's topics
+            self.progress.read_input(done, lag)
+        else:
+            self.progress.note_lag(lag)
+        size = sum(t.store.size_bytes() for t in self.tasks.values())
+        metrics.STATE_BYTES.labels(*self.labels).set(size)
+        if kind != "main":
+            return
+        if not self.stage.internal_sink:
+            for sink in self.sinks:
+                metrics.OUTPUT_RECORDS.labels(app, query, sink.description).inc(
+                    sum(b.n_output for b in done)
+                )
+        operators = self._totals.state_operators(done, size if self.agent.query.stateful else None)
+        progress.count_operators(app, query, operators)
+        self.progress.complete_round(done, operators, started, time.monotonic())
 
     async def _write_plan(self, task: PartitionTask, recs: TopicRecords) -> None:
         """Record durably which input the next batch covers (weir.service.runtime.plans),
@@ -524,36 +573,3 @@ class AgentRunner:
             await topics.delete_before(self._admin, pending)
         except (KafkaError, OSError) as exc:
             log.warning("%s: deleting consumed repartition records failed: %r", self.name, exc)
-
-    def _report(
-        self,
-        task: PartitionTask,
-        result: BatchResult,
-        sources: list[dict[str, Any]],
-        n_input: int,
-        changes: Mapping[bytes, bytes | None],
-        times: BatchTimes,
-    ) -> None:
-        state_rows = task.store.rows()
-        wm = task.query.watermark
-        record = progress.batch_progress(
-            self.agent,
-            task.partition,
-            result,
-            sources,
-            n_input,
-            changes,
-            state_rows,
-            wm,
-            times,
-            self.last_progress,
-        )
-        self.recent_progress.append(record)
-        for listener in self.agent.app.progress_listeners:
-            try:
-                listener(record)
-            except Exception as exc:
-                log.warning("%s: progress listener %r failed: %r", self.name, listener, exc)
-        progress.count_batch(
-            self.name, task.partition, n_input, len(result.rows), times.duration, state_rows, wm
-        )

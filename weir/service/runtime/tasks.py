@@ -8,7 +8,6 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from weir.service import metrics
 from weir.service.app import Agent
 from weir.service.connection import KafkaConnection
 from weir.service.runtime.failures import stop_client
@@ -36,7 +35,12 @@ class PartitionTask:
 
 
 async def open_task(
-    agent: Agent, settings: Settings, kafka: KafkaConnection, state_root: Path, p: int
+    agent: Agent,
+    settings: Settings,
+    kafka: KafkaConnection,
+    state_root: Path,
+    p: int,
+    labels: tuple[str, str, str],
 ) -> PartitionTask:
     """Open partition `p`'s task: fence the previous owner, then restore its state.
 
@@ -44,7 +48,8 @@ async def open_task(
     changelog and the offsets): its InitProducerId fences any previous owner of the
     partition and makes the broker finish (commit or abort) that owner's open transaction.
     Only then are the changelog and the committed offsets read, so neither can miss, nor
-    later gain, the previous owner's last batch.
+    later gain, the previous owner's last batch. `labels` (app, query, stage) label the
+    restore's metrics.
     """
     producer = kafka.producer(
         transactional_id=f"{agent.group_id}-{p}",
@@ -66,7 +71,7 @@ async def open_task(
     store: Store = MemoryStore() if in_memory else RocksDBStore(state_root / str(p))
     offset = int(store.get_meta("changelog_offset") or 0)
     try:
-        offset = await restore(kafka, agent.name, agent.changelog_topic, store, p, offset)
+        offset = await restore(kafka, agent.name, agent.changelog_topic, store, p, offset, labels)
     except BaseException:
         store.close()
         await producer.stop()
@@ -76,7 +81,6 @@ async def open_task(
         idle_timeout_ms=settings.idle_timeout_ms,
         no_data_batches=settings.no_data_batches,
     )
-    metrics.STATE_ROWS.labels(agent.name, str(p)).set(store.rows())
     return PartitionTask(p, store, qtask, producer, offset)
 
 

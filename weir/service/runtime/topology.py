@@ -37,6 +37,18 @@ class Stage:
     the engine holds them (times as epoch ms), each naming its input record."""
     dead_letters: str | None = None
     """Stage 1: its agent's dead-letter topic."""
+    query: str | None = None
+    """Stage 1: the name of the agent it is part of (its query, in progress and metrics)."""
+
+    @property
+    def query_name(self) -> str:
+        """The user's agent this stage runs (part of)."""
+        return self.query or self.agent.name
+
+    @property
+    def kind(self) -> str:
+        """ "repartition" for an internal first stage, "main" for the agent's own."""
+        return "repartition" if self.internal_sink else "main"
 
     @property
     def dead_letter_topic(self) -> str:
@@ -120,7 +132,11 @@ async def _split(
             schemas={k: v for k, v in agent.schemas.items() if k == cut.input_name},
             record_columns=agent.record_columns,
         )
-        out.append(Stage(stage1, internal_sink=True, dead_letters=agent.dead_letter_topic))
+        out.append(
+            Stage(
+                stage1, internal_sink=True, dead_letters=agent.dead_letter_topic, query=agent.name
+            )
+        )
         aliases[topic.name] = cut.input_name
         inputs.append(topic)
     stage2 = dataclasses.replace(

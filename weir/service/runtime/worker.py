@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from weir.service.app import App
 from weir.service.connection import KafkaConnection, check_access
 from weir.service.runtime import topology
 from weir.service.runtime.failures import MAX_BACKOFF_S, transient
+from weir.service.runtime.progress import QueryProgress
 from weir.service.runtime.runner import AgentRunner
 from weir.service.settings import for_agent
 from weir.service.status import agent_state, public
@@ -35,8 +37,23 @@ class Worker:
         self.app = app
         self.kafka = KafkaConnection.from_settings(app.settings, bootstrap)
         self.bootstrap = self.kafka.bootstrap_servers
+        run_id = str(uuid.uuid4())
+        self.queries = {
+            name: QueryProgress(
+                app.name,
+                name,
+                agent.group_id,
+                _sink_description(topology.Stage(agent)),
+                app.progress_listeners,
+                run_id,
+            )
+            for name, agent in app.agents.items()
+        }
+        """Per agent, its query's handle: `last_progress`, `recent_progress`, `status`."""
         self.runners = {
-            name: AgentRunner(topology.Stage(agent), for_agent(app.settings, name), self.kafka)
+            name: AgentRunner(
+                topology.Stage(agent), for_agent(app.settings, name), self.kafka, self.queries[name]
+            )
             for name, agent in app.agents.items()
         }
         self.stop_event = asyncio.Event()
@@ -47,22 +64,27 @@ class Worker:
         """Split agents whose keyed state needs a repartition topic into their two stages."""
         for stage in await topology.stages(self.app, self.kafka):
             settings = for_agent(self.app.settings, stage.agent.name)
-            runner = AgentRunner(stage, settings, self.kafka)
+            runner = AgentRunner(stage, settings, self.kafka, self.queries[stage.query_name])
             runner.available_now.upstream = [self.runners[u].finished for u in stage.upstream]
             self.runners[stage.agent.name] = runner
 
     def progress(self, n: int) -> dict[str, Any]:
         """See `weir.service.status.Status.progress`."""
-        agents: dict[str, Any] = {}
-        for name, runner in self.runners.items():
-            recent = list(runner.recent_progress)[-n:] if n > 0 else []
-            last = runner.last_progress
-            agents[name] = {
+        queries: dict[str, Any] = {}
+        for name, query in self.queries.items():
+            recent = list(query.recent)[-n:] if n > 0 else []
+            last = query.last
+            mains = [r for r in self.runners.values() if r.labels[1:] == (name, "main")]
+            queries[name] = {
+                "id": query.id,
+                "runId": query.run_id,
+                "name": name,
+                "status": dict(query.status),
                 "last_progress": public(last) if last is not None else None,
                 "recent_progress": [public(p) for p in recent],
-                "partitions": sorted(runner.tasks),
+                "partitions": sorted({p for r in mains for p in r.tasks}),
             }
-        return {"agents": agents}
+        return {"queries": queries}
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
         """See `weir.service.status.Status.readiness`: ready when every agent is (every
@@ -148,3 +170,9 @@ class Worker:
     def stop(self) -> None:
         """Ask every agent to stop after its current checkpoint."""
         self.stop_event.set()
+
+
+def _sink_description(stage: topology.Stage) -> str | None:
+    """The agent's sinks in one line (None without a sink)."""
+    names = [sink.description for sink in stage.sinks()]
+    return ", ".join(names) if names else None

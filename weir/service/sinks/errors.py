@@ -87,7 +87,7 @@ class LogAndContinueSink(Sink):
                 f"{self.description}: batch {key} failed ({reason(error)}) and its error file "
                 f"{self.error_path} could not be written: {exc}"
             ) from error
-        metrics.SINK_ERRORS.labels(self.sink.description).inc()
+        metrics.SINK_ERRORS.labels(*metrics.current(), self.sink.description).inc()
         log.warning(
             "%s: batch %s failed %d times (%s); its %d rows are in %s, continuing",
             self.sink.description,
@@ -109,7 +109,7 @@ class LogAndContinueSink(Sink):
                 return None
             except Exception as exc:
                 error = exc
-                metrics.SINK_WRITE_FAILURES.labels(self.sink.description).inc()
+                metrics.SINK_WRITE_FAILURES.labels(*metrics.current(), self.sink.description).inc()
                 log.debug("%s: attempt %d failed: %s", self.sink.description, attempt + 1, exc)
         return error
 

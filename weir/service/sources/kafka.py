@@ -51,6 +51,8 @@ class KafkaSource(Source):
         self.group_id = group_id
         self.topics = list(topics)
         self.name = name
+        self.metric_labels: tuple[str, str, str] = ("", name, "main")
+        """(app, query, stage) of the metrics it counts (its runner sets them)."""
         """Whose source it is (the agent), for logs and metrics."""
         self.reset_policy = reset_policy
         """"earliest" or "latest": where a partition without a committed offset starts."""
@@ -78,6 +80,24 @@ class KafkaSource(Source):
         if self.consumer is not None:
             await stop_client(self.consumer)
             self.consumer = None
+
+    def lag_view(self) -> dict[TopicPartition, tuple[int, int]]:
+        """Per assigned partition whose position and end are known: (the position after what
+        was read, the last stable offset: the end a read_committed reader can reach). Read
+        from what the fetches reported, without a request ({} before the first fetch)."""
+        consumer = self.consumer
+        if consumer is None:
+            return {}
+        out: dict[TopicPartition, tuple[int, int]] = {}
+        assignment = consumer._subscription.subscription  # as aiokafka's highwater() reads it
+        if assignment is None or assignment.assignment is None:
+            return {}
+        for tp in consumer.assignment():
+            state = assignment.assignment.state_value(tp)
+            end = state.lso if state.lso is not None and state.lso >= 0 else state.highwater
+            if state.has_valid_position and end is not None:
+                out[tp] = (state.position, end)
+        return out
 
     def partitions(self) -> set[int] | None:
         if self.consumer is None:
@@ -175,7 +195,7 @@ class KafkaSource(Source):
                 if self.fail_on_data_loss:
                     raise DataLossError(msg + " (set fail_on_data_loss=False to reset and go on)")
                 log.warning("%s; resetting to %d", msg, begin[tp])
-                metrics.OFFSET_RESETS.labels(self.name).inc()
+                metrics.OFFSET_RESETS.labels(*self.metric_labels).inc()
                 committed = begin[tp]
             self.consumer.seek(tp, committed)
 

@@ -92,6 +92,7 @@ class AggregateOperator(Operator, Folding):
         wm_cols = {col for _name, col, _delay in parent.watermarks}
         self.time_key: int | None = None
         """Index in the keys of a watermarked key column (grouping by event time itself)."""
+        self.windowed = window is not None
         if window is not None:
             self.evicts = window.column in wm_cols
         else:
@@ -210,6 +211,7 @@ class AggregateOperator(Operator, Folding):
                 ctx.late_rows.extend((self.name, r) for r in rows if id(r) in late_ids)
         changed: list[tuple[Any, Any, tuple[Any, ...], list[Any]]] = []
         want_changed = mode == "update"
+        added = written = 0
         for (start, end, keys), grows in groups.items():
             skey = self._state_key(start, end, keys)
             st = state.get(skey)
@@ -217,8 +219,12 @@ class AggregateOperator(Operator, Folding):
             if new is None:
                 continue
             state.put(skey, new)
+            written += 1
+            added += st is None
             if want_changed:
                 changed.append((start, end, keys, new))
+        ctx.rows_added += added
+        ctx.rows_updated += written
         out: list[Row] = []
         if want_changed:
             out = [self._row(s, e, k, st) for s, e, k, st in changed]
@@ -234,6 +240,7 @@ class AggregateOperator(Operator, Folding):
                 closed.append((key, value))
             for key, _value in closed:
                 state.delete(key)
+            ctx.rows_removed += len(closed)
             if mode == "append":
                 out = [self._row(*self._decode(k), v) for k, v in closed]
         return self._sorted(out)

@@ -299,10 +299,13 @@ class FlatMapGroupsWithStateOperator(Operator):
         if not gs._exists and new_timeout is None:
             if entry is not None:
                 state.delete(skey)
+                ctx.rows_removed += 1
             return
         changed = gs._updated or gs._removed or entry is None or new_timeout != entry[2]
         if changed:
             state.put(skey, [list(key), gs._value if gs._exists else None, new_timeout])
+            ctx.rows_added += entry is None
+            ctx.rows_updated += 1
 
     def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
         """Call the function for keys with data, then for timed-out keys; see the module doc."""

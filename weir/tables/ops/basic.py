@@ -103,6 +103,7 @@ class WatermarkOperator(Operator):
             for row, ms in zip(rows, parsed, strict=True):
                 row[col] = ms
             ctx.observe(self.input_name, latest)
+            ctx.note_event_times(parsed)
             return list(rows)
         out: list[Row] = []
         append = out.append
@@ -124,6 +125,7 @@ class WatermarkOperator(Operator):
             append(row)
         if best is not None:
             ctx.observe(self.input_name, best)
+            ctx.note_event_times([r[col] for r in out])
         return out
 
     def _too_far_ahead(self, value: int, ctx: BatchContext) -> str:

@@ -161,9 +161,11 @@ class DedupOperator(Operator):
             put(key, 1)
             idx.note(ts)
             out.append(row)
+        ctx.rows_added += len(out)
         if ctx.watermark is not None:
-            idx.pop_through(ctx.watermark)
+            ctx.rows_removed += len(idx.pop_through(ctx.watermark))
         idx.flush()
+        ctx.rows_updated += len(out)
         return out
 
     def _late(self, row: Row, ctx: BatchContext) -> bool | None:
@@ -191,6 +193,8 @@ class DedupOperator(Operator):
                 continue
             state.put(key, 1)
             out.append(row)
+        ctx.rows_added += len(out)
+        ctx.rows_updated += len(out)
         return out
 
     def _process_within(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
@@ -214,9 +218,13 @@ class DedupOperator(Operator):
             state.put(key, expiry)
             idx.put(expiry, suffix, 1)
             out.append(row)
+        ctx.rows_added += len(out)
+        ctx.rows_updated += len(out)
         if ctx.watermark is not None:
-            for _t, suffix, _v in idx.pop_through(ctx.watermark):
+            expired = idx.pop_through(ctx.watermark)
+            for _t, suffix, _v in expired:
                 state.delete(b"k" + suffix)
+            ctx.rows_removed += len(expired)
         idx.flush()
         return out
 

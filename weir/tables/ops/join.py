@@ -151,8 +151,8 @@ class StreamJoinOperator(MultiInputOperator):
         self._side(right_rows, False, state, ctx, cache, dirty, out, ridx)
         wm = ctx.watermark
         if wm is not None:
-            self._evict(True, wm, state, cache, dirty, out, lidx)
-            self._evict(False, wm, state, cache, dirty, out, ridx)
+            self._evict(True, wm, state, ctx, cache, dirty, out, lidx)
+            self._evict(False, wm, state, ctx, cache, dirty, out, ridx)
         lidx.flush()
         ridx.flush()
         for key in dirty:
@@ -203,6 +203,7 @@ class StreamJoinOperator(MultiInputOperator):
         ientry, width, added = idx.entry_prefix, idx.width, idx.note_bucket
         errors = ctx.errors
         name = self.name
+        stored = 0
         for row in rows:
             try:
                 if late_col is not None:
@@ -245,18 +246,22 @@ class StreamJoinOperator(MultiInputOperator):
                 mine = get(mkey) or []
                 cache[mkey] = mine
             mine.append([ts, matched if track_self else 0, row])
+            stored += 1
             dirty.add(mkey)
             if horizon is not None:  # idx.put(ts + horizon, kb, 1), inlined (hot path)
                 expiry = ts + horizon
                 bucket = expiry // width
                 put(ientry + encode_time(bucket) + encode_time(expiry) + kb, 1)
                 added(bucket)
+        ctx.rows_added += stored
+        ctx.rows_updated += stored
 
     def _evict(
         self,
         is_left: bool,
         wm: int,
         state: StateView,
+        ctx: BatchContext,
         cache: dict[bytes, list[list[Any]]],
         dirty: set[bytes],
         out: list[Row],
@@ -282,6 +287,7 @@ class StreamJoinOperator(MultiInputOperator):
                 else:
                     keep.append(e)
             if len(keep) != len(entries):
+                ctx.rows_removed += len(entries) - len(keep)
                 cache[key] = keep
                 dirty.add(key)
 

@@ -52,6 +52,8 @@ class SessionAggregateOperator(AggregateOperator):
         late_ids: set[int] = set()
         changed: list[tuple[int, int, tuple[Any, ...], list[Any]]] = []
         puts: list[tuple[bytes, list[Any]]] = []
+        merged_away: set[bytes] = set()
+        """Sessions deleted as merged into a new one (the same key when it did not move)."""
         for k, items in by_key.items():
             if late_wm is not None:
                 keep = []
@@ -96,6 +98,7 @@ class SessionAggregateOperator(AggregateOperator):
                     old_st = state.get(old_key)
                     state.delete(old_key)
                     if old_st is not None:
+                        merged_away.add(old_key)
                         st = old_st if st is None else self._merge(st, old_st)
                 news.sort(key=lambda n: n[0])
                 st = self._fold(st, [r for _i, r in news], ctx)
@@ -106,6 +109,10 @@ class SessionAggregateOperator(AggregateOperator):
             state.put(index_key, [[c[0], c[1]] for c in clusters])
         for key, value in puts:
             state.put(key, value)
+        moved = merged_away.difference(key for key, _value in puts)
+        ctx.rows_added += len(puts) - (len(merged_away) - len(moved))
+        ctx.rows_removed += len(moved)
+        ctx.rows_updated += len(puts)
         if late_ids:
             ctx.late_rows.extend((self.name, r) for r in rows if id(r) in late_ids)
         out: list[Row] = []
@@ -121,6 +128,7 @@ class SessionAggregateOperator(AggregateOperator):
                     break
                 closed.append((key, value))
             gone: defaultdict[bytes, list[list[int]]] = defaultdict(list)
+            ctx.rows_removed += len(closed)
             for key, _value in closed:
                 state.delete(key)
                 gone[key[17:]].append([decode_time(key[9:17]), decode_time(key[1:9])])

@@ -50,6 +50,7 @@ class MemoryStore(Store):
         self._maxes: list[bytes] = []  # the last key of each block
         self._changed: set[bytes] = set()
         self._rows = 0
+        self._bytes = 0
 
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
@@ -57,18 +58,25 @@ class MemoryStore(Store):
     def write(self, changes: Changes, existed: Mapping[bytes, bool] | None = None) -> None:
         data = self._data
         changed = self._changed
-        rows = 0
+        rows = size = 0
         for key, value in changes.items():
             if value is None:
-                if data.pop(key, None) is not None:
+                old = data.pop(key, None)
+                if old is not None:
                     changed.add(key)
                     rows -= key.startswith(OPERATOR_PREFIX)
+                    size -= len(key) + len(old)
             else:
-                if key not in data:
+                old = data.get(key)
+                if old is None:
                     changed.add(key)
                     rows += key.startswith(OPERATOR_PREFIX)
+                    size += len(key) + len(value)
+                else:
+                    size += len(value) - len(old)
                 data[key] = value
         self._rows += rows
+        self._bytes += size
 
     def _index(self) -> tuple[list[list[bytes]], list[bytes]]:
         if self._changed:
@@ -121,6 +129,10 @@ class MemoryStore(Store):
         self._maxes = []
         self._changed = set()
         self._rows = 0
+        self._bytes = 0
 
     def rows(self) -> int:
         return self._rows
+
+    def size_bytes(self) -> int:
+        return self._bytes

@@ -63,6 +63,13 @@ class RocksDBStore(Store):
     def rows(self) -> int:
         return self._rows
 
+    def size_bytes(self) -> int:
+        db = self._db
+        return sum(
+            db.property_int_value(name) or 0
+            for name in ("rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables")
+        )
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

@@ -59,6 +59,11 @@ class Store(ABC):
         entries: every key under OPERATOR_PREFIX) as of the last write; metadata not
         counted. Cheap: kept up to date by `write` and `clear`."""
 
+    @abstractmethod
+    def size_bytes(self) -> int:
+        """About how many bytes the store holds (keys and values; RocksDB's estimate of its
+        live data plus its memtables). Cheap; for metrics, never exact."""
+
     def get_meta(self, name: str) -> Any:
         """Return the metadata value `name` (JSON-decoded), or None."""
         raw = self.get(META_PREFIX + name.encode())
