@@ -354,20 +354,24 @@ async def test_page_shows_a_real_workers_windowed_count(
         base = f"http://127.0.0.1:{port}"
         await _poll(base + "/readyz", lambda r: r.status == 200, 60, "worker not ready")
         async with open_page(base + "/") as page:
-            start = BASE.replace(tzinfo=None)
+            start = datetime.now(UTC) - timedelta(minutes=30)
             rows = [
-                {"user": f"u{i % 5}", "event_time": (start + timedelta(seconds=7 * i)).isoformat()}
+                {"user": f"u{i % 5}", "event_time": iso(start + timedelta(seconds=7 * i))}
                 for i in range(200)
             ]
             await kafka.produce(src, rows, key="user")
-            await _wait_rows(page, "clicks_per_minute", 200)
-            assert await page.text('section[data-query="clicks_per_minute"] h2') == (
-                "clicks_per_minute"
-            )
-            rows_now = await page.page.evaluate(
-                "() => weirUI.series.clicks_per_minute.stateRows.filter((v) => v > 0).length"
-            )
-            assert rows_now > 0
+            served, drawn = await _drawn(page, "clicks_per_minute", 200)
+            recent = served["recent_progress"]
+            assert drawn["input"][1] == [r["inputRowsPerSecond"] for r in recent]
+            assert drawn["processing"][1] == [r["processedRowsPerSecond"] for r in recent]
+            # the stack tops at triggerExecution (up to the rounding of each phase's ms)
+            trigger = [r["durationMs"]["triggerExecution"] for r in recent]
+            assert drawn["duration"][1] == pytest.approx(trigger, abs=0.01)
+            state_rows = sum(op["numRowsTotal"] for op in recent[-1]["stateOperators"])
+            assert drawn["stateRows"][1][-1] == state_rows > 0
+            section = 'section[data-query="clicks_per_minute"]'
+            summary = await page.text(f"{section} .summary")
+            assert summary.startswith(f"Last batch #{recent[-1]['batchId']} at ")
             await page.screenshot(tmp_path / "weir-ui-worker.png")
             assert page.errors == []
     finally:
@@ -375,20 +379,30 @@ async def test_page_shows_a_real_workers_windowed_count(
         await asyncio.wait_for(run, 60)
 
 
-async def _wait_rows(page: Page, query: str, rows: int, timeout: float = 90) -> None:
-    """Until the page's records of `query` add up to `rows` input rows."""
+async def _drawn(
+    page: Page, query: str, rows: int, timeout: float = 90
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Once the page draws every record /progress serves of `query` and those add up to
+    `rows` input rows: (the served query, per chart its uPlot data)."""
     deadline = asyncio.get_running_loop().time() + timeout
     seen = None
     while asyncio.get_running_loop().time() < deadline:
         seen = await page.page.evaluate(
             """async (q) => {
                 const p = await (await fetch('/progress?n=100')).json();
-                const query = (p.queries || p.agents || {})[q];
-                return query ? query.recent_progress.reduce((a, r) => a + r.numInputRows, 0) : 0;
+                const served = (p.queries || p.agents || {})[q] || null;
+                const charts = Object.entries(weirUI.charts[q] || {});
+                const drawn = Object.fromEntries(charts.map(([k, u]) => [k, u.data]));
+                return {served, drawn};
             }""",
             query,
         )
-        if seen == rows and (await page.points(query)).get("input", 0) > 0:
-            return
+        served, drawn = seen["served"], seen["drawn"]
+        if served is not None and drawn:
+            recent = served["recent_progress"]
+            if sum(r["numInputRows"] for r in recent) == rows and len(drawn["input"][0]) == len(
+                recent
+            ):
+                return served, drawn
         await asyncio.sleep(0.5)
-    raise AssertionError(f"{query}: {seen} of {rows} input rows shown: {page.errors}")
+    raise AssertionError(f"{query}: not all {rows} input rows drawn: {seen}, {page.errors}")

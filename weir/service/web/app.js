@@ -8,6 +8,7 @@
   const POLL_MS = 1500;
   const RECORDS = 100; // the most /progress keeps per query
   const PLOT_HEIGHT = 150;
+  const MIN_WINDOW_S = 60;
   const PHASES = ["getBatch", "queryPlanning", "addBatch", "commitOffsets", "other"];
   const PHASE_COLORS = {
     getBatch: "#4c9be8",
@@ -147,6 +148,7 @@
   }
 
   const clock = (d) => d.toLocaleTimeString([], { hour12: false });
+  const clockOf = (epochS) => clock(new Date(epochS * 1000));
 
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
@@ -158,8 +160,16 @@
     return node;
   }
 
+  /** The time axis spans at least a minute, ending at the latest batch. */
+  function timeWindow(times) {
+    const max = times.length ? times[times.length - 1] : Date.now() / 1000;
+    const min = times.length ? times[0] : max;
+    return max - min < MIN_WINDOW_S ? { min: max - MIN_WINDOW_S, max } : { min, max };
+  }
+
   function plotOptions(chart, width, phaseValues) {
     const axis = { stroke: "#59636e", grid: { stroke: "#eaeef2" }, ticks: { stroke: "#d1d9e0" } };
+    const xAxis = { ...axis, space: 64, values: (u, ticks) => ticks.map(clockOf) };
     const yAxis = { ...axis, size: 48, values: (u, ticks) => ticks.map(fmt) };
     const lowest = (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1];
     let series;
@@ -179,7 +189,7 @@
       height: PLOT_HEIGHT,
       legend: { show: !!chart.stacked, live: true },
       scales: { y: { range: lowest } },
-      axes: [axis, yAxis],
+      axes: [xAxis, yAxis],
       series: [{}, ...series],
     };
   }
@@ -271,8 +281,9 @@
     const json = q.last_progress ? JSON.stringify(q.last_progress, null, 2) : "none yet";
     if (parts.json.textContent !== json) parts.json.textContent = json;
     for (const chart of CHARTS) {
-      const data = chartData(chart, s);
-      entry.charts[chart.key].setData(data);
+      const u = entry.charts[chart.key];
+      u.setData(chartData(chart, s));
+      u.setScale("x", timeWindow(s.time));
       const { cell, latest } = entry.cells[chart.key];
       cell.dataset.points = String(s.time.length);
       const values = chart.stacked ? s.duration : s[chart.key];
