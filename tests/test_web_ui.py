@@ -372,6 +372,8 @@ async def test_page_shows_a_real_workers_windowed_count(
             section = 'section[data-query="clicks_per_minute"]'
             summary = await page.text(f"{section} .summary")
             assert summary.startswith(f"Last batch #{recent[-1]['batchId']} at ")
+            ids = f"id {served.get('id', '–')} · run {served.get('runId', '–')}"
+            assert await page.text(f"{section} .ids") == f"{ids} · partitions [0, 1]"
             await page.screenshot(tmp_path / "weir-ui-worker.png")
             assert page.errors == []
     finally:
