@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 30
 
-.PHONY: all install demo test lint typecheck unit bench soak local-up local-down clean
+.PHONY: all install browser demo test lint typecheck unit bench soak local-up local-down clean
 
 all: test
 
@@ -24,11 +24,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Headless Chromium for the streaming page's tests (tests/test_web_ui.py): Debian's package,
+# which Playwright drives (Playwright's own browser download is never used).
+browser:
+	command -v chromium >/dev/null || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium; }
+
 # The whole suite: lint, types, pure-logic tests and the real-broker/PostgreSQL tests.
-test: lint typecheck
+test: lint typecheck browser
 	$(BIN)/python -m pytest -q
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/python -m pytest -q -m "not broker and not postgres"
 
 # Starts local Kafka and PostgreSQL, runs exercise 5's funnel (weir.agents.funnel) over generated

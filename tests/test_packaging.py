@@ -41,6 +41,10 @@ def test_the_wheel_holds_only_the_weir_package(tmp_path: Path) -> None:
     # the broker's Maven POM and log configuration travel with the code
     assert "weir/service/local/kafka-pom.xml" in names
     assert "weir/service/local/log4j2.properties" in names
+    # and so does the streaming page with its vendored chart library
+    web = {n.rpartition("/")[2] for n in names if n.startswith("weir/service/web/")}
+    assert web == {p.name for p in (REPO / "weir" / "service" / "web").iterdir()}
+    assert {"index.html", "app.js", "style.css", "uPlot.iife.min.js", "uPlot.LICENSE.txt"} <= web
 
 
 def test_weir_imports_beside_packages_named_tables_service_and_agents(tmp_path: Path) -> None:

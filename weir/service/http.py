@@ -1,8 +1,14 @@
-"""The worker's HTTP endpoints: Prometheus metrics, progress, liveness and readiness.
+"""The worker's HTTP endpoints: a live streaming page, Prometheus metrics, progress, liveness
+and readiness.
 
 A deliberately small HTTP/1.1 server on asyncio streams (no extra dependency), GET and HEAD
 only, one request per connection (`Connection: close`):
 
+    GET /          the streaming page (weir/service/web/index.html): per agent its input and
+                   processing rates, batch duration by phase, watermark delay, state rows and
+                   lag over the recent batches, drawn from /progress in the browser
+    GET /static/<name>  the page's files (weir/service/web/, uPlot vendored); 404 for any
+                   other name
     GET /metrics   Prometheus text exposition of `weir.service.metrics.REGISTRY`
     GET /progress  JSON: per agent its last progress record and the last N (`?n=`, default 10,
                    at most 100) of its recent ones, internal keys (leading "_") dropped
@@ -24,6 +30,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from importlib import resources
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -49,6 +57,15 @@ _REQUEST_TIMEOUT_S = 10.0
 _MAX_HEADERS = 100
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
+_STATIC_PREFIX = "/static/"
+_WEB = resources.files("weir.service").joinpath("web")
+_STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".txt": _TEXT,
+}
+"""The page's files are served by suffix; a file of any other suffix is not served."""
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -80,6 +97,7 @@ class WebServer:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
         self._routes: dict[str, Callable[[dict[str, list[str]]], Response]] = {
+            "/": self._index,
             "/metrics": self._metrics,
             "/progress": self._progress,
             "/healthz": self._healthz,
@@ -104,7 +122,7 @@ class WebServer:
         if self._server is not None:
             raise RuntimeError("web server already started")
         self._server = await asyncio.start_server(self._handle, self.host, self.requested_port)
-        log.info("serving /metrics /progress /healthz /readyz on %s", self.url)
+        log.info("serving / /metrics /progress /healthz /readyz on %s", self.url)
 
     async def stop(self) -> None:
         """Stop listening and close open connections. Idempotent."""
@@ -160,11 +178,14 @@ class WebServer:
     def _respond(self, method: str, target: str) -> Response:
         url = urlsplit(target)
         route = self._routes.get(url.path)
-        if route is None:
+        static = url.path.startswith(_STATIC_PREFIX)
+        if route is None and not static:
             return 404, _TEXT, b"not found\n"
         if method not in ("GET", "HEAD"):
             return 405, _TEXT, b"method not allowed\n"
         try:
+            if route is None:
+                return _static(url.path[len(_STATIC_PREFIX) :])
             return route(parse_qs(url.query))
         except Exception:
             log.exception("error serving %s", url.path)
@@ -196,6 +217,9 @@ class WebServer:
         body = orjson.dumps(self.status.progress(max(0, min(n, MAX_PROGRESS_RECORDS))), default=str)
         return 200, _JSON, body
 
+    def _index(self, query: dict[str, list[str]]) -> Response:
+        return _static("index.html")
+
     def _healthz(self, query: dict[str, list[str]]) -> Response:
         return 200, _TEXT, b"ok\n"
 
@@ -204,6 +228,16 @@ class WebServer:
         lines = ["ready" if ready else "not ready"]
         lines += [f"{name}: {state}" for name, state in sorted(states.items())]
         return (200 if ready else 503), _TEXT, ("\n".join(lines) + "\n").encode()
+
+
+def _static(name: str) -> Response:
+    """A file of the page by its bare name; 404 unless it is one of the files in web/ with a
+    served suffix (so no path leads outside that folder)."""
+    content_type = _STATIC_TYPES.get(PurePosixPath(name).suffix)
+    files = {f.name: f for f in _WEB.iterdir() if f.is_file()}
+    if content_type is None or name not in files:
+        return 404, _TEXT, b"not found\n"
+    return 200, content_type, files[name].read_bytes()
 
 
 async def serve(status: Status, port: int | None, host: str = DEFAULT_HOST) -> WebServer | None:
