@@ -65,7 +65,7 @@ def windowed_record(batch: int) -> dict[str, Any]:
         "processedRowsPerSecond": 400.0 + 10 * batch,
         "durationMs": {
             "getBatch": 10 + batch,
-            "queryPlanning": 2,
+            "walCommit": 2,
             "addBatch": 60 + 2 * batch,
             "commitOffsets": 20,
             "triggerExecution": 100 + 4 * batch,
@@ -300,11 +300,11 @@ async def test_page_draws_each_query_from_growing_progress(tmp_path: Path) -> No
             assert c["stateRows"][1] == [100 * (b + 1) for b in range(12)]
             assert c["lag"][1] == [b % 4 + 3 for b in range(12)]
             # stacked, top band first: other (8 + b ms beyond the phases) tops at
-            # triggerExecution, getBatch is the bottom band
+            # triggerExecution, walCommit (the batch plan's write) is the bottom band
             duration = c["duration"]
             assert len(duration) == 6
             assert duration[1] == [100 + 4 * b for b in range(12)]
-            assert duration[-1] == [10 + b for b in range(12)]
+            assert duration[-1] == [2] * 12
             assert duration[-2] == [12 + b for b in range(12)]
             e = data["enrich"]
             assert e["watermarkDelay"][1] == [None] * 12
@@ -392,7 +392,7 @@ async def _drawn(
         seen = await page.page.evaluate(
             """async (q) => {
                 const p = await (await fetch('/progress?n=100')).json();
-                const served = (p.queries || p.agents || {})[q] || null;
+                const served = (p.queries || {})[q] || null;
                 const charts = Object.entries(weirUI.charts[q] || {});
                 const drawn = Object.fromEntries(charts.map(([k, u]) => [k, u.data]));
                 return {served, drawn};

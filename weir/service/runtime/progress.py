@@ -113,6 +113,8 @@ class QueryProgress:
             "isTriggerActive": False,
         }
         self._pending = _Pending()
+        self._ends: dict[TopicPartition, int] = {}
+        """Per partition of the user's topics, the position after the last committed batch."""
         self._latest: dict[TopicPartition, int] = {}
         self._next_batch_id = 0
         self._last_started: float | None = None
@@ -155,6 +157,7 @@ class QueryProgress:
                 metrics.INPUT_RECORDS.labels(self.app, self.name, topic).inc(b.counts[topic])
         for tp, (position, _end) in lag.items():
             pending.ends.setdefault(tp, position)
+        self._ends.update(pending.ends)
         self.note_lag(lag)
 
     def note_lag(self, lag: Mapping[TopicPartition, tuple[int, int]]) -> None:
@@ -229,15 +232,15 @@ class QueryProgress:
         return record
 
     def _sources(self, pending: _Pending, since: float, trigger: float) -> list[dict[str, Any]]:
-        topics = sorted({tp.topic for tp in pending.ends} | set(pending.rows))
+        """Every partition of the user's topics known so far: those without input since the
+        last record start and end at the same offset, as in Spark."""
+        known = self._ends
         out = []
-        for topic in topics:
-            tps = sorted(
-                (tp for tp in pending.ends if tp.topic == topic), key=lambda t: t.partition
-            )
-            ends = {str(tp.partition): pending.ends[tp] for tp in tps}
-            starts = {str(tp.partition): pending.starts.get(tp, pending.ends[tp]) for tp in tps}
-            latest = {str(tp.partition): self._latest.get(tp, pending.ends[tp]) for tp in tps}
+        for topic in sorted({tp.topic for tp in known}):
+            tps = sorted((tp for tp in known if tp.topic == topic), key=_partition)
+            ends = {str(tp.partition): known[tp] for tp in tps}
+            starts = {str(tp.partition): pending.starts.get(tp, known[tp]) for tp in tps}
+            latest = {str(tp.partition): self._latest.get(tp, known[tp]) for tp in tps}
             behind = [max(0, latest[p] - ends[p]) for p in ends]
             rows = pending.rows.get(topic, 0)
             out.append(

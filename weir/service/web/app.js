@@ -9,10 +9,10 @@
   const RECORDS = 100; // the most /progress keeps per query
   const PLOT_HEIGHT = 150;
   const MIN_WINDOW_S = 60;
-  const PHASES = ["getBatch", "queryPlanning", "addBatch", "commitOffsets", "other"];
+  const PHASES = ["walCommit", "getBatch", "addBatch", "commitOffsets", "other"];
   const PHASE_COLORS = {
     getBatch: "#4c9be8",
-    queryPlanning: "#a371f7",
+    walCommit: "#a371f7",
     addBatch: "#2da44e",
     commitOffsets: "#e3a21a",
     other: "#afb8c1",
@@ -294,7 +294,7 @@
   }
 
   function render(progress) {
-    const queries = progress.queries || progress.agents || {};
+    const queries = progress.queries || {};
     const names = Object.keys(queries).sort();
     const main = document.getElementById("queries");
     document.getElementById("no-queries").hidden = names.length > 0;
