@@ -1,8 +1,7 @@
 """The worker's HTTP endpoints over real HTTP on 127.0.0.1: real App, Worker and AgentRunner
 objects (no broker for the unit tests; `Worker` does not connect before `run`), requests made
 with urllib in a thread since the server shares the test's event loop. One broker test runs a
-real worker with `web_port` set and watches it become ready and report progress. The deploy/
-manifests are checked to parse and to agree on the web port."""
+real worker with `web_port` set and watches it become ready and report progress."""
 
 from __future__ import annotations
 
@@ -32,8 +31,6 @@ from weir.service.runtime.worker import Worker
 from weir.service.status import agent_state
 from weir.tables.query import Query
 from weir.tables.stream import Stream
-
-REPO = Path(__file__).resolve().parents[1]
 
 # The names README.md's Metrics section promises, as exposed (counters with `_total`).
 METRIC_NAMES = [
@@ -401,7 +398,7 @@ async def test_worker_serves_endpoints_while_it_runs(kafka: KafkaHelper, state_d
 
 # -- the streaming page (its drawing: tests/test_web_ui.py) -----------------------------------
 
-WEB = REPO / "weir" / "service" / "web"
+WEB = Path(__file__).resolve().parents[1] / "weir" / "service" / "web"
 
 
 @pytest.mark.asyncio
@@ -491,68 +488,3 @@ async def test_static_serves_the_pages_suffixes_only(
         assert (await fetch(server.url + "/")).status == 404  # this folder has no index.html
     finally:
         await server.stop()
-
-
-# -- deploy/ -------------------------------------------------------------------------------
-
-
-def _manifests() -> dict[str, Any]:
-    import yaml  # test dependency: pyyaml
-
-    docs: dict[str, Any] = {}
-    for path in sorted((REPO / "deploy" / "kubernetes").glob("*.yaml")):
-        with path.open() as f:
-            for doc in yaml.safe_load_all(f):
-                if doc is not None:
-                    docs[doc["kind"]] = doc
-    return docs
-
-
-def test_manifests_parse_and_agree_on_the_web_port() -> None:
-    docs = _manifests()
-    assert {"Deployment", "Service", "PodMonitor", "Kustomization"} <= set(docs)
-    deployment = docs["Deployment"]
-    assert deployment["spec"]["replicas"] == 2
-    pod = deployment["spec"]["template"]
-    (container,) = pod["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
-    port = int(env["WEIR_WEB_PORT"])
-    assert {"WEIR_BOOTSTRAP_SERVERS", "WEIR_STATE_DIR"} <= set(env)
-    assert env[HOST_ENV] == "0.0.0.0"  # probes and Prometheus use the pod IP
-    (web,) = (p for p in container["ports"] if p["name"] == "web")
-    assert web["containerPort"] == port
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "web"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "web"}
-    annotations = pod["metadata"]["annotations"]
-    assert annotations["prometheus.io/port"] == str(port)
-    assert annotations["prometheus.io/path"] == "/metrics"
-    # The state folder is on an emptyDir (restored from the changelog).
-    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    state_mount = next(m for m in mounts if env["WEIR_STATE_DIR"].startswith(m))
-    assert "emptyDir" in volumes[mounts[state_mount]]
-    assert pod["spec"]["terminationGracePeriodSeconds"] >= 60
-    labels = pod["metadata"]["labels"]
-    for selector in (
-        deployment["spec"]["selector"]["matchLabels"],
-        docs["Service"]["spec"]["selector"],
-        docs["PodMonitor"]["spec"]["selector"]["matchLabels"],
-    ):
-        assert selector.items() <= labels.items()
-    (svc_port,) = docs["Service"]["spec"]["ports"]
-    assert svc_port["targetPort"] == "web"
-    assert docs["PodMonitor"]["spec"]["podMetricsEndpoints"][0]["port"] == "web"
-
-
-def test_dockerfile_matches_the_manifests() -> None:
-    text = (REPO / "deploy" / "Dockerfile").read_text()
-    port = int(
-        _manifests()["Deployment"]["spec"]["template"]["spec"]["containers"][0]["ports"][0][
-            "containerPort"
-        ]
-    )
-    assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
-    assert re.search(rf"^EXPOSE {port}$", text, re.M)
-    assert f"WEIR_WEB_PORT={port}" in text
-    assert re.search(r"^USER 10001", text, re.M)
-    assert '\nENTRYPOINT ["weir", "worker"]\n' in text

@@ -1,12 +1,11 @@
 """Security settings without a broker: secrets stay masked, the Kafka client options follow
 the settings, the HTTP endpoints of a real `weir worker` listen on loopback only unless
-`WEIR_WEB_HOST` says otherwise, and the container and its manifests run as a non-root user.
-(tests/test_security_kafka.py checks the same settings against a real secured broker.)"""
+`WEIR_WEB_HOST` says otherwise. (tests/test_security_kafka.py checks the same settings against
+a real secured broker; tests/test_deploy.py that the image and the manifests run non-root.)"""
 
 from __future__ import annotations
 
 import os
-import re
 import socket
 import ssl
 import subprocess
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pydantic import SecretStr, ValidationError
 
 from tests.workers import WorkerProcess, wait_for
@@ -24,7 +22,6 @@ from weir.service.connection import KafkaConnection
 from weir.service.local.proc import free_port
 from weir.service.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
 SECRET = "s3cr3t-settings-7d1f"
 
 
@@ -178,27 +175,6 @@ def test_a_worker_serves_http_on_loopback_unless_told(tmp_path: Path, host: str 
     finally:
         if worker.proc.poll() is None:
             worker.kill()
-
-
-def test_the_container_and_the_manifests_run_as_non_root() -> None:
-    users = re.findall(r"^USER\s+(\S+)", (REPO / "deploy" / "Dockerfile").read_text(), re.M)
-    assert users, "the Dockerfile sets no USER"
-    uid = users[-1].split(":")[0]
-    assert uid.isdigit() and int(uid) != 0, f"USER {users[-1]}: a numeric non-root uid"
-    pods = []
-    for path in sorted((REPO / "deploy" / "kubernetes").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            spec = (doc or {}).get("spec", {}).get("template", {}).get("spec")
-            if spec is not None:
-                pods.append((path.name, spec))
-    assert pods, "no pod templates in deploy/kubernetes"
-    for name, spec in pods:
-        pod_ctx = spec.get("securityContext", {})
-        for container in spec["containers"]:
-            ctx = {**pod_ctx, **container.get("securityContext", {})}
-            assert ctx.get("runAsNonRoot") is True, f"{name}: {container['name']}"
-            assert ctx.get("runAsUser", int(uid)) != 0, f"{name}: {container['name']}"
-            assert ctx.get("allowPrivilegeEscalation") is False, f"{name}: {container['name']}"
 
 
 def test_a_settings_error_names_the_setting_and_never_the_password() -> None:
