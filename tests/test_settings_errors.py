@@ -108,3 +108,15 @@ def test_worker_help_lists_every_setting_and_local_help_says_what_each_action_do
     assert "Kafka transaction timeout for exactly_once producers (default 60000)" in worker
     local = helped("local", "up")
     assert "up: start both" in local and "down: stop" in local and "$WEIR_HOME" in local
+
+
+def test_a_bare_number_in_a_duration_variable_is_milliseconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by the deploy manifests: WEIR_COMMIT_INTERVAL_MS=1000 was "not a duration"."""
+    monkeypatch.setenv("WEIR_COMMIT_INTERVAL_MS", "1000")
+    monkeypatch.setenv("WEIR_IDLE_TIMEOUT_MS", " 250 ")
+    settings = Settings()
+    assert (settings.commit_interval_ms, settings.idle_timeout_ms) == (1000, 250)
+    monkeypatch.setenv("WEIR_COMMIT_INTERVAL_MS", "2 seconds")
+    assert Settings().commit_interval_ms == 2000

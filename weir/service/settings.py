@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _duration(cls, value: object) -> int:
+        if isinstance(value, str) and value.strip().isdigit():  # WEIR_..._MS=1000: ms
+            return int(value)
         if isinstance(value, str | timedelta | int) and not isinstance(value, bool):
             return parse_duration(value)
         raise ValueError(f"not a duration: {value!r}")
