@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import KafkaHelper
 from tests.test_http import METRIC_NAMES, Reply, _free_port, _poll
 from weir.service.app import App
+from weir.service.listener import StreamingQueryListener
 from weir.service.runtime.worker import Worker
 from weir.service.status_command import rows
 from weir.tables.query import Query
@@ -55,6 +56,8 @@ async def test_progress_and_metrics_describe_the_query(kafka: KafkaHelper, state
     app = App(name, state_dir=state_dir, bootstrap_servers=kafka.bootstrap, web_port=port)
     heard: list[dict[str, Any]] = []
     app.on_progress(heard.append)
+    told = app.add_listener(Recorder())
+    assert isinstance(told, Recorder)
 
     @app.agent(app.topic(src), sink=app.topic(dst))
     def per_page(s: Stream) -> Query:  # the input is keyed by user: a repartition by page
@@ -166,6 +169,27 @@ async def test_progress_and_metrics_describe_the_query(kafka: KafkaHelper, state
     finally:
         worker.stop()
         await asyncio.wait_for(run, 60)
+    # the listener heard the start, every progress record and the end, in that order
+    kinds = [kind for kind, _event in told.events]
+    assert kinds == ["started"] + ["progress"] * len(heard) + ["terminated"]
+    started, ended = told.events[0][1], told.events[-1][1]
+    assert started["name"] == ended["name"] == "per_page"
+    assert started["id"] == query["id"] and ended["exception"] is None
+    assert [e for _k, e in told.events[1:-1]] == heard
+
+
+class Recorder(StreamingQueryListener):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def on_query_started(self, event: dict[str, Any]) -> None:
+        self.events.append(("started", event))
+
+    def on_query_progress(self, progress: dict[str, Any]) -> None:
+        self.events.append(("progress", progress))
+
+    def on_query_terminated(self, event: dict[str, Any]) -> None:
+        self.events.append(("terminated", event))
 
 
 def test_weir_status_without_a_worker_says_so_in_one_line() -> None:

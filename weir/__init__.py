@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from weir.service.app import App, Topic, Trigger
+    from weir.service.listener import StreamingQueryListener
     from weir.service.sinks.base import BatchId, Sink, SinkBatch
     from weir.service.sinks.console import console
     from weir.service.sinks.delta import delta
@@ -141,6 +142,7 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "weir.service.app": ["App", "Topic", "Trigger"],
+    "weir.service.listener": ["StreamingQueryListener"],
     "weir.service.sinks.base": ["BatchId", "Sink", "SinkBatch"],
     "weir.service.sinks.console": ["console"],
     "weir.service.sinks.delta": ["delta"],
@@ -286,6 +288,7 @@ __all__ = [
     "Sink",
     "SinkBatch",
     "Stream",
+    "StreamingQueryListener",
     "StringType",
     "StructField",
     "StructType",

@@ -23,6 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from weir.service.listener import ProgressFunction, StreamingQueryListener
 from weir.service.record_columns import TYPES as RECORD_TYPES
 from weir.service.record_columns import RecordColumns, parse_record_columns
 from weir.service.settings import Settings
@@ -185,7 +186,7 @@ class App:
         self.topics: dict[str, Topic] = {}
         self.sources: dict[str, SourceInput] = {}
         self.agents: dict[str, Agent] = {}
-        self.progress_listeners: list[Callable[[dict[str, Any]], Any]] = []
+        self.listeners: list[StreamingQueryListener] = []
 
     def topic(
         self, name: str, *, partitions: int | None = None, config: dict[str, str] | None = None
@@ -198,12 +199,18 @@ class App:
         self.topics[name] = t
         return t
 
+    def add_listener(self, listener: StreamingQueryListener) -> StreamingQueryListener:
+        """Tell `listener` (Spark's `StreamingQueryListener`) when each of the app's queries
+        starts, makes progress and ends; see `weir.service.listener`."""
+        self.listeners.append(listener)
+        return listener
+
     def on_progress(self, fn: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
-        """Call `fn(progress)` after each committed micro-batch of any agent (Spark's
-        `StreamingQueryListener.onQueryProgress`), with the batch's progress record (its
-        `name` is the agent). A listener that raises is logged and ignored: it never stops
-        the query. Usable as a decorator."""
-        self.progress_listeners.append(fn)
+        """Call `fn(progress)` after each committed round of micro-batches of any query
+        (Spark's `StreamingQueryListener.onQueryProgress`), with the query's progress record
+        (its `name` is the agent). A listener that raises is logged and ignored: it never
+        stops the query. Usable as a decorator."""
+        self.listeners.append(ProgressFunction(fn))
         return fn
 
     def _source(self, name: str, make: Callable[[Path], Source], schema: Schema) -> SourceInput:

@@ -14,13 +14,14 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.structs import TopicPartition
 
 from weir.service import metrics
+from weir.service.listener import StreamingQueryListener
 from weir.service.status import MAX_PROGRESS_RECORDS, public
 from weir.tables.query import BatchResult, OperatorBatch
 from weir.tables.timeutil import iso_utc
@@ -28,7 +29,6 @@ from weir.tables.timeutil import iso_utc
 log = logging.getLogger("weir.worker")
 
 _NAMESPACE = uuid.UUID("6f1d3c2a-5b8e-4e0f-9a51-3c7d2e8b9f40")
-Listener = Callable[[dict[str, Any]], Any]
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class QueryProgress:
         name: str,
         group_id: str,
         sink: str | None,
-        listeners: list[Listener],
+        listeners: list[StreamingQueryListener],
         run_id: str,
     ) -> None:
         self.app = app
@@ -224,12 +224,27 @@ class QueryProgress:
         }
         self._next_batch_id += 1
         self.recent.append(record)
+        self._tell("on_query_progress", public(record))
+        return record
+
+    def started(self) -> None:
+        """Tell the listeners the query started."""
+        self._tell("on_query_started", self._event())
+
+    def terminated(self, error: BaseException | None) -> None:
+        """Tell the listeners the query stopped (`error`: why, None on request)."""
+        line = None if error is None else f"{type(error).__name__}: {error}"
+        self._tell("on_query_terminated", {**self._event(), "exception": line})
+
+    def _event(self) -> dict[str, Any]:
+        return {"id": self.id, "runId": self.run_id, "name": self.name, "timestamp": _now()}
+
+    def _tell(self, method: str, event: dict[str, Any]) -> None:
         for listener in self.listeners:
             try:
-                listener(record)
+                getattr(listener, method)(event)
             except Exception as exc:
-                log.warning("%s: progress listener %r failed: %r", self.name, listener, exc)
-        return record
+                log.warning("%s: listener %r failed in %s: %r", self.name, listener, method, exc)
 
     def _sources(self, pending: _Pending, since: float, trigger: float) -> list[dict[str, Any]]:
         """Every partition of the user's topics known so far: those without input since the
@@ -262,6 +277,10 @@ class QueryProgress:
                 }
             )
         return out
+
+
+def _now() -> str:
+    return iso_utc(int(time.time() * 1000))
 
 
 def _partition(tp: TopicPartition) -> int:

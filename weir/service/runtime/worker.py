@@ -44,7 +44,7 @@ class Worker:
                 name,
                 agent.group_id,
                 _sink_description(topology.Stage(agent)),
-                app.progress_listeners,
+                app.listeners,
                 run_id,
             )
             for name, agent in app.agents.items()
@@ -105,6 +105,7 @@ class Worker:
         settings = self.app.settings
         web = await http.serve(self, settings.web_port, settings.web_host)
         log.info("Kafka at %s", self.kafka.describe())
+        error: BaseException | None = None
         try:
             if not await self._until_connected(self._expand, "starting"):
                 return
@@ -112,6 +113,9 @@ class Worker:
                 if not await self._until_connected(runner.start, runner.name, runner.stop):
                     return
                 started.append(runner)
+            for runner in started:
+                if runner.stage.kind == "main":
+                    runner.progress.started()
             runs = [asyncio.create_task(r.run(self.stop_event)) for r in started]
             stopper = asyncio.create_task(self.stop_event.wait())
             pending = set(runs)
@@ -125,6 +129,7 @@ class Worker:
                     pending.discard(d)
                     if d.exception() is not None:
                         self.stop_event.set()
+                        error = d.exception()
                         raise d.exception()  # type: ignore[misc]
                 if stopper.done():
                     await asyncio.gather(*pending, return_exceptions=True)
@@ -134,6 +139,8 @@ class Worker:
             for runner in started:
                 with contextlib.suppress(Exception):
                     await runner.stop()
+                if runner.stage.kind == "main":
+                    runner.progress.terminated(error)
             if web is not None:
                 await web.stop()
             log.info("stopped", extra={"event": "stopped", "app": self.app.name})
