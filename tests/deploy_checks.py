@@ -13,6 +13,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from weir.service.commands import STOP_GRACE_S
 from weir.service.metrics import REGISTRY
 from weir.service.settings import Settings
 
@@ -22,9 +23,8 @@ SCHEMAS = REPO / "tests" / "schemas"
 K8S_VERSION = "1.35.0"
 """The Kubernetes version whose schemas (shipped by kubernetes-validate) the manifests meet."""
 
-# A stopping worker's margin beyond commit interval + transaction timeout: leaving the groups,
-# closing sinks and stores.
-STOP_MARGIN_S = 15
+# Kubernetes' margin beyond the worker's own stop bound (its watchdog): the process exiting.
+STOP_MARGIN_S = 5
 
 
 def docs_of(*paths: Path) -> list[dict[str, Any]]:
@@ -174,9 +174,10 @@ def check_worker(docs: dict[str, dict[str, Any]]) -> None:
     assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] == 10001
     assert ctx["allowPrivilegeEscalation"] is False and ctx["readOnlyRootFilesystem"] is True
 
-    # A stop finishes the micro-batch being gathered and its transaction.
-    bound = (settings.commit_interval_ms + settings.transaction_timeout_ms) / 1000
-    assert pod["terminationGracePeriodSeconds"] >= bound + STOP_MARGIN_S
+    # A stop commits the micro-batch in flight, or aborts it after shutdown_timeout_ms, and
+    # the worker's own watchdog ends it STOP_GRACE_S later: all before Kubernetes kills it.
+    bound = settings.commit_interval_ms / 1000 + settings.shutdown_timeout_ms / 1000
+    assert pod["terminationGracePeriodSeconds"] >= bound + STOP_GRACE_S + STOP_MARGIN_S
 
     # State on the pod's own volume claim; secrets as files; the login is the KafkaUser's.
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from weir.service.runtime.progress import BatchTimes, OperatorTotals, TaskBatch
+from weir.service.runtime.progress import BatchTimes, TaskBatch
+from weir.service.runtime.reporting import OperatorTotals
 from weir.tables.operator import Row
 from weir.tables.ops.arbitrary import GroupState
 from weir.tables.ops.functions import count

@@ -4,7 +4,7 @@ Every manifest validates: core kinds against the Kubernetes schemas that `kubern
 ships, Strimzi and prometheus-operator resources against their CRDs (vendored in
 tests/schemas/), the compose file against the Compose specification, and each kustomize
 overlay as `kubectl kustomize` renders it. Then what the parts must agree on: the web port and
-probes, a non-root uid, the grace period against commit interval and transaction timeout, the
+probes, a non-root uid, the grace period against the worker's own stop bound, the
 Kafka login from the KafkaUser's Secret, the topics and ACLs of the word-count app, and metric
 names in alerts and dashboard that the worker really exposes."""
 

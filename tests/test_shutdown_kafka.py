@@ -5,6 +5,8 @@ commits what the trigger gathered so far, logs that it stops, and exits within s
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,10 +16,11 @@ import pytest
 
 from tests.conftest import KafkaHelper
 from tests.workers import WorkerProcess, wait_for
+from weir.service import commands
 
-pytestmark = [pytest.mark.broker, pytest.mark.asyncio]
 
-
+@pytest.mark.broker
+@pytest.mark.asyncio
 async def test_sigterm_interrupts_a_waiting_trigger_and_commits_what_it_gathered(
     kafka: KafkaHelper, tmp_path: Path
 ) -> None:
@@ -53,3 +56,66 @@ async def test_sigterm_interrupts_a_waiting_trigger_and_commits_what_it_gathered
     first = next(e for e in lines if e.get("event") == "first_batch")
     assert first["app"] == env["WEIR_TEST_APP"] and first["records"] == 100
     assert {"time", "level", "logger", "message"} <= first.keys()
+
+
+@pytest.mark.broker
+@pytest.mark.asyncio
+async def test_sigterm_aborts_a_batch_that_does_not_commit_within_the_bound(
+    kafka: KafkaHelper, tmp_path: Path
+) -> None:
+    """A sink that takes a minute: SIGTERM with shutdown_timeout_ms=1000 aborts the batch in
+    flight, says so, and the worker exits 0 within seconds; the next start writes every record
+    exactly once."""
+    src = await kafka.topic("bound-in")
+    await kafka.produce(src, [{"id": i} for i in range(50)])
+    batches, flag = tmp_path / "batches", tmp_path / "slow"
+    flag.touch()
+    env = {
+        "WEIR_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "WEIR_TEST_APP": f"bound-{uuid.uuid4().hex[:8]}",
+        "WEIR_TEST_INPUT": src,
+        "WEIR_TEST_BATCH_DIR": str(batches),
+        "WEIR_TEST_SLOW_FLAG": str(flag),
+        "WEIR_TEST_SLOW_S": "60",
+        "WEIR_TEST_ASYNC": "1",
+        "WEIR_SHUTDOWN_TIMEOUT_MS": "1000",
+        "WEIR_STATE_DIR": str(tmp_path / "state"),
+    }
+    log = tmp_path / "worker.log"
+    w = WorkerProcess("tests.apps.slow_sink:app", env, log)
+    wait_for(lambda: (batches / "writing").exists(), 90, "the sink's first write")
+    started = time.monotonic()
+    assert w.terminate(timeout=60) == 0, w.tail()
+    took = time.monotonic() - started
+    assert took < 10, f"SIGTERM took {took:.1f} s\n{w.tail()}"
+    text = log.read_text()
+    assert "did not commit within 1 s of the stop request" in text, w.tail()
+    assert "aborted: its input is processed again after the restart" in text
+    assert not list(batches.glob("*.json"))  # the slow write never finished
+
+    flag.unlink()
+    again = WorkerProcess("tests.apps.slow_sink:app", env, tmp_path / "again.log")
+    assert again.wait(120) == 0, again.tail()
+    seen = [i for f in batches.glob("*.json") for i in orjson.loads(f.read_bytes())]
+    assert sorted(seen) == list(range(50))
+
+
+def test_the_stop_watchdog_ends_a_process_whose_loop_is_blocked(tmp_path: Path) -> None:
+    """User code blocking the event loop cannot hold a stop past its bound: the watchdog logs
+    one line and ends the process with code 1."""
+    script = (
+        "import logging, sys, time\n"
+        "logging.basicConfig(stream=sys.stderr, format='%(message)s')\n"
+        "from weir.service import commands\n"
+        "commands._start_watchdog(0.5)\n"
+        "time.sleep(30)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == commands.STOP_TIMEOUT_EXIT == 1
+    assert time.monotonic() - started < 15
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("stop: still running 0 s after the stop request")
+    assert "its input is processed again after the restart" in line

@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import copy
 import logging
+import os
 import signal
 import sys
+import threading
 from typing import Any
 
 from pydantic import ValidationError
@@ -85,10 +87,49 @@ async def run_worker(app: App) -> None:
 
     worker = Worker(app, app.settings.bootstrap_servers or configured_bootstrap())
     loop = asyncio.get_running_loop()
+    bound = app.settings.shutdown_timeout_ms / 1000 + STOP_GRACE_S
+
+    def on_stop_signal(signum: int, _frame: object) -> None:
+        # A Python-level handler runs even while user code blocks the event loop: the
+        # watchdog bounds the stop whatever the loop is doing.
+        loop.call_soon_threadsafe(worker.stop)
+        _start_watchdog(bound)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
+        signal.signal(sig, on_stop_signal)
     loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     await worker.run()
+
+
+STOP_GRACE_S = 15.0
+"""After shutdown_timeout_ms, how long the worker may take to abort and leave its groups
+before the watchdog ends the process."""
+STOP_TIMEOUT_EXIT = 1
+
+
+def _start_watchdog(seconds: float) -> None:
+    """End the process `seconds` from now unless it exits first (once per process)."""
+    global _watchdog
+    if _watchdog is not None:
+        return
+
+    def expire() -> None:
+        logging.getLogger("weir.worker").error(
+            "stop: still running %.0f s after the stop request (user code blocking the event "
+            "loop?); exiting now without committing the batch in flight: its input is "
+            "processed again after the restart",
+            seconds,
+            extra={"event": "stop_timeout"},
+        )
+        logging.shutdown()
+        os._exit(STOP_TIMEOUT_EXIT)
+
+    _watchdog = threading.Timer(seconds, expire)
+    _watchdog.daemon = True
+    _watchdog.start()
+
+
+_watchdog: threading.Timer | None = None
 
 
 def _worker(args: argparse.Namespace) -> int:

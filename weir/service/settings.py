@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     """An input partition idle this long stops holding the watermark back (None: never)."""
     transaction_timeout_ms: int = 60_000
     """Kafka transaction timeout for exactly_once producers."""
+    shutdown_timeout_ms: int = 30_000
+    """After SIGTERM, how long the micro-batch in flight may take to commit. Past it the
+    batch is aborted (its input is read again after the restart) and the worker leaves its
+    groups; a worker still running 15 s after that (user code blocking the event loop) exits
+    at once with code 1. Keep a pod's termination grace period above this plus 15 s."""
     max_event_time_skew_ms: int | None = None
     """Event-time guard: a row whose event time is more than this ahead of processing time
     goes to the dead letters and never moves the watermark (None: off, as in Spark)."""
@@ -133,7 +138,11 @@ class Settings(BaseSettings):
     `weir worker` within about this time; a broker merely down is waited for."""
 
     @field_validator(
-        "commit_interval_ms", "transaction_timeout_ms", "kafka_connect_timeout_ms", mode="before"
+        "commit_interval_ms",
+        "transaction_timeout_ms",
+        "kafka_connect_timeout_ms",
+        "shutdown_timeout_ms",
+        mode="before",
     )
     @classmethod
     def _duration(cls, value: object) -> int:

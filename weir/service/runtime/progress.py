@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from aiokafka.structs import TopicPartition
 from weir.service import metrics
 from weir.service.listener import StreamingQueryListener
 from weir.service.status import MAX_PROGRESS_RECORDS, public
-from weir.tables.query import BatchResult, OperatorBatch
+from weir.tables.query import BatchResult
 from weir.tables.timeutil import iso_utc
 
 log = logging.getLogger("weir.worker")
@@ -303,99 +303,6 @@ def _event_time(batches: list[TaskBatch], operators: list[dict[str, Any]]) -> di
     if marks:
         out["watermark"] = iso_utc(min(marks))
     return out
-
-
-class OperatorTotals:
-    """Per task and stateful operator of a stage, what its last batch left (rows held and
-    watermark), for the stage's `stateOperators` across all its tasks."""
-
-    def __init__(self) -> None:
-        self._by_task: dict[int, dict[str, tuple[OperatorBatch, int]]] = {}
-
-    def update(self, partition: int, result: BatchResult) -> None:
-        """Note task `partition`'s committed batch."""
-        held = self._by_task.setdefault(partition, {})
-        for op in result.operators:
-            held[op.state_name] = (op, op.rows_total)
-
-    def forget(self, partition: int) -> None:
-        """Task `partition` closed: its state is no longer this worker's."""
-        self._by_task.pop(partition, None)
-
-    def state_operators(
-        self, batches: list[TaskBatch], state_bytes: int | None
-    ) -> list[dict[str, Any]]:
-        """Spark's `stateOperators` for the stage after a round: `numRowsTotal` summed over
-        every open task (exact), the other counts over the round's `batches`, the watermark
-        the least of the tasks' ("_watermark": epoch ms, internal). `memoryUsedBytes`: the
-        stage's store size when it has a single stateful operator (None otherwise)."""
-        names: dict[str, OperatorBatch] = {}
-        for held in self._by_task.values():
-            for name, (op, _rows) in held.items():
-                names.setdefault(name, op)
-        out = []
-        for name, op in names.items():
-            in_round = [o for b in batches for o in b.result.operators if o.state_name == name]
-            marks = [
-                wm
-                for held in self._by_task.values()
-                if name in held and (wm := held[name][0].watermark) is not None
-            ]
-            least = min(marks) if marks else None
-            out.append(
-                {
-                    "operatorName": op.operator,
-                    "stateName": name,
-                    "numRowsTotal": sum(h[name][1] for h in self._by_task.values() if name in h),
-                    "numRowsUpdated": sum(o.rows_updated for o in in_round),
-                    "numRowsRemoved": sum(o.rows_removed for o in in_round),
-                    "numRowsDroppedByWatermark": sum(o.late_rows for o in in_round),
-                    "numWindowsClosed": sum(o.windows_closed for o in in_round),
-                    "memoryUsedBytes": state_bytes if len(names) == 1 else None,
-                    "eventTimeWatermark": iso_or_none(least),
-                    "_watermark": least,
-                }
-            )
-        return out
-
-
-def count_batch(
-    labels: tuple[str, str, str], batch: TaskBatch, records: Mapping[str, Sequence[Any]]
-) -> None:
-    """Feed a committed task batch into the batch metrics (`labels`: app, query, stage) and
-    the end-to-end latency from its oldest and newest record's timestamp to now."""
-    t = batch.times
-    metrics.BATCHES.labels(*labels).inc()
-    for phase, seconds in (
-        ("get_batch", t.decoded - t.started),
-        ("add_batch", t.processed - t.decoded),
-        ("commit", t.committed - t.processed),
-        ("total", t.committed - t.started),
-    ):
-        metrics.BATCH_SECONDS.labels(*labels, phase).observe(seconds)
-    metrics.COMMIT_SECONDS.labels(*labels).observe(t.committed - t.processed)
-    now_ms = time.time() * 1000
-    e2e = metrics.E2E_LATENCY.labels(labels[0], labels[1])
-    for recs in records.values():
-        for rec in (recs[0], recs[-1]) if recs else ():
-            if rec.timestamp is not None and rec.timestamp > 0:
-                e2e.observe(max(0.0, (now_ms - rec.timestamp) / 1000))
-
-
-def count_operators(app: str, query: str, operators: list[dict[str, Any]]) -> None:
-    """Feed a round's `stateOperators` into the per-operator metrics."""
-    now = time.time()
-    for op in operators:
-        labels = (app, query, op["stateName"])
-        metrics.STATE_ROWS.labels(*labels).set(op["numRowsTotal"])
-        metrics.STATE_ROWS_UPDATED.labels(*labels).inc(op["numRowsUpdated"])
-        metrics.STATE_ROWS_REMOVED.labels(*labels).inc(op["numRowsRemoved"])
-        metrics.LATE_ROWS.labels(*labels).inc(op["numRowsDroppedByWatermark"])
-        metrics.WINDOWS_CLOSED.labels(*labels).inc(op["numWindowsClosed"])
-        wm = op["_watermark"]
-        if wm is not None:
-            metrics.WATERMARK.labels(*labels).set(wm / 1000)
-            metrics.WATERMARK_DELAY.labels(*labels).set(max(0.0, now - wm / 1000))
 
 
 def check_watermark(

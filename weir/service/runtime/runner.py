@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from weir.service import metrics
@@ -37,7 +35,8 @@ from weir.service.runtime.failures import (
     transient,
 )
 from weir.service.runtime.plans import PlannedRuns, ranges_of
-from weir.service.runtime.progress import BatchTimes, OperatorTotals, QueryProgress, TaskBatch
+from weir.service.runtime.progress import BatchTimes, QueryProgress, TaskBatch
+from weir.service.runtime.reporting import StageReport
 from weir.service.runtime.tasks import MAX_BATCH_BYTES, PartitionTask, close_task, open_task
 from weir.service.runtime.topology import Stage
 from weir.service.runtime.triggers import AvailableNow
@@ -46,8 +45,6 @@ from weir.service.sources.base import Records, TopicRecords
 from weir.service.sources.kafka import KafkaSource
 
 log = logging.getLogger("weir.worker")
-
-_DELETE_INTERVAL_S = 5.0
 
 
 CRASH_AFTER_SINKS_ENV = "WEIR_TEST_CRASH_AFTER_SINKS"
@@ -88,7 +85,7 @@ class AgentRunner:
         self.progress = progress
         self.labels = (agent.app.name, stage.query_name, stage.kind)
         """(app, query, stage): the labels of this stage's metrics."""
-        self._totals = OperatorTotals()
+        self.report = StageReport(progress, self.labels, reads_user_topics=not stage.aliases)
         self.tasks: dict[int, PartitionTask] = {}
         self.state_root = Path(settings.state_dir) / agent.app.name / agent.name
         self.source = self._make_source()
@@ -107,15 +104,11 @@ class AgentRunner:
         self._eos = settings.processing_guarantee == "exactly_once"
         self._fatal: BaseException | None = None
         self._failing: dict[int, Failure] = {}
-        self._committed_once: set[int] = set()
-        """Partitions whose task committed a batch since it opened (the first_batch event)."""
         """Partitions whose last batch failed, until it commits."""
         self._limits: dict[str, topics.TopicLimits] = {}
         """Broker limits of the topics this agent writes."""
-        self._admin: AIOKafkaAdminClient | None = None
-        """Open while the agent reads repartition topics (to delete what it consumed)."""
-        self._to_delete: dict[TopicPartition, int] = {}
-        self._next_delete = 0.0
+        self._purger = topics.Purger(kafka, agent.name) if stage.aliases else None
+        """Deletes what this stage consumed of repartition topics."""
 
     def _make_source(self) -> KafkaSource:
         agent = self.agent
@@ -156,9 +149,8 @@ class AgentRunner:
             )
             await self.shared_producer.start()
         await self.source.start(_Listener(self))
-        if self.stage.aliases:
-            self._admin = self.kafka.admin()
-            await self._admin.start()
+        if self._purger is not None:
+            await self._purger.start()
 
     async def stop(self) -> None:
         """Leave the group (closing every task after its last checkpoint) and stop producers."""
@@ -174,11 +166,15 @@ class AgentRunner:
         if self.shared_producer is not None:
             await stop_client(self.shared_producer)
             self.shared_producer = None
-        if self._admin is not None:
-            self._next_delete = 0.0
-            await self._delete_consumed({})
-            await stop_client(self._admin)
-            self._admin = None
+        if self._purger is not None:
+            await self._purger.stop()
+
+    async def abort_in_flight(self) -> None:
+        """Abort every task's open transaction (a batch cut short by the shutdown bound):
+        nothing of it becomes visible, and its input is read again by the next owner."""
+        for task in self.tasks.values():
+            with contextlib.suppress(Exception):
+                await task.producer.abort_transaction()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process micro-batches until `stop` is set (or, for available-now, the input ends)."""
@@ -242,7 +238,7 @@ class AgentRunner:
             for p in parts:
                 await self._close_task(p)
                 self._failing.pop(p, None)
-        metrics.ASSIGNED_PARTITIONS.labels(*self.labels).set(len(self.tasks))
+        self.report.assignment(len(self.tasks), rebalanced=False)
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Restore the state of newly assigned partitions, then position the consumer.
@@ -258,7 +254,6 @@ class AgentRunner:
             extra=self._fields("assigned", partitions=parts),
         )
         self.source.pause(assigned)
-        metrics.REBALANCES.labels(*self.labels).inc()
         try:
             async with self._lock:
                 await self._open_assigned(assigned)
@@ -267,7 +262,7 @@ class AgentRunner:
             # rather than leaving the partitions paused forever.
             self._fatal = exc
             return
-        metrics.ASSIGNED_PARTITIONS.labels(*self.labels).set(len(self.tasks))
+        self.report.assignment(len(self.tasks), rebalanced=True)
         self.source.resume(assigned)
 
     async def _open_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -326,8 +321,7 @@ class AgentRunner:
 
     async def _close_task(self, p: int) -> None:
         self._planned.forget(p)
-        self._committed_once.discard(p)
-        self._totals.forget(p)
+        self.report.forget(p)
         task = self.tasks.pop(p, None)
         if task is not None:
             await close_task(task)
@@ -370,7 +364,10 @@ class AgentRunner:
             if failure is not None or planned is not None:
                 await self._position(self._assigned(p))  # records after the retried batch
         if done:
-            self._round_done(done, started)
+            sinks = [] if self.stage.internal_sink else self.sinks
+            stores = [t.store for t in self.tasks.values()]
+            stateful = bool(self.agent.query.stateful)
+            self.report.round(done, started, self.source, stores, sinks, stateful)
 
     def _assigned(self, p: int) -> list[TopicPartition]:
         return self.source.assignment(p)
@@ -439,7 +436,7 @@ class AgentRunner:
             out.add(self.agent.changelog_topic, key, value, partition=task.partition)
         await self._produce_and_commit(task, out, self.source.offsets_after(recs, task.partition))
         txn.commit()
-        self._count_dead_letters(out)
+        self.report.dead_letters(out)
         log.error(
             "%s[%d]: %d records dead-lettered: %s", self.name, task.partition, out.n_dead, error
         )
@@ -497,48 +494,13 @@ class AgentRunner:
             counts,
             task.query.watermark,
         )
-        progress.count_batch(self.labels, done, recs)
-        self._totals.update(task.partition, result)
-        if task.partition not in self._committed_once:
-            self._committed_once.add(task.partition)
-            fields = self._fields(
-                "first_batch", partition=task.partition, batch_id=result.batch_id,
-                records=batch.n_input,
-            )  # fmt: skip
-            log.info("%s[%d]: first batch committed", self.name, task.partition, extra=fields)
-        self._count_dead_letters(batch.out)
-        if self.stage.aliases:
-            await self._delete_consumed(batch.offsets)
+        self.report.batch(done, recs, batch.out)
+        if self._purger is not None:
+            await self._purger.consumed(batch.offsets)
         check_state_limit(
             self.name, task.partition, task.store.rows(), self.settings.max_state_rows
         )
         return done
-
-    def _count_dead_letters(self, out: Outgoing) -> None:
-        app, query, _stage = self.labels
-        for reason, n in out.dead_by_reason.items():
-            metrics.DEAD_LETTERS.labels(app, query, reason).inc(n)
-
-    def _round_done(self, done: list[TaskBatch], started: float) -> None:
-        """Report a round of committed batches to the query's progress and metrics."""
-        lag = self.source.lag_view()
-        app, query, kind = self.labels
-        if not self.stage.aliases:  # this stage reads the user's topics
-            self.progress.read_input(done, lag)
-        else:
-            self.progress.note_lag(lag)
-        size = sum(t.store.size_bytes() for t in self.tasks.values())
-        metrics.STATE_BYTES.labels(*self.labels).set(size)
-        if kind != "main":
-            return
-        if not self.stage.internal_sink:
-            for sink in self.sinks:
-                metrics.OUTPUT_RECORDS.labels(app, query, sink.description).inc(
-                    sum(b.n_output for b in done)
-                )
-        operators = self._totals.state_operators(done, size if self.agent.query.stateful else None)
-        progress.count_operators(app, query, operators)
-        self.progress.complete_round(done, operators, started, time.monotonic())
 
     async def _write_plan(self, task: PartitionTask, recs: TopicRecords) -> None:
         """Record durably which input the next batch covers (weir.service.runtime.plans),
@@ -559,17 +521,3 @@ class AgentRunner:
         (and under at_least_once the shared producer for the outputs)."""
         outputs = None if self._eos else self.shared_producer
         return await self._committer.commit(task.producer, task.partition, out, offsets, outputs)
-
-    async def _delete_consumed(self, offsets: dict[TopicPartition, int]) -> None:
-        """Delete committed records of the repartition topics this stage reads, at most every
-        few seconds (Kafka Streams' purge of repartition topics)."""
-        self._to_delete.update(offsets)
-        now = time.monotonic()
-        if now < self._next_delete or self._admin is None:
-            return
-        self._next_delete = now + _DELETE_INTERVAL_S
-        pending, self._to_delete = self._to_delete, {}
-        try:
-            await topics.delete_before(self._admin, pending)
-        except (KafkaError, OSError) as exc:
-            log.warning("%s: deleting consumed repartition records failed: %r", self.name, exc)

@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import TopicPartition
 
 from weir.service.app import Agent
 from weir.service.connection import KafkaConnection
+from weir.service.runtime.failures import stop_client
 
 log = logging.getLogger("weir.topics")
 
@@ -44,8 +46,9 @@ async def create(
 
 
 async def wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
-    """Wait until every partition of `topics` has a leader (a new topic is not usable before).
-    Raises RuntimeError after 30 s."""
+    """Wait until every partition of `topics` accepts writes: it has a leader and the leader
+    is in sync (a new topic refuses acks=all writes before, with retried NotEnoughReplicas
+    warnings). Raises RuntimeError after 30 s."""
     if not topics:
         return
     for _ in range(300):
@@ -53,12 +56,12 @@ async def wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str]) -> Non
         if all(
             d["error_code"] == 0
             and d["partitions"]
-            and all(p["leader"] >= 0 for p in d["partitions"])
+            and all(p["leader"] >= 0 and p["leader"] in p["isr"] for p in d["partitions"])
             for d in desc
         ):
             return
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"topics {topics} have no leader after 30s")
+    raise RuntimeError(f"topics {topics} do not accept writes (no leader in sync) after 30s")
 
 
 async def describe_configs(
@@ -158,3 +161,44 @@ async def ensure_agent_topics(
         return {name: limits_of(c) for name, c in configs.items()}
     finally:
         await admin.close()
+
+
+class Purger:
+    """Deletes the consumed records of the repartition topics a stage reads, at most every
+    `interval_s` (Kafka Streams' purge of repartition topics). A failed delete is logged and
+    retried with the next offsets; it never fails a batch."""
+
+    def __init__(self, kafka: KafkaConnection, name: str, interval_s: float = 5.0) -> None:
+        self.kafka = kafka
+        self.name = name
+        self.interval_s = interval_s
+        self._admin: AIOKafkaAdminClient | None = None
+        self._pending: dict[TopicPartition, int] = {}
+        self._next = 0.0
+
+    async def start(self) -> None:
+        """Connect the admin client."""
+        self._admin = self.kafka.admin()
+        await self._admin.start()
+
+    async def consumed(self, offsets: dict[TopicPartition, int]) -> None:
+        """Note committed `offsets`; delete what is before them when the interval is up."""
+        self._pending.update(offsets)
+        now = time.monotonic()
+        if now < self._next or self._admin is None:
+            return
+        self._next = now + self.interval_s
+        pending, self._pending = self._pending, {}
+        try:
+            await delete_before(self._admin, pending)
+        except (KafkaError, OSError) as exc:
+            log.warning("%s: deleting consumed repartition records failed: %r", self.name, exc)
+
+    async def stop(self) -> None:
+        """Delete what is pending, then close the admin client."""
+        if self._admin is None:
+            return
+        self._next = 0.0
+        await self.consumed({})
+        await stop_client(self._admin)
+        self._admin = None

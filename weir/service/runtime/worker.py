@@ -132,7 +132,7 @@ class Worker:
                         error = d.exception()
                         raise d.exception()  # type: ignore[misc]
                 if stopper.done():
-                    await asyncio.gather(*pending, return_exceptions=True)
+                    await self._finish_in_flight(pending)
                     break
             stopper.cancel()
         finally:
@@ -144,6 +144,28 @@ class Worker:
             if web is not None:
                 await web.stop()
             log.info("stopped", extra={"event": "stopped", "app": self.app.name})
+
+    async def _finish_in_flight(self, runs: set[asyncio.Task[None]]) -> None:
+        """After a stop request: let the batch in flight commit within `shutdown_timeout_ms`;
+        past it abort it (its input is read again after the restart) and say so."""
+        timeout = self.app.settings.shutdown_timeout_ms / 1000
+        _done, late = await asyncio.wait(runs, timeout=timeout)
+        if not late:
+            return
+        for run in late:
+            run.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        for runner in self.runners.values():
+            if not runner.finished.is_set():
+                await runner.abort_in_flight()
+                log.warning(
+                    "%s: the batch in flight did not commit within %.0f s of the stop request "
+                    "(shutdown_timeout_ms); aborted: its input is processed again after the "
+                    "restart",
+                    runner.name,
+                    timeout,
+                    extra={"event": "aborted", "app": self.app.name, "query": runner.labels[1]},
+                )
 
     async def _until_connected(
         self,
