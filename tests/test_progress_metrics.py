@@ -242,3 +242,34 @@ def test_status_lines_of_a_query_before_and_after_its_first_batch() -> None:
          "2026-11-30T10:00:00.000Z"),
         ("b", "Initializing", "-", "-", "-", "-", "-", "-"),
     ]  # fmt: skip
+
+
+def test_each_query_names_its_sinks_and_only_agents_are_queries(tmp_path: Path) -> None:
+    """Found: a foreach-batch agent's progress had a null sink description, and internal
+    stages showed as agents. Sinks are named (the foreach function, the topic); a query
+    without a sink has none."""
+    app = App("sinks", state_dir=tmp_path, bootstrap_servers="127.0.0.1:1")
+    src = app.topic("clicks")
+
+    def save_rows(rows: list[dict[str, Any]], batch_id: Any) -> None:
+        pass
+
+    @app.agent(src, foreach_batch=save_rows)
+    def saved(s: Stream) -> Query:
+        return s.query("append")
+
+    @app.agent(src, sink=app.topic("copies"))
+    def copied(s: Stream) -> Query:
+        return s.query("append")
+
+    @app.agent(src)
+    def counted(s: Stream) -> Query:
+        return s.group_by("page").count().query("update")
+
+    worker = Worker(app)
+    assert {name: q.sink for name, q in worker.queries.items()} == {
+        "saved": "foreach_batch[save_rows]",
+        "copied": "kafka[copies]",
+        "counted": None,
+    }
+    assert set(worker.progress(10)["queries"]) == {"saved", "copied", "counted"}

@@ -359,7 +359,9 @@ async def test_page_shows_a_real_workers_windowed_count(
                 {"user": f"u{i % 5}", "event_time": iso(start + timedelta(seconds=7 * i))}
                 for i in range(200)
             ]
-            await kafka.produce(src, rows, key="user")
+            for wave in range(0, len(rows), 25):  # several rounds: lines, not one point
+                await kafka.produce(src, rows[wave : wave + 25], key="user")
+                await asyncio.sleep(0.8)
             served, drawn = await _drawn(page, "clicks_per_minute", 200)
             recent = served["recent_progress"]
             assert drawn["input"][1] == [r["inputRowsPerSecond"] for r in recent]

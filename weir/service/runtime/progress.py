@@ -289,7 +289,8 @@ def _partition(tp: TopicPartition) -> int:
 
 def _event_time(batches: list[TaskBatch], operators: list[dict[str, Any]]) -> dict[str, Any]:
     """Spark's `eventTime`: min, max and avg of the watermarked event times the round read,
-    and the watermark (the least of the operators', as ISO-8601)."""
+    and the watermark the round ran with (the global one, as ISO-8601: an operator after a join
+    or a window gets a lower one of its own, in its `stateOperators` entry)."""
     stats = [b.result.ctx.event_times for b in batches if b.result.ctx.event_times]
     out: dict[str, Any] = {}
     if stats:
@@ -300,8 +301,7 @@ def _event_time(batches: list[TaskBatch], operators: list[dict[str, Any]]) -> di
             "avg": iso_utc(sum(s[2] for s in stats) // count),
         }
     marks = [op["_watermark"] for op in operators if op.get("_watermark") is not None]
-    if marks:
-        out["watermark"] = iso_utc(min(marks))
+    out["watermark"] = iso_utc(max(marks)) if marks else None
     return out
 
 
