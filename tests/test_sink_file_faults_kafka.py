@@ -101,7 +101,11 @@ async def test_an_unwritable_table_stops_the_worker_and_the_restart_writes_each_
     assert attempts[stopped.group(1)] == [1, 2, 3], attempts
     assert all(a == list(range(1, len(a) + 1)) for a in attempts.values()), attempts
     assert "Traceback" not in text
-    counted = re.search(rf'weir_sink_write_failures_total{{sink="{sink}\[{table}\]"}} (\S+)', page)
+    counted = re.search(
+        rf'weir_sink_write_failures_total{{app="[^"]+",query="copy",'
+        rf'sink="{sink}\[{table}\]"}} (\S+)',
+        page,
+    )
     assert counted and float(counted.group(1)) >= 1, page
 
     blocker.unlink()  # the operator fixes the path
