@@ -57,3 +57,31 @@ def test_configure_chooses_the_format(
     else:
         assert err.endswith("INFO weir.t hello")
     logging.getLogger().handlers.clear()
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_routine_broker_retries_are_debug_lines_not_warnings(
+    level: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found: a worker on fresh topics and groups printed aiokafka's retry warnings and
+    errors (NotEnoughReplicas, a coordinator still being elected) as if something failed."""
+    logs.configure(level, "text")
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    coordinator.error(
+        "Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError"
+    )
+    coordinator.warning("Marking the coordinator dead (node 1)for group g.")
+    logging.getLogger("aiokafka.producer.sender").warning(
+        "Got error produce response on topic-partition TopicPartition(topic='t', partition=0), "
+        "retrying. Error: [Error 19] NotEnoughReplicasError"
+    )
+    logging.getLogger("aiokafka.conn").error("Unable to connect to node 1: refused")
+    logging.getLogger("weir.worker").warning("Kafka unreachable (NotEnoughReplicas); retrying")
+    lines = capsys.readouterr().err.strip().splitlines()
+    logging.getLogger().handlers.clear()
+    levels = [line.split()[2] for line in lines]
+    if level == "info":  # only what is not routine, at its own level
+        assert levels == ["ERROR", "WARNING"], lines
+        assert "Unable to connect" in lines[0] and "weir.worker" in lines[1]
+    else:  # still there when asked for, as debug lines
+        assert levels == ["DEBUG", "DEBUG", "DEBUG", "ERROR", "WARNING"], lines

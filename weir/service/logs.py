@@ -33,6 +33,32 @@ FORMATS = ("auto", "json", "text")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
+ROUTINE_RETRIES = (
+    "NotEnoughReplicas",
+    "GroupCoordinatorNotAvailable",
+    "Marking the coordinator dead",
+    "NotCoordinatorForGroup",
+    "LeaderNotAvailable",
+    "NotLeaderForPartition",
+)
+"""What aiokafka logs as a warning or error while it retries what a broker answers routinely
+on fresh topics and groups (a leader or coordinator still being elected): Weir says itself
+when Kafka is really unreachable or a checkpoint fails."""
+
+
+class RoutineRetries(logging.Filter):
+    """Logs aiokafka's routine retries (ROUTINE_RETRIES) at debug level instead of as warnings
+    and errors; everything else passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG and record.name.startswith("aiokafka"):
+            message = record.getMessage()
+            if any(text in message for text in ROUTINE_RETRIES):
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record (see the module docstring)."""
 
@@ -61,6 +87,7 @@ def configure(level: str, log_format: str | None = None) -> None:
         fmt = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(RoutineRetries())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
