@@ -4,14 +4,14 @@ and readiness.
 A deliberately small HTTP/1.1 server on asyncio streams (no extra dependency), GET and HEAD
 only, one request per connection (`Connection: close`):
 
-    GET /          the streaming page (weir/service/web/index.html): per agent its input and
+    GET /          the streaming page (weir/service/web/index.html): per query its input and
                    processing rates, batch duration by phase, watermark delay, state rows and
-                   lag over the recent batches, drawn from /progress in the browser
+                   lag over the recent rounds, drawn from /progress in the browser
     GET /static/<name>  the page's files (weir/service/web/, uPlot vendored); 404 for any
                    other name
     GET /metrics   Prometheus text exposition of `weir.service.metrics.REGISTRY`
-    GET /progress  JSON: per agent its last progress record and the last N (`?n=`, default 10,
-                   at most 100) of its recent ones, internal keys (leading "_") dropped
+    GET /progress  JSON: per query its ids, status, last progress record and the last N
+                   (`?n=`, default 10, at most 100) of its recent ones (see `Status.progress`)
     GET /healthz   200 "ok" while the worker's event loop serves requests
     GET /readyz    200 "ready" once every agent has started, holds an assignment and has opened
                    (restored) a task for each assigned partition; 503 with the reasons otherwise
