@@ -124,37 +124,20 @@ async def run_worker(
         trigger=Trigger.available_now(),
         name="pipeline",
     )(build)
-    worker = Worker(app, bootstrap)
     first: list[float] = []
     progress: list[dict[str, Any]] = []
-    seen_ids: set[tuple[int, int]] = set()
-    done = asyncio.Event()
 
-    async def watch() -> None:
-        while not done.is_set():
-            for runner in worker.runners.values():
-                for p in list(runner.recent_progress):
-                    ident = (p["partition"], p["batchId"])
-                    if ident not in seen_ids:
-                        seen_ids.add(ident)
-                        progress.append(p)
-                        first.append(p["_wall"] - p["durationMs"]["triggerExecution"] / 1000)
-            await asyncio.sleep(0.005)
+    @app.on_progress
+    def heard(p: dict[str, Any]) -> None:  # called as the round commits
+        progress.append(p)
+        first.append(time.time() - p["durationMs"]["triggerExecution"] / 1000)
 
-    watcher = asyncio.create_task(watch())
+    worker = Worker(app, bootstrap)
     started = time.time()
     try:
         await worker.run()
     finally:
         finished = time.time()
-        done.set()
-        await watcher
-    for runner in worker.runners.values():  # batches committed after the last poll
-        for p in list(runner.recent_progress):
-            if (p["partition"], p["batchId"]) not in seen_ids:
-                seen_ids.add((p["partition"], p["batchId"]))
-                progress.append(p)
-                first.append(p["_wall"] - p["durationMs"]["triggerExecution"] / 1000)
     n_in = sum(p["numInputRows"] for p in progress)
     return WorkerRun(min(first, default=started), started, finished, len(progress), n_in)
 
