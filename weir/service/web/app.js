@@ -179,7 +179,12 @@
         stroke: PHASE_COLORS[p],
         fill: PHASE_COLORS[p] + "cc",
         width: 1,
-        value: (u, v, si, idx) => (idx == null ? "" : fmt(phaseValues()[p][idx])),
+        // the hovered round's value; without a cursor, the latest round's
+        value: (u, v, si, idx) => {
+          const values = phaseValues()[p] || [];
+          const i = idx == null ? values.length - 1 : idx;
+          return i < 0 ? "–" : fmt(values[i]);
+        },
       }));
     } else {
       series = [{ label: chart.title, stroke: chart.color, fill: chart.color + "22", width: 2 }];
@@ -232,7 +237,7 @@
   function mountCharts(name, entry) {
     for (const chart of CHARTS) {
       const { plot } = entry.cells[chart.key];
-      const opts = plotOptions(chart, plot.clientWidth || 300, () => ui.series[name].phases);
+      const opts = plotOptions(chart, plot.clientWidth || 300, () => (ui.series[name] || {}).phases || {});
       const u = new uPlot(opts, chartData(chart, seriesOf([])), plot);
       entry.charts[chart.key] = u;
       new ResizeObserver(() => u.setSize({ width: plot.clientWidth, height: PLOT_HEIGHT })).observe(
