@@ -50,6 +50,8 @@ WINDOW_END = "window_end"
 _bsum = builtins.sum
 _TIMED = b"w"
 _PLAIN = b"g"
+_PLAIN_KEYS = (str, int, float)
+"""Key types whose natural order is `sort_key`'s within one type class."""
 SESSION = b"s"
 SESSION_INDEX = b"i"
 _APPEND_REFUSED = (
@@ -370,9 +372,19 @@ class AggregateOperator(Operator, Folding):
         return row
 
     def _sorted(self, out: list[Row]) -> list[Row]:
+        """`out` by window, then keys in `sort_key` order (None, numbers, strings, others)."""
         if len(out) < 2:
             return out
         cols = self.key_columns
+        fields = [WINDOW_START, WINDOW_END, *cols] if self.window is not None else list(cols)
+        first = out[0]
+        if fields and all(type(first[c]) in _PLAIN_KEYS for c in cols):
+            # Keys of one plain type per column compare in C in sort_key's order; a None,
+            # a mixed type or a container makes Python raise, and the general path runs.
+            try:
+                return sorted(out, key=_operator.itemgetter(*fields))
+            except TypeError:
+                pass
         if self.window is not None:
             return sorted(
                 out,
