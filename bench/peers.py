@@ -100,11 +100,14 @@ async def run_peer(
     marks: Path,
     timeout: float,
     log_path: Path,
+    ends: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Start a peer, wait until it processed `n` records and committed offsets cover the
-    input, stop it (SIGTERM, then SIGKILL) and return its timings. Raises PeerTimeout when
-    it is not done after `timeout` seconds, RuntimeError with the log's tail when it fails."""
-    end = n  # one partition: the first n records are offsets 0..n-1
+    input (`topic`'s first `n` records, or `ends`: topic -> records, for several inputs),
+    stop it (SIGTERM, then SIGKILL) and return its timings. Raises PeerTimeout when it is
+    not done after `timeout` seconds, RuntimeError with the log's tail when it fails."""
+    # one partition per topic: the first n records are offsets 0..n-1
+    ends = ends or {topic: n}
     with open(log_path, "wb") as log_file:
         launched = time.time()
         proc = subprocess.Popen(
@@ -123,8 +126,9 @@ async def run_peer(
                 if proc.poll() is not None:
                     raise RuntimeError(f"exited with {proc.returncode}: {_tail(log_path)}")
                 try:
-                    committed = await kafka.committed(group, topic)
-                    if committed >= end:
+                    per_topic = {t: await kafka.committed(group, t) for t in ends}
+                    committed = sum(per_topic.values())
+                    if all(per_topic[t] >= end for t, end in ends.items()):
                         committed_at = time.time()
                         break
                 except Exception:  # the group may not exist yet

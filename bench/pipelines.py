@@ -52,6 +52,16 @@ def tumbling_expr(events: Stream) -> Query:
     )
 
 
+def tumbling_wide(events: Stream) -> Query:
+    """`tumbling` by user_id over the wide events (about 100,000 distinct keys)."""
+    return (
+        events.with_watermark("event_time", "5 minutes")
+        .group_by(window("event_time", "10 minutes"), "user_id")
+        .agg(count("*").alias("event_count"), spark_sum("amount").alias("total_amount"))
+        .query("update")
+    )
+
+
 def sliding(events: Stream) -> Query:
     """10-minute windows sliding every 5 minutes by user, count and sum, update."""
     return (
