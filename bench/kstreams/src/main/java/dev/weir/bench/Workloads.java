@@ -18,6 +18,7 @@ import org.apache.kafka.streams.kstream.JoinWindows;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.Repartitioned;
 import org.apache.kafka.streams.kstream.StreamJoined;
 import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.processor.api.Processor;
@@ -74,18 +75,24 @@ final class Workloads {
    * Count and sum of `amount` per (`field`, 10-minute window) with a 5-minute grace, every
    * update (the record cache's flush at each commit) out as {field, window_start (epoch ms),
    * event_count, total_amount}. Tumbling windows group by the record key, which the data set
-   * sets to `field`; `sliding` windows (10 minutes every 5) re-key by `field` (a repartition
-   * topic, as Kafka Streams requires for a new grouping key).
+   * sets to `field`. With `slidingCount`, sliding windows (10 minutes every 5) re-keyed by
+   * `field` through the repartition topic "by-user" (as Kafka Streams requires for a new
+   * grouping key), `slidingCount` run for each record read back from it.
    */
-  static void tumbling(KStream<byte[], byte[]> in, String output, String field, boolean sliding) {
+  static void tumbling(KStream<byte[], byte[]> in, String output, String field,
+      Runnable slidingCount) {
     TimeWindows windows = TimeWindows.ofSizeAndGrace(WINDOW, WINDOW_GRACE);
     KStream<byte[], Double> amounts;
-    if (sliding) {
+    if (slidingCount != null) {
       windows = windows.advanceBy(SLIDE);
       amounts = in.map((k, v) -> {
-        JsonNode row = parse(v);
-        return KeyValue.pair(row.get(field).asText().getBytes(UTF_8), row.get("amount").asDouble());
-      });
+            JsonNode row = parse(v);
+            return KeyValue.pair(
+                row.get(field).asText().getBytes(UTF_8), row.get("amount").asDouble());
+          })
+          .repartition(Repartitioned.<byte[], Double>as("by-user")
+              .withKeySerde(Serdes.ByteArray()).withValueSerde(Serdes.Double()))
+          .peek((k, v) -> slidingCount.run());
     } else {
       amounts = in.mapValues(v -> parse(v).get("amount").asDouble());
     }
