@@ -24,9 +24,9 @@ from bench.checks import (
     check_windows,
     tumbling_truth,
 )
-from bench.common import BENCH_DIR, Config, Kafka, figure, median
+from bench.common import BENCH_DIR, Config, Kafka, median
 from bench.data import Dataset
-from bench.peers import PeerTimeout, _marks, run_peer
+from bench.peers import PeerTimeout, _marks, peer_figure, run_peer
 
 KSTREAMS_VERSION = "4.4.0"
 """Kept equal to the version in bench/kstreams/pom.xml."""
@@ -196,6 +196,8 @@ async def kstreams_figures(
 ) -> dict[str, Any]:
     """Every workload of WORKLOADS under both guarantees, `cfg.runs` runs each (the first
     run's output checked): whole-run and second-half rates, medians over the runs."""
+    if not (cache_root() / source_hash() / ".complete").exists():
+        say("building bench/kstreams with Maven (once per source change)")
     cp = classpath()
     checks = _checks(sets)
     res: dict[str, Any] = {"version": KSTREAMS_VERSION, "timeout_s": cfg.peer_timeout}
@@ -223,19 +225,11 @@ async def kstreams_figures(
                 }
                 say(f"kstreams {workload} {guarantee}: FAILED {exc}"[:300])
                 continue
-            half = n - n // 2
-            fig = figure(
-                [n] * len(done),
-                [r["seconds"] for r in done],
-                records_per_s_second_half=round(
-                    half / median([r["seconds_second_half"] for r in done]), 1
-                ),
-                records_per_s_to_committed=round(
-                    n / median([r["seconds_to_committed"] for r in done]), 1
-                ),
-                records_per_s_with_startup=round(
-                    n / median([r["seconds_with_startup"] for r in done]), 1
-                ),
+            second_half = median([r["seconds_second_half"] for r in done])
+            fig = peer_figure(
+                n,
+                done,
+                records_per_s_second_half=round((n - n // 2) / second_half, 1),
                 check=verdicts,
             )
             res.setdefault(workload, {})[guarantee] = fig

@@ -349,17 +349,7 @@ async def peer_figures(
             }
             say(f"{peer} {label}: FAILED {exc}"[:300])
             continue
-        fig = figure(
-            [n] * len(done),
-            [r["seconds"] for r in done],
-            records_per_s_to_committed=round(
-                n / median([r["seconds_to_committed"] for r in done]), 1
-            ),
-            records_per_s_with_startup=round(
-                n / median([r["seconds_with_startup"] for r in done]), 1
-            ),
-            **({"check": checks} if check is not None else {}),
-        )
+        fig = peer_figure(n, done, **({"check": checks} if check is not None else {}))
         res.setdefault(peer, {})[label] = fig
         say(
             f"{peer} {label}: {fig['records_per_s']:,.0f}/s"
@@ -367,6 +357,18 @@ async def peer_figures(
         )
     res["how"] = PEER_HOW
     return res
+
+
+def peer_figure(n: int, done: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """The figure of a peer's runs over `n` records each (run_peer's timings): its rate, to
+    committed and with start-up, medians over the runs."""
+    return figure(
+        [n] * len(done),
+        [r["seconds"] for r in done],
+        records_per_s_to_committed=round(n / median([r["seconds_to_committed"] for r in done]), 1),
+        records_per_s_with_startup=round(n / median([r["seconds_with_startup"] for r in done]), 1),
+        **extra,
+    )
 
 
 def _tail(path: Path, lines: int = 8) -> str:
