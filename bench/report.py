@@ -110,7 +110,7 @@ def ratios_and_targets(res: dict[str, Any]) -> None:
 
 def _ks_label(workload: str, half: bool = True) -> str:
     run = "second half" if half else "whole run"
-    return f"weir_exactly_once_{workload} / kstreams_exactly_once_{workload} ({run})"
+    return f"weir_eos_{workload} / kstreams_eos_{workload} ({run})"
 
 
 def _kstreams_ratios(res: dict[str, Any]) -> dict[str, float | None]:
