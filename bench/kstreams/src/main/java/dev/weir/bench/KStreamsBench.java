@@ -63,9 +63,9 @@ public final class KStreamsBench {
     KStream<byte[], byte[]> in =
         workload.equals("sliding") ? source : source.peek((k, v) -> marks.count());
     switch (workload) {
-      case "tumbling" -> Workloads.tumbling(in, output, "action", null);
-      case "tumbling_wide" -> Workloads.tumbling(in, output, "user_id", null);
-      case "sliding" -> Workloads.tumbling(in, output, "user_id", marks::count);
+      case "tumbling" -> Workloads.windowed(in, output, "action", null);
+      case "tumbling_wide" -> Workloads.windowed(in, output, "user_id", null);
+      case "sliding" -> Workloads.windowed(in, output, "user_id", marks::count);
       case "dedup" -> Workloads.dedup(builder, in, output);
       case "join" -> {
         KStream<byte[], byte[]> second =

@@ -79,7 +79,7 @@ final class Workloads {
    * `field` through the repartition topic "by-user" (as Kafka Streams requires for a new
    * grouping key), `slidingCount` run for each record read back from it.
    */
-  static void tumbling(KStream<byte[], byte[]> in, String output, String field,
+  static void windowed(KStream<byte[], byte[]> in, String output, String field,
       Runnable slidingCount) {
     TimeWindows windows = TimeWindows.ofSizeAndGrace(WINDOW, WINDOW_GRACE);
     KStream<byte[], Double> amounts;
