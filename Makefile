@@ -46,6 +46,8 @@ demo: $(STAMP)
 
 # Performance (not part of `make test`): own local broker, table + bench/results.json.
 # BENCH_QUICK=1 for a few-minute run; BENCH_RECORDS, BENCH_RUNS, BENCH_PROFILE=1 (see bench/).
+# The Kafka Streams peer (bench/kstreams) is built by the bench itself with Maven (Java 17)
+# into ~/.cache/weir/bench-kstreams, once per change of its sources.
 QUIX_VENV := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/weir/bench-quixstreams-venv
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'

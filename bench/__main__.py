@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import data, peers, pipelines
+from bench import data, peer_kstreams, peers, pipelines
 from bench.checks import check_count, check_windows
 from bench.common import BENCH_DIR, Config, Kafka, figure, machine_info, median
 from bench.replay_runs import REPLAY_BATCH, replay_seconds
@@ -59,6 +59,7 @@ class Bench:
         orders, payments = data.orders_payments(n)
         self.sets = {
             "events": data.events(n),
+            "wide": data.wide_events(n),
             "dedup": data.duplicated_events(n),
             "orders": orders,
             "payments": payments,
@@ -127,6 +128,12 @@ class Bench:
                 lambda v: check_windows(v, n, ev["total_amount"]),
             ),
             (
+                "tumbling_wide",
+                pipelines.tumbling_wide,
+                ["wide"],
+                lambda v: check_windows(v, n, self.sets["wide"].expect["total_amount"]),
+            ),
+            (
                 "sliding",
                 pipelines.sliding,
                 ["events"],
@@ -192,6 +199,13 @@ class Bench:
             self.cfg.peer_timeout,
             self.workdir,
             say,
+        )
+
+    async def kstreams(self) -> None:
+        """Kafka Streams 4.x (bench/kstreams) on the tumbling, tumbling_wide, sliding, dedup
+        and join inputs, both guarantees, whole-run and second-half rates, outputs checked."""
+        self.results["kstreams"] = await peer_kstreams.kstreams_figures(
+            self.kafka, self.topics, self.sets, self.cfg, self.workdir, say
         )
 
     def replay(self) -> None:
@@ -333,6 +347,7 @@ async def main_async(cfg: Config, bootstrap: str, root: Path) -> dict[str, Any]:
         ("raw", bench.raw),
         ("weir", bench.weir),
         ("peers", bench.peers),
+        ("kstreams", bench.kstreams),
         ("replay", bench.replay),
         ("latency", bench.latency),
         ("restore", bench.restore),

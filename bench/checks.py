@@ -72,12 +72,12 @@ def tumbling_truth(
 
 
 def _quix_rows(
-    records: list[tuple[bytes | None, bytes]],
+    records: list[tuple[bytes | None, bytes]], start: str = "start"
 ) -> list[tuple[tuple[str, int], dict[str, Any]]]:
     out = []
     for key, value in records:
         row = orjson.loads(value)
-        out.append((((key or b"").decode(), int(row["start"])), row))
+        out.append((((key or b"").decode(), int(row[start])), row))
     return out
 
 
@@ -89,10 +89,13 @@ def _window_error(got: dict[str, Any], want: list[float], where: tuple[str, int]
     return None
 
 
-def check_quix_current(records: list[tuple[bytes | None, bytes]], truth: TumblingTruth) -> str:
-    """`.current()`: the last update of every (key, window) must carry the window's exact
-    count and sum, and every window of the input must be there."""
-    last = dict(_quix_rows(records))
+def check_quix_current(
+    records: list[tuple[bytes | None, bytes]], truth: TumblingTruth, start: str = "start"
+) -> str:
+    """`.current()` (and Kafka Streams' window updates, whose window start is the field
+    `start`): the last update of every (key, window) must carry the window's exact count and
+    sum, and every window of the input must be there."""
+    last = dict(_quix_rows(records, start))
     if set(last) != set(truth.windows):
         missing, extra = len(set(truth.windows) - set(last)), len(set(last) - set(truth.windows))
         return f"FAIL: {missing} windows missing, {extra} unexpected"
@@ -118,3 +121,23 @@ def check_quix_final(records: list[tuple[bytes | None, bytes]], truth: TumblingT
         return f"FAIL: {len(seen)} closed windows emitted, expected {len(truth.closed)}"
     still_open = len(truth.windows) - len(truth.closed)
     return f"ok ({len(seen)} closed windows; {still_open} still open at the end, not emitted)"
+
+
+def check_distinct(values: list[bytes], expect: int) -> str:
+    """Exactly `expect` records, no two alike (a deduplication's output)."""
+    if len(values) != expect:
+        return f"FAIL: {len(values)} records, expected {expect}"
+    distinct = len(set(values))
+    return "ok" if distinct == expect else f"FAIL: {expect - distinct} records repeated"
+
+
+def check_join_pairs(values: list[bytes], payments: Dataset) -> str:
+    """Each payment joined with its order exactly once, and nothing else: the output's
+    (order_id, payment_id) pairs equal those of the payments data set."""
+    want = {(p["order_id"], p["payment_id"]) for p in map(orjson.loads, payments.values)}
+    got = [(r["order_id"], r["payment_id"]) for r in map(orjson.loads, values)]
+    if len(got) != len(set(got)):
+        return f"FAIL: {len(got) - len(set(got))} pairs repeated"
+    if set(got) != want:
+        return f"FAIL: {len(want - set(got))} pairs missing, {len(set(got) - want)} unexpected"
+    return f"ok ({len(got)} pairs)"

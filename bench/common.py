@@ -41,7 +41,7 @@ class Config:
     peer may take for one run, default records / PEER_MIN_RATE; a run that takes longer is
     recorded as timed out, with the records it had reached), BENCH_PROFILE=1 (profile one
     tumbling exactly_once run), BENCH_SKIP (comma list of sections to skip: raw, weir, peers,
-    replay, latency, restore, course), BENCH_COURSE_RECORDS (bench/course.py).
+    kstreams, replay, latency, restore, course), BENCH_COURSE_RECORDS (bench/course.py).
     """
 
     records: int

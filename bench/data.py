@@ -17,6 +17,8 @@ JITTER_MS = 60_000
 """Out-of-order spread (±1 minute), well inside the 5-minute watermark delay: nothing is late."""
 ACTIONS = ["click", "view", "buy", "share", "like", "scroll", "search", "logout"]
 USERS = 1000
+WIDE_USERS = 100_000
+"""Distinct user_id values of the wide events (`tumbling_wide`)."""
 FILTER_MIN_AMOUNT = 10.0
 """The stateless pipeline keeps events with amount >= this."""
 
@@ -31,9 +33,9 @@ class Dataset:
     expect: dict[str, float]
 
 
-def events(n: int, seed: int = 1) -> Dataset:
-    """`n` events {event_id, user_id, action, amount, event_time}, keyed by action, the Kafka
-    timestamp set to the event time (quixstreams and faust window on it)."""
+def events(n: int, seed: int = 1, users: int = USERS, key: str = "action") -> Dataset:
+    """`n` events {event_id, user_id, action, amount, event_time} over `users` user ids, keyed
+    by the field `key`, the Kafka timestamp set to the event time (the peers window on it)."""
     rng = random.Random(seed)
     values: list[bytes] = []
     keys: list[bytes | None] = []
@@ -47,17 +49,22 @@ def events(n: int, seed: int = 1) -> Dataset:
         amount = round(rng.uniform(1.0, 100.0), 2)
         row = {
             "event_id": f"e{i:08d}",
-            "user_id": f"u{rng.randrange(USERS)}",
+            "user_id": f"u{rng.randrange(users)}",
             "action": action,
             "amount": amount,
             "event_time": iso_utc(ts),
         }
         values.append(dumps(row))
-        keys.append(action.encode())
+        keys.append(str(row[key]).encode())
         stamps.append(ts)
         total += amount
         kept += amount >= FILTER_MIN_AMOUNT
     return Dataset(values, keys, stamps, {"events": n, "kept": kept, "total_amount": total})
+
+
+def wide_events(n: int) -> Dataset:
+    """`events` over WIDE_USERS user ids, keyed by user_id (tumbling by about 100,000 keys)."""
+    return events(n, seed=4, users=WIDE_USERS, key="user_id")
 
 
 def duplicated_events(n: int, dup_fraction: float = 0.1, seed: int = 2) -> Dataset:

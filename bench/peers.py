@@ -87,7 +87,9 @@ class PeerTimeout(RuntimeError):
 def _marks(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    whole = text[: text.rfind("\n") + 1]  # a line still being written is left for later
+    return [json.loads(line) for line in whole.splitlines() if line.strip()]
 
 
 async def run_peer(
@@ -100,11 +102,14 @@ async def run_peer(
     marks: Path,
     timeout: float,
     log_path: Path,
+    ends: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Start a peer, wait until it processed `n` records and committed offsets cover the
-    input, stop it (SIGTERM, then SIGKILL) and return its timings. Raises PeerTimeout when
-    it is not done after `timeout` seconds, RuntimeError with the log's tail when it fails."""
-    end = n  # one partition: the first n records are offsets 0..n-1
+    input (`topic`'s first `n` records, or `ends`: topic -> records, for several inputs),
+    stop it (SIGTERM, then SIGKILL) and return its timings. Raises PeerTimeout when it is
+    not done after `timeout` seconds, RuntimeError with the log's tail when it fails."""
+    # one partition per topic: the first n records are offsets 0..n-1
+    ends = ends or {topic: n}
     with open(log_path, "wb") as log_file:
         launched = time.time()
         proc = subprocess.Popen(
@@ -122,9 +127,15 @@ async def run_peer(
             while time.time() < deadline:
                 if proc.poll() is not None:
                     raise RuntimeError(f"exited with {proc.returncode}: {_tail(log_path)}")
+                # the broker is asked only once the peer reports all n records: polling it
+                # meanwhile would take CPU from the peer (a new admin client per call)
+                if max((m["n"] for m in _marks(marks)), default=0) < n:
+                    await asyncio.sleep(0.1)
+                    continue
                 try:
-                    committed = await kafka.committed(group, topic)
-                    if committed >= end:
+                    per_topic = {t: await kafka.committed(group, t) for t in ends}
+                    committed = sum(per_topic.values())
+                    if all(per_topic[t] >= end for t, end in ends.items()):
                         committed_at = time.time()
                         break
                 except Exception:  # the group may not exist yet
@@ -345,17 +356,7 @@ async def peer_figures(
             }
             say(f"{peer} {label}: FAILED {exc}"[:300])
             continue
-        fig = figure(
-            [n] * len(done),
-            [r["seconds"] for r in done],
-            records_per_s_to_committed=round(
-                n / median([r["seconds_to_committed"] for r in done]), 1
-            ),
-            records_per_s_with_startup=round(
-                n / median([r["seconds_with_startup"] for r in done]), 1
-            ),
-            **({"check": checks} if check is not None else {}),
-        )
+        fig = peer_figure(n, done, **({"check": checks} if check is not None else {}))
         res.setdefault(peer, {})[label] = fig
         say(
             f"{peer} {label}: {fig['records_per_s']:,.0f}/s"
@@ -363,6 +364,18 @@ async def peer_figures(
         )
     res["how"] = PEER_HOW
     return res
+
+
+def peer_figure(n: int, done: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """The figure of a peer's runs over `n` records each (run_peer's timings): its rate, to
+    committed and with start-up, medians over the runs."""
+    return figure(
+        [n] * len(done),
+        [r["seconds"] for r in done],
+        records_per_s_to_committed=round(n / median([r["seconds_to_committed"] for r in done]), 1),
+        records_per_s_with_startup=round(n / median([r["seconds_with_startup"] for r in done]), 1),
+        **extra,
+    )
 
 
 def _tail(path: Path, lines: int = 8) -> str:

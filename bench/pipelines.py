@@ -32,14 +32,20 @@ def stateless_expr(events: Stream) -> Query:
     )
 
 
-def tumbling(events: Stream) -> Query:
-    """10-minute tumbling windows by action, count and sum, 5-minute watermark, update."""
+def _windowed(events: Stream, key: str, *every: str) -> Query:
+    """10-minute windows (sliding `every`, else tumbling) by `key`, count and sum of amount,
+    5-minute watermark, update."""
     return (
         events.with_watermark("event_time", "5 minutes")
-        .group_by(window("event_time", "10 minutes"), "action")
+        .group_by(window("event_time", "10 minutes", *every), key)
         .agg(count("*").alias("event_count"), spark_sum("amount").alias("total_amount"))
         .query("update")
     )
+
+
+def tumbling(events: Stream) -> Query:
+    """10-minute tumbling windows by action, count and sum, 5-minute watermark, update."""
+    return _windowed(events, "action")
 
 
 def tumbling_expr(events: Stream) -> Query:
@@ -52,14 +58,14 @@ def tumbling_expr(events: Stream) -> Query:
     )
 
 
+def tumbling_wide(events: Stream) -> Query:
+    """`tumbling` by user_id over the wide events (about 100,000 distinct keys)."""
+    return _windowed(events, "user_id")
+
+
 def sliding(events: Stream) -> Query:
     """10-minute windows sliding every 5 minutes by user, count and sum, update."""
-    return (
-        events.with_watermark("event_time", "5 minutes")
-        .group_by(window("event_time", "10 minutes", "5 minutes"), "user_id")
-        .agg(count("*").alias("event_count"), spark_sum("amount").alias("total_amount"))
-        .query("update")
-    )
+    return _windowed(events, "user_id", "5 minutes")
 
 
 def dedup(raw: Stream) -> Query:

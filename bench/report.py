@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.peer_kstreams import WORKLOADS as KS_WORKLOADS
 from bench.peers import FAUST_TUNED, QUIX_EMITS, quix_label
 
 NAME = 72
@@ -59,6 +60,8 @@ def ratios_and_targets(res: dict[str, Any]) -> None:
     ratios["weir_exactly_once / at_least_once (tumbling)"] = _ratio(eos, alo)
     expr_ratios = _expression_ratios(res)
     ratios.update(expr_ratios)
+    ks_ratios = _kstreams_ratios(res)
+    ratios.update(ks_ratios)
     res["ratios"] = ratios
     replay_t = _get(res, "replay", "tumbling", "records_per_s")
     p99 = _get(res, "latency", "p99_ms")
@@ -89,12 +92,37 @@ def ratios_and_targets(res: dict[str, Any]) -> None:
             all(r is not None and r >= 1 for r in expr_ratios.values()),
             "within the noise of one run when about 1",
         ),
+        **{
+            f"weir_eos_{w} >= 1.5x kstreams eos second half": verdict(
+                ks_ratios[_ks_label(w)],
+                (ks_ratios[_ks_label(w)] or 0) >= 1.5,
+                "Kafka Streams after JIT warm-up",
+            )
+            for w in KS_WORKLOADS
+        },
         "p99 latency <= 2x commit interval at 20k rec/s": verdict(
             p99,
             p99 is not None and p99 <= 2 * COMMIT_INTERVAL_MS and lat_rate == 20_000,
             "" if lat_rate in (None, 20_000) else f"measured at the fallback rate {lat_rate:.0f}/s",
         ),
     }
+
+
+def _ks_label(workload: str, half: bool = True) -> str:
+    run = "second half" if half else "whole run"
+    return f"weir_eos_{workload} / kstreams_eos_{workload} ({run})"
+
+
+def _kstreams_ratios(res: dict[str, Any]) -> dict[str, float | None]:
+    """Weir's exactly_once rate over Kafka Streams' (exactly_once_v2), per workload, against
+    its second-half rate and its whole-run rate."""
+    out: dict[str, float | None] = {}
+    for w in KS_WORKLOADS:
+        weir = _get(res, "weir", w, "exactly_once", "records_per_s")
+        for half, field in ((True, "records_per_s_second_half"), (False, "records_per_s")):
+            ks = _get(res, "kstreams", w, "exactly_once", field)
+            out[_ks_label(w, half)] = _ratio(weir, ks)
+    return out
 
 
 def _expression_ratios(res: dict[str, Any]) -> dict[str, float | None]:
@@ -147,6 +175,19 @@ def table(res: dict[str, Any]) -> str:
                 lines.append(f"{peer + ' ' + label:<{NAME}} {'n/a':>16}  {fig['error'][:100]}")
             else:
                 row(f"{peer} {label}", fig["records_per_s"], note=" ".join(fig.get("check", [])))
+    for w, gs in res.get("kstreams", {}).items():
+        for g, fig in gs.items() if isinstance(gs, dict) else ():
+            if "error" in fig:
+                lines.append(
+                    f"{'kstreams ' + w + ' ' + g:<{NAME}} {'n/a':>16}  {fig['error'][:100]}"
+                )
+            else:
+                half = f"2nd half {fig['records_per_s_second_half']:,.0f}/s"
+                row(
+                    f"kstreams {w} {g}",
+                    fig["records_per_s"],
+                    note=f"{half} {' '.join(fig['check'])}"[:60],
+                )
     for name, fig in res.get("replay", {}).items():
         if isinstance(fig, dict):
             row(f"replay {name}", fig["records_per_s"], "ev/s")
