@@ -110,13 +110,13 @@ class OperatorTotals:
     watermark), for the stage's `stateOperators` across all its tasks."""
 
     def __init__(self) -> None:
-        self._by_task: dict[int, dict[str, tuple[OperatorBatch, int]]] = {}
+        self._by_task: dict[int, dict[str, OperatorBatch]] = {}
 
     def update(self, partition: int, result: BatchResult) -> None:
         """Note task `partition`'s committed batch."""
         held = self._by_task.setdefault(partition, {})
         for op in result.operators:
-            held[op.state_name] = (op, op.rows_total)
+            held[op.state_name] = op
 
     def forget(self, partition: int) -> None:
         """Task `partition` closed: its state is no longer this worker's."""
@@ -131,7 +131,7 @@ class OperatorTotals:
         stage's store size when it has a single stateful operator (None otherwise)."""
         names: dict[str, OperatorBatch] = {}
         for held in self._by_task.values():
-            for name, (op, _rows) in held.items():
+            for name, op in held.items():
                 names.setdefault(name, op)
         out = []
         for name, op in names.items():
@@ -139,14 +139,16 @@ class OperatorTotals:
             marks = [
                 wm
                 for held in self._by_task.values()
-                if name in held and (wm := held[name][0].watermark) is not None
+                if name in held and (wm := held[name].watermark) is not None
             ]
             least = min(marks) if marks else None
             out.append(
                 {
                     "operatorName": op.operator,
                     "stateName": name,
-                    "numRowsTotal": sum(h[name][1] for h in self._by_task.values() if name in h),
+                    "numRowsTotal": sum(
+                        h[name].rows_total for h in self._by_task.values() if name in h
+                    ),
                     "numRowsUpdated": sum(o.rows_updated for o in in_round),
                     "numRowsRemoved": sum(o.rows_removed for o in in_round),
                     "numRowsDroppedByWatermark": sum(o.late_rows for o in in_round),

@@ -27,20 +27,18 @@ async def restore(
     store: Store,
     p: int,
     offset: int,
-    labels: tuple[str, str, str] | None = None,
+    labels: tuple[str, str, str],
 ) -> int:
     """Bring `store` (partition `p` of agent `name`) up to the end of its changelog from
     `offset` (the changelog offset it reflects); return the offset it reflects then.
     Retries while the broker is unreachable without limit, other Kafka errors (metadata
     of a fresh changelog lagging) 5 times. A store whose recorded offset is past the
     changelog's end (the changelog was recreated) is wiped and restored from the start.
-    `labels` (app, query, stage) label its metrics (default: "", `name`, "main")."""
+    `labels` (app, query, stage) label its metrics."""
     attempt = 0
     while True:
         try:
-            return await _restore_once(
-                kafka, name, changelog, store, p, offset, labels or ("", name, "main")
-            )
+            return await _restore_once(kafka, name, changelog, store, p, offset, labels)
         except (KafkaError, TimeoutError) as exc:
             if not transient(exc):
                 attempt += 1
