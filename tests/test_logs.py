@@ -9,6 +9,11 @@ import orjson
 import pytest
 
 from weir.service import logs
+from weir.service.runtime.checkpoint import Outgoing
+from weir.service.runtime.progress import BatchTimes, QueryProgress, TaskBatch
+from weir.service.runtime.reporting import StageReport
+from weir.tables.state.memory import MemoryStore
+from weir.tables.stream import read
 
 
 def record(msg: str, **extra: object) -> logging.LogRecord:
@@ -85,3 +90,20 @@ def test_routine_broker_retries_are_debug_lines_not_warnings(
         assert "Unable to connect" in lines[0] and "weir.worker" in lines[1]
     else:  # still there when asked for, as debug lines
         assert levels == ["DEBUG", "DEBUG", "DEBUG", "ERROR", "WARNING"], lines
+
+
+def test_the_first_batch_line_of_a_repartition_stage_names_that_stage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Its other lines say "clicks-repartition-ev[1]"; the first-batch line said "clicks[1]".
+    progress = QueryProgress("app", "clicks", "app-clicks", None, [], "run")
+    labels = ("app", "clicks", "repartition")
+    report = StageReport(progress, labels, reads_user_topics=True, name="clicks-repartition-ev")
+    task = read("ev").group_by("user").count().query("update").task(MemoryStore())
+    result = task.run_batch({"ev": [{"user": "a"}]}, 1)
+    batch = TaskBatch(1, result, 1, {}, BatchTimes(0, 0, 0, 0, 0), 0, {}, None)
+    with caplog.at_level(logging.INFO, logger="weir.worker"):
+        report.batch(batch, {}, Outgoing("dlq", 1_000_000))
+    (line,) = [r for r in caplog.records if getattr(r, "event", None) == "first_batch"]
+    assert line.getMessage() == "clicks-repartition-ev[1]: first batch committed"
+    assert (line.query, line.partition) == ("clicks", 1)  # type: ignore[attr-defined]

@@ -29,9 +29,16 @@ class StageReport:
     """
 
     def __init__(
-        self, progress: QueryProgress, labels: tuple[str, str, str], reads_user_topics: bool
+        self,
+        progress: QueryProgress,
+        labels: tuple[str, str, str],
+        reads_user_topics: bool,
+        name: str,
     ) -> None:
+        """`name` is the stage's own name in readable log lines (the agent's, or its
+        repartition stage's)."""
         self.progress = progress
+        self.name = name
         self.labels = labels
         self.reads_user_topics = reads_user_topics
         self.totals = OperatorTotals()
@@ -56,7 +63,7 @@ class StageReport:
                 "partition": batch.partition, "batch_id": batch.result.batch_id,
                 "records": batch.n_input,
             }  # fmt: skip
-            log.info("%s[%d]: first batch committed", query, batch.partition, extra=fields)
+            log.info("%s[%d]: first batch committed", self.name, batch.partition, extra=fields)
 
     def dead_letters(self, out: Outgoing) -> None:
         """Count the dead letters of a batch committed as dead letters only."""

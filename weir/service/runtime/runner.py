@@ -85,7 +85,9 @@ class AgentRunner:
         self.progress = progress
         self.labels = (agent.app.name, stage.query_name, stage.kind)
         """(app, query, stage): the labels of this stage's metrics."""
-        self.report = StageReport(progress, self.labels, reads_user_topics=not stage.aliases)
+        self.report = StageReport(
+            progress, self.labels, reads_user_topics=not stage.aliases, name=self.name
+        )
         self.tasks: dict[int, PartitionTask] = {}
         self.state_root = Path(settings.state_dir) / agent.app.name / agent.name
         self.source = self._make_source()

@@ -117,24 +117,11 @@ class Worker:
                 if runner.stage.kind == "main":
                     runner.progress.started()
             runs = [asyncio.create_task(r.run(self.stop_event)) for r in started]
-            stopper = asyncio.create_task(self.stop_event.wait())
-            pending = set(runs)
-            while pending:
-                done, _ = await asyncio.wait(
-                    pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
-                )
-                for d in done:
-                    if d is stopper:
-                        continue
-                    pending.discard(d)
-                    if d.exception() is not None:
-                        self.stop_event.set()
-                        error = d.exception()
-                        raise d.exception()  # type: ignore[misc]
-                if stopper.done():
-                    await self._finish_in_flight(pending)
-                    break
-            stopper.cancel()
+            try:
+                await self._supervise(runs)
+            except Exception as exc:
+                error = exc
+                raise
         finally:
             for runner in started:
                 with contextlib.suppress(Exception):
@@ -145,9 +132,32 @@ class Worker:
                 await web.stop()
             log.info("stopped", extra={"event": "stopped", "app": self.app.name})
 
+    async def _supervise(self, runs: list[asyncio.Task[None]]) -> None:
+        """Wait for the agents' runs until they end or a stop is requested; the first run that
+        fails stops the others and its error is raised."""
+        stopper = asyncio.create_task(self.stop_event.wait())
+        pending = set(runs)
+        try:
+            while pending:
+                done, _ = await asyncio.wait(
+                    pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for d in done - {stopper}:
+                    pending.discard(d)
+                    if d.exception() is not None:
+                        self.stop_event.set()
+                        raise d.exception()  # type: ignore[misc]
+                if stopper.done():
+                    await self._finish_in_flight(pending)
+                    return
+        finally:
+            stopper.cancel()
+
     async def _finish_in_flight(self, runs: set[asyncio.Task[None]]) -> None:
         """After a stop request: let the batch in flight commit within `shutdown_timeout_ms`;
         past it abort it (its input is read again after the restart) and say so."""
+        if not runs:  # every run ended with the stop request
+            return
         timeout = self.app.settings.shutdown_timeout_ms / 1000
         _done, late = await asyncio.wait(runs, timeout=timeout)
         if not late:
