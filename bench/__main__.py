@@ -291,17 +291,23 @@ class Bench:
         say(f"restore {r['keys']:,} keys: {r['restore_seconds']}s")
 
     async def profile(self) -> None:
-        """pyinstrument over one tumbling exactly_once worker run -> bench/profile.txt."""
+        """pyinstrument over one exactly_once worker run of BENCH_PROFILE's pipeline ->
+        bench/profile.txt (bench/profile-<name>.txt for a pipeline other than tumbling)."""
         from pyinstrument import Profiler
 
+        name = self.cfg.profile
+        cases = {case[0]: case for case in self._weir_cases()}
+        if name not in cases:
+            raise ValueError(f"BENCH_PROFILE={name}: not a pipeline ({', '.join(cases)})")
+        _name, build, inputs, _check = cases[name]
         state = tempdir("weir-bench-profile-")
         profiler = Profiler(interval=0.0005, async_mode="disabled")
         profiler.start()
         try:
             await run_worker(
                 self.kafka.bootstrap,
-                pipelines.tumbling,
-                [self.topics["events"]],
+                build,
+                [self.topics[i] for i in inputs],
                 f"bench-prof-{uuid.uuid4().hex[:6]}",
                 "exactly_once",
                 state,
@@ -310,8 +316,9 @@ class Bench:
             profiler.stop()
             shutil.rmtree(state, ignore_errors=True)
         text = profiler.output_text(unicode=False, color=False, show_all=False)
-        (BENCH_DIR / "profile.txt").write_text(text)
-        say("profile written to bench/profile.txt")
+        target = BENCH_DIR / ("profile.txt" if name == "tumbling" else f"profile-{name}.txt")
+        target.write_text(text)
+        say(f"profile written to {target.relative_to(BENCH_DIR.parent)}")
 
     async def course(self) -> None:
         """The course's pipelines, replay and worker (bench/course.py)."""

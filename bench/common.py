@@ -39,9 +39,10 @@ class Config:
     BENCH_RESTORE_KEYS (keys for the restore and memory figures, default BENCH_RECORDS),
     BENCH_LATENCY_SECONDS (measured seconds per latency rate), BENCH_PEER_TIMEOUT (seconds a
     peer may take for one run, default records / PEER_MIN_RATE; a run that takes longer is
-    recorded as timed out, with the records it had reached), BENCH_PROFILE=1 (profile one
-    tumbling exactly_once run), BENCH_SKIP (comma list of sections to skip: raw, weir, peers,
-    kstreams, replay, latency, restore, course), BENCH_COURSE_RECORDS (bench/course.py).
+    recorded as timed out, with the records it had reached), BENCH_PROFILE=1 or a
+    pipeline's name (profile one exactly_once run of it; 1 is tumbling), BENCH_SKIP (comma
+    list of sections to skip: raw, weir, peers, kstreams, replay, latency, restore, course),
+    BENCH_COURSE_RECORDS (bench/course.py).
     """
 
     records: int
@@ -50,7 +51,8 @@ class Config:
     restore_keys: int
     latency_seconds: float
     peer_timeout: float
-    profile: bool
+    profile: str
+    """The pipeline to profile, or "" for none."""
     skip: frozenset[str] = field(default_factory=frozenset)
 
     @staticmethod
@@ -71,7 +73,7 @@ class Config:
             peer_timeout=(
                 float(peer_timeout) if peer_timeout else max(120.0, records / PEER_MIN_RATE)
             ),
-            profile=os.environ.get("BENCH_PROFILE", "") not in ("", "0"),
+            profile={"0": "", "1": "tumbling"}.get(p := os.environ.get("BENCH_PROFILE", ""), p),
             skip=frozenset(s for s in os.environ.get("BENCH_SKIP", "").split(",") if s),
         )
 

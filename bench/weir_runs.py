@@ -348,7 +348,6 @@ async def restore_figures(
     wlog.propagate = False
     times: list[float] = []
     disk: list[int] = []
-    rss_delta = 0
     try:
         for _ in range(runs):
             shutil.rmtree(state, ignore_errors=True)
@@ -363,16 +362,8 @@ async def restore_figures(
         wlog.removeHandler(handler)
         wlog.setLevel(old_level)
         wlog.propagate = True
-    # the memory store, in a fresh process: peak RSS minus RSS before the restore
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", MEMORY_PROBE, bootstrap, topic, name, str(workdir / "mem-state"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-    )  # fmt: skip
-    stdout, stderr = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory probe failed: {stderr.decode()[-1500:]}")
-    rss_delta = int(json.loads(stdout.decode().strip().splitlines()[-1])["rss_delta"])
+    # each store, in a fresh process: peak RSS while a worker restores the N keys
+    rss = {store: await _restore_rss(bootstrap, topic, name, workdir, store) for store in STORES}
     from bench.common import median
 
     per_m = 1_000_000 / max(n_keys, 1)
@@ -384,14 +375,41 @@ async def restore_figures(
         "restore_runs_seconds": times,
         "restore_records_per_s": round(n_keys / t, 1) if t else None,
         "rocksdb_disk_bytes_per_1m_keys": round(median(disk) * per_m),
-        "memory_store_rss_delta_bytes_per_1m_keys": round(rss_delta * per_m),
+        "memory_store_rss_delta_bytes_per_1m_keys": round(
+            (rss["memory"]["peak"] - rss["memory"]["base"]) * per_m
+        ),
+        "rocksdb_worker_peak_rss_bytes": rss["rocksdb"]["peak"],
+        "memory_worker_peak_rss_bytes": rss["memory"]["peak"],
         "how": (
             "restore: the worker's 'restored N records in Ts' log line after wiping the state "
-            "folder (RocksDB store); disk: size of the RocksDB folder after restore; RSS: peak "
-            "RSS minus RSS before, while a worker restores into the memory store (includes "
-            "consumer buffers and Python dict/bytes overhead)"
+            "folder (RocksDB store); disk: size of the RocksDB folder after restore; RSS: a "
+            "fresh worker process restoring the N keys into each store, its peak resident "
+            "memory (the whole process) and, for the memory store, that peak minus the RSS "
+            "before the restore, per 1M keys"
         ),
     }
+
+
+STORES = ("memory", "rocksdb")
+
+
+async def _restore_rss(
+    bootstrap: str, topic: str, name: str, workdir: Path, store: str
+) -> dict[str, int]:
+    """A fresh worker process restores app `name`'s keys into `store`: its RSS before (after
+    imports) and at its peak."""
+    state = workdir / f"probe-{store}-state"
+    shutil.rmtree(state, ignore_errors=True)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", MEMORY_PROBE, bootstrap, topic, name, str(state), store,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )  # fmt: skip
+    stdout, stderr = await proc.communicate()
+    shutil.rmtree(state, ignore_errors=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory probe ({store}) failed: {stderr.decode()[-1500:]}")
+    return dict(json.loads(stdout.decode().strip().splitlines()[-1]))
 
 
 MEMORY_PROBE = """
@@ -401,7 +419,7 @@ from bench.pipelines import key_count
 from bench.weir_runs import run_worker
 from pathlib import Path
 
-bootstrap, topic, name, state = sys.argv[1:5]
+bootstrap, topic, name, state, store = sys.argv[1:6]
 peak = [0]
 stop = threading.Event()
 
@@ -413,9 +431,9 @@ def sample() -> None:
 base = rss_bytes()
 threading.Thread(target=sample, daemon=True).start()
 asyncio.run(run_worker(bootstrap, key_count, [topic], None, "exactly_once", Path(state),
-                       app_name=name, store="memory"))
+                       app_name=name, store=store))
 stop.set()
-print(json.dumps({"rss_delta": peak[0] - base}))
+print(json.dumps({"base": base, "peak": max(peak[0], rss_bytes())}))
 """
 
 

@@ -45,6 +45,11 @@ def weir_worker(env: dict[str, str], cwd: Path, app: str = APP) -> subprocess.Co
             "integer",
         ),
         (
+            {"WEIR_ROCKSDB_BLOCK_CACHE_BYTES": "lots"},
+            "WEIR_ROCKSDB_BLOCK_CACHE_BYTES (rocksdb_block_cache_bytes): could not parse value "
+            "and unit from byte string",
+        ),
+        (
             {"WEIR_SECURITY_PROTOCOL": "SASL_SSL", "WEIR_SASL_PASSWORD": "hunter2-secret"},
             "security_protocol SASL_SSL needs sasl_mechanism, sasl_username",
         ),

@@ -11,7 +11,7 @@ import pytest
 
 import weir.tables.state.memory as store_mod
 from weir.tables.state.memory import MemoryStore
-from weir.tables.state.rocksdb import RocksDBStore
+from weir.tables.state.rocksdb import RocksDBMemory, RocksDBStore
 from weir.tables.state.store import OPERATOR_PREFIX, StateTxn, Store
 
 PREFIXES = [b"", b"a", b"ab", b"b\xff", b"\xff", b"c"]
@@ -116,3 +116,20 @@ def test_rows_is_the_exact_number_of_operator_keys(store: Store, seed: int, tmp_
         again.clear()
         assert again.rows() == 0
         again.close()
+
+
+def test_rocksdb_memtables_of_all_stores_stay_within_the_shared_bound(tmp_path: Path) -> None:
+    # Two tasks' stores share one bound of 4 MiB; 40 MiB of writes would fill two 16 MiB
+    # memtables without it.
+    memory = RocksDBMemory(block_cache_bytes=16 << 20, write_buffer_bytes=4 << 20)
+    stores = [RocksDBStore(tmp_path / str(i), memory) for i in range(2)]
+    rng = random.Random(7)
+    most = 0
+    for i in range(200):
+        for s in stores:
+            s.write({b"k%08d" % (i * 1000 + j): rng.randbytes(100) for j in range(1000)})
+        most = max(most, sum(s.memtable_bytes() for s in stores))
+    assert most <= 6 << 20
+    assert stores[1].get(b"k00000005") is not None and stores[0].get(b"k00199999") is not None
+    for s in stores:
+        s.close()

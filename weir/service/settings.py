@@ -7,7 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from weir.tables.timeutil import parse_duration
@@ -68,6 +76,12 @@ class Settings(BaseSettings):
     (WEIR_HOME defaults to `.weir` in the current directory)."""
     store: StoreKind = "rocksdb"
     """State store kind; memory loses state on restart (it is restored from the changelog)."""
+    rocksdb_block_cache_bytes: ByteSize = Field(default=ByteSize(64 << 20), ge=1 << 20)
+    """One LRU cache of RocksDB blocks shared by all the worker's tasks, their index and
+    filter blocks included ("64 MiB", or bytes)."""
+    rocksdb_write_buffer_bytes: ByteSize = Field(default=ByteSize(64 << 20), ge=1 << 20)
+    """The bound on all the worker's RocksDB memtables together; a task's own memtable is at
+    most 16 MiB ("64 MiB", or bytes). RocksDB's memory is about these two settings."""
     starting_offsets: Literal["earliest", "latest"] = "earliest"
     """Where a query with no committed offsets starts (first start only)."""
     fail_on_data_loss: bool = True

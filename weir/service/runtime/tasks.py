@@ -15,7 +15,7 @@ from weir.service.runtime.restore import restore
 from weir.service.settings import Settings
 from weir.tables.query import QueryTask
 from weir.tables.state.memory import MemoryStore
-from weir.tables.state.rocksdb import RocksDBStore
+from weir.tables.state.rocksdb import RocksDBMemory, RocksDBStore
 from weir.tables.state.store import Store
 
 TXN_RETRY_BACKOFF_MS = 20
@@ -68,7 +68,9 @@ async def open_task(
         await stop_client(producer)
         raise
     in_memory = settings.store == "memory"
-    store: Store = MemoryStore() if in_memory else RocksDBStore(state_root / str(p))
+    store: Store = (
+        MemoryStore() if in_memory else RocksDBStore(state_root / str(p), rocksdb_memory(settings))
+    )
     offset = int(store.get_meta("changelog_offset") or 0)
     try:
         offset = await restore(kafka, agent.name, agent.changelog_topic, store, p, offset, labels)
@@ -82,6 +84,14 @@ async def open_task(
         no_data_batches=settings.no_data_batches,
     )
     return PartitionTask(p, store, qtask, producer, offset)
+
+
+def rocksdb_memory(settings: Settings) -> RocksDBMemory:
+    """The RocksDB memory bounds the settings give (shared by the worker's tasks)."""
+    return RocksDBMemory(
+        block_cache_bytes=int(settings.rocksdb_block_cache_bytes),
+        write_buffer_bytes=int(settings.rocksdb_write_buffer_bytes),
+    )
 
 
 async def close_task(task: PartitionTask) -> None:

@@ -10,6 +10,10 @@ from weir.tables.state.store import OPERATOR_PREFIX, Changes, Store
 
 _BLOCK = 1000
 """Target keys per `MemoryStore` index block; a block is split when it exceeds twice that."""
+_SMALL = 8
+"""Values up to this many bytes are held once per distinct value (counts, flags: `b"[1]"`)."""
+_SMALL_KINDS = 4096
+"""At most this many distinct small values are shared; later ones are held as given."""
 
 
 def _merge_block(
@@ -35,6 +39,10 @@ def _merge_block(
     return out
 
 
+def _ignore(key: bytes) -> None:
+    """No index yet: nothing to note."""
+
+
 class MemoryStore(Store):
     """A store in a dict with a sorted key index kept in blocks; lost when the process ends.
 
@@ -42,13 +50,17 @@ class MemoryStore(Store):
     brings the index up to date: only the blocks (about `_BLOCK` sorted keys each) that hold a
     noted key are rebuilt, so the cost follows the keys written since, not the keys held.
     Blocks are never changed once published, so a running `items` iterates a snapshot of keys.
+    Until the first `items` there is no index and nothing is noted (a restore fills the store
+    and the first scan sorts it once).
     """
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
         self._blocks: list[list[bytes]] = []
         self._maxes: list[bytes] = []  # the last key of each block
+        self._indexed = False
         self._changed: set[bytes] = set()
+        self._small: dict[bytes, bytes] = {}
         self._rows = 0
         self._bytes = 0
 
@@ -57,19 +69,26 @@ class MemoryStore(Store):
 
     def write(self, changes: Changes, existed: Mapping[bytes, bool] | None = None) -> None:
         data = self._data
-        changed = self._changed
+        note = self._changed.add if self._indexed else _ignore
+        small = self._small
         rows = size = 0
         for key, value in changes.items():
             if value is None:
                 old = data.pop(key, None)
                 if old is not None:
-                    changed.add(key)
+                    note(key)
                     rows -= key.startswith(OPERATOR_PREFIX)
                     size -= len(key) + len(old)
             else:
+                if len(value) <= _SMALL:
+                    shared = small.get(value)
+                    if shared is not None:
+                        value = shared
+                    elif len(small) < _SMALL_KINDS:
+                        small[value] = value
                 old = data.get(key)
                 if old is None:
-                    changed.add(key)
+                    note(key)
                     rows += key.startswith(OPERATOR_PREFIX)
                     size += len(key) + len(value)
                 else:
@@ -79,7 +98,12 @@ class MemoryStore(Store):
         self._bytes += size
 
     def _index(self) -> tuple[list[list[bytes]], list[bytes]]:
-        if self._changed:
+        if not self._indexed:
+            keys = sorted(self._data)
+            self._blocks = [keys[i : i + _BLOCK] for i in range(0, len(keys), _BLOCK)]
+            self._maxes = [b[-1] for b in self._blocks]
+            self._indexed = True
+        elif self._changed:
             keys = sorted(self._changed)
             self._changed = set()
             blocks = self._blocks or [[]]
@@ -127,6 +151,7 @@ class MemoryStore(Store):
         self._data.clear()
         self._blocks = []
         self._maxes = []
+        self._indexed = False
         self._changed = set()
         self._rows = 0
         self._bytes = 0

@@ -3,23 +3,68 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
 from weir.tables.state.store import OPERATOR_PREFIX, Changes, Store
 
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class RocksDBMemory:
+    """What the RocksDB stores of one process may hold in memory, all tasks together.
+
+    `block_cache_bytes`: one LRU cache of data, index and filter blocks shared by every store
+    (index and filter blocks are charged to it rather than held beside it). `write_buffer_bytes`:
+    the bound on all stores' memtables together; a store whose memtable would pass its share
+    is flushed to disk first. A store's own memtable is at most `memtable_bytes`.
+    """
+
+    block_cache_bytes: int = 64 * MIB
+    write_buffer_bytes: int = 64 * MIB
+    memtable_bytes: int = 16 * MIB
+
+
+@cache
+def _shared(memory: RocksDBMemory) -> tuple[Any, Any]:
+    """The process's block cache and write-buffer manager for `memory` (made once)."""
+    from rocksdict import Cache, WriteBufferManager
+
+    return Cache(memory.block_cache_bytes), WriteBufferManager(memory.write_buffer_bytes, False)
+
+
+def _options(memory: RocksDBMemory) -> Any:
+    from rocksdict import BlockBasedOptions, Options
+
+    block_cache, write_buffers = _shared(memory)
+    table = BlockBasedOptions()
+    table.set_block_cache(block_cache)
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    table.set_bloom_filter(10, False)  # a get of an absent key (a new group) skips the file
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    opts.set_block_based_table_factory(table)
+    opts.set_write_buffer_manager(write_buffers)
+    opts.set_write_buffer_size(min(memory.memtable_bytes, memory.write_buffer_bytes))
+    opts.set_max_write_buffer_number(2)
+    return opts
+
 
 class RocksDBStore(Store):
-    """A store in a RocksDB directory (rocksdict); writes go through one atomic WriteBatch."""
+    """A store in a RocksDB directory (rocksdict); writes go through one atomic WriteBatch.
+    Its memory is bounded by `memory`, shared with every other store of the process made
+    with the same bounds."""
 
-    def __init__(self, path: Path | str) -> None:
-        from rocksdict import AccessType, Options, Rdict, WriteBatch  # noqa: F401
+    def __init__(self, path: Path | str, memory: RocksDBMemory | None = None) -> None:
+        from rocksdict import Rdict, WriteBatch
 
         self._path = Path(path)
         self._path.mkdir(parents=True, exist_ok=True)
-        opts = Options(raw_mode=True)
-        opts.create_if_missing(True)
-        self._db = Rdict(str(self._path), options=opts)
+        self._db = Rdict(str(self._path), options=_options(memory or RocksDBMemory()))
         self._wb_cls = WriteBatch
         self._closed = False
         self._rows = sum(1 for _ in self.items(OPERATOR_PREFIX))
@@ -69,6 +114,10 @@ class RocksDBStore(Store):
             db.property_int_value(name) or 0
             for name in ("rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables")
         )
+
+    def memtable_bytes(self) -> int:
+        """Bytes this store holds in its memtables (bounded by `RocksDBMemory`)."""
+        return self._db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0
 
     def close(self) -> None:
         if not self._closed:
