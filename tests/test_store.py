@@ -133,3 +133,15 @@ def test_rocksdb_memtables_of_all_stores_stay_within_the_shared_bound(tmp_path: 
     assert stores[1].get(b"k00000005") is not None and stores[0].get(b"k00199999") is not None
     for s in stores:
         s.close()
+
+
+def test_a_rocksdb_store_that_does_not_count_rows_still_holds_every_write(
+    tmp_path: Path,
+) -> None:
+    store = RocksDBStore(tmp_path / "db", count_rows=False)
+    store.write({OPERATOR_PREFIX + b"a": b"1", OPERATOR_PREFIX + b"b": b"2", b"\x01m": b"3"})
+    store.write({OPERATOR_PREFIX + b"a": None})
+    assert list(store.items()) == [(b"\x01m", b"3"), (OPERATOR_PREFIX + b"b", b"2")]
+    with pytest.raises(RuntimeError, match="count_rows"):
+        store.rows()
+    store.close()

@@ -13,7 +13,7 @@ from weir.tables.operator import BatchContext
 from weir.tables.ops.basic import WatermarkOperator
 from weir.tables.state.memory import MemoryStore
 from weir.tables.state.store import StateTxn
-from weir.tables.timeutil import many_to_millis, to_millis
+from weir.tables.timeutil import iso_utc, many_to_millis, to_millis
 
 SHAPES = [
     "%Y-%m-%dT%H:%M:%S.{ms}Z",
@@ -93,3 +93,11 @@ def test_watermark_operator_parses_a_batch_and_dead_letters_bad_rows() -> None:
     assert [r["id"] for r in out] == [i for i in range(100) if i not in (3, 7)]
     assert sorted(r["id"] for r, _reason, _stage in ctx.errors) == [3, 7]
     assert all(type(r["ts"]) is int for r in out)
+
+
+@given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))
+def test_iso_utc_is_the_instant_as_python_formats_it(ms: int) -> None:
+    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    spec = "milliseconds" if ms % 1000 else "seconds"
+    assert iso_utc(ms) == dt.isoformat(timespec=spec).replace("+00:00", "Z")
+    assert to_millis(iso_utc(ms)) == ms

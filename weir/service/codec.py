@@ -61,11 +61,32 @@ def render_row(row: Row, timestamp_columns: Iterable[str]) -> Row:
     return out
 
 
+def render_rows(rows: Iterable[Row], timestamp_columns: Iterable[str]) -> list[Row]:
+    """`render_row` of each row (copies; the rows are left as they are)."""
+    cols = tuple(timestamp_columns)
+    if not cols:
+        return [dict(r) for r in rows]
+    shown: dict[int, str] = {}  # window bounds repeat across a batch's rows
+    out: list[Row] = []
+    for row in rows:
+        r = dict(row)
+        for col in cols:
+            v = r.get(col)
+            if type(v) is int:
+                text = shown.get(v)
+                if text is None:
+                    text = shown[v] = iso_utc(v)
+                r[col] = text
+        out.append(r)
+    return out
+
+
 def encode_rows(rows: list[Row], timestamp_columns: frozenset[str]) -> list[bytes]:
     """Encode output rows as JSON values, timestamps rendered as ISO-8601 UTC."""
+    dumps = orjson.dumps
     if not timestamp_columns:
-        return [orjson.dumps(r) for r in rows]
-    return [orjson.dumps(render_row(r, timestamp_columns)) for r in rows]
+        return [dumps(r) for r in rows]
+    return [dumps(r) for r in render_rows(rows, timestamp_columns)]
 
 
 WHOLE_ROW = ("*",)

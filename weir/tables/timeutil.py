@@ -162,8 +162,18 @@ _ONE_MS = timedelta(milliseconds=1)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
-@lru_cache(maxsize=65_536)  # window bounds repeat across every key of a window
 def iso_utc(ms: int) -> str:
     """Format epoch ms as ISO-8601 UTC: "2024-05-01T10:05:00Z", or "...:00.123Z"."""
-    dt = _NAIVE_EPOCH + timedelta(milliseconds=ms)
-    return dt.isoformat(timespec="milliseconds" if ms % 1000 else "seconds") + "Z"
+    day, rest = divmod(ms, 86_400_000)
+    sec, milli = divmod(rest, 1000)
+    hour, sec = divmod(sec, 3600)
+    minute, sec = divmod(sec, 60)
+    if milli:
+        return f"{_iso_day(day)}{hour:02d}:{minute:02d}:{sec:02d}.{milli:03d}Z"
+    return f"{_iso_day(day)}{hour:02d}:{minute:02d}:{sec:02d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _iso_day(day: int) -> str:
+    """ "2024-05-01T" for a day since the epoch (OverflowError outside years 1-9999)."""
+    return (_NAIVE_EPOCH + timedelta(days=day)).date().isoformat() + "T"

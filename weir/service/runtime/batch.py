@@ -121,8 +121,7 @@ async def run_batch(
     )
     result = driven.result
     changes = result.txn.changes()
-    for state_key, state_value in changes.items():
-        out.add(agent.changelog_topic, state_key, state_value, partition=partition)
+    out.add_all(agent.changelog_topic, changes.items(), partition=partition)
     keep = {agent.changelog_topic, stage.dead_letter_topic}  # their refusal fails the batch
     out.divert_oversized(limits, keep, batch_source)
     return Batch(result, out, offsets, changes, sources, driven.n_input, driven.decoded_at)

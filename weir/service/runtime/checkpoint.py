@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,18 @@ class Outgoing:
     ) -> None:
         self.records.setdefault(topic, []).append((key, value, headers or []))
         self.partitions.setdefault(topic, partition)
+
+    def add_all(
+        self,
+        topic: str,
+        pairs: Iterable[tuple[bytes | None, bytes | None]],
+        partition: int | None = None,
+    ) -> None:
+        """`add` each (key, value) of `pairs`, without headers, in their order."""
+        recs: list[Record] = [(k, v, []) for k, v in pairs]
+        if recs:
+            self.records.setdefault(topic, []).extend(recs)
+            self.partitions.setdefault(topic, partition)
 
     def dead_letter(
         self,
@@ -183,31 +195,22 @@ class Committer:
                 continue
             fixed = out.partitions.get(topic)
             parts = await self._partitions(producer, topic)
-            builders: dict[int, Any] = {}
-            counts: dict[int, int] = {}
-            for key, value, headers in recs:
-                if fixed is not None:
-                    part = fixed
-                elif key is None:
-                    part = parts[task_partition % len(parts)]
-                else:
-                    part = self._partitioner(key, parts, parts)
-                b = builders.get(part)
-                if b is None:
-                    b = builders[part] = producer.create_batch()
-                    counts[part] = 0
-                if b.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            by_part: dict[int, list[Record]] = {}
+            if fixed is not None:
+                by_part[fixed] = recs
+            else:
+                unkeyed = parts[task_partition % len(parts)]
+                hashed = self._partitioner
+                for rec in recs:
+                    part = unkeyed if rec[0] is None else hashed(rec[0], parts, parts)
+                    group = by_part.get(part)
+                    if group is None:
+                        group = by_part[part] = []
+                    group.append(rec)
+            for part, group in by_part.items():
+                for batch, n in _batches(producer, group):
                     futures.append(
-                        (topic, await producer.send_batch(b, topic, partition=part), counts[part])
-                    )
-                    b = builders[part] = producer.create_batch()
-                    counts[part] = 0
-                    b.append(key=key, value=value, timestamp=None, headers=headers)  # first fits
-                counts[part] += 1
-            for part, b in builders.items():
-                if counts[part]:
-                    futures.append(
-                        (topic, await producer.send_batch(b, topic, partition=part), counts[part])
+                        (topic, await producer.send_batch(batch, topic, partition=part), n)
                     )
         return futures
 
@@ -217,6 +220,22 @@ class Committer:
             parts = sorted(await producer.partitions_for(topic))
             self._partition_counts[topic] = parts
         return parts
+
+
+def _batches(producer: AIOKafkaProducer, recs: list[Record]) -> Iterator[tuple[Any, int]]:
+    """`recs` in order in as many of `producer`'s record batches as they need, with the
+    number of records in each."""
+    batch = producer.create_batch()
+    n = 0
+    for key, value, headers in recs:
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            yield batch, n
+            batch = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None, headers=headers)  # first fits
+            n = 0
+        n += 1
+    if n:
+        yield batch, n
 
 
 async def _acknowledged(

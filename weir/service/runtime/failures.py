@@ -24,6 +24,7 @@ from aiokafka.errors import (
 
 from weir.service.sources.base import TopicRecords
 from weir.tables.operator import ErrorStage
+from weir.tables.state.store import Store
 
 log = logging.getLogger("weir.worker")
 
@@ -40,9 +41,13 @@ class StateLimitError(RuntimeError):
     one-line message rather than grow until it runs out of memory or disk."""
 
 
-def check_state_limit(name: str, partition: int, rows: int, limit: int | None) -> None:
-    """Raise StateLimitError when `rows` (a task's exact state keys) is over `limit`."""
-    if limit is not None and rows > limit:
+def check_state_limit(name: str, partition: int, store: Store, limit: int | None) -> None:
+    """Raise StateLimitError when the task's `store` holds more than `limit` state keys
+    (exact; a store is asked only when there is a limit)."""
+    if limit is None:
+        return
+    rows = store.rows()
+    if rows > limit:
         raise StateLimitError(
             f"{name}[{partition}]: the state holds {rows:,} keys, over max_state_rows="
             f"{limit:,}; bound it with a watermark (with_watermark) or raise "

@@ -315,7 +315,7 @@ class AgentRunner:
             self.agent, self.settings, self.kafka, self.state_root, p, self.labels
         )
         try:
-            check_state_limit(self.name, p, task.store.rows(), self.settings.max_state_rows)
+            check_state_limit(self.name, p, task.store, self.settings.max_state_rows)
         except StateLimitError:
             await close_task(task)
             raise
@@ -499,9 +499,7 @@ class AgentRunner:
         self.report.batch(done, recs, batch.out)
         if self._purger is not None:
             await self._purger.consumed(batch.offsets)
-        check_state_limit(
-            self.name, task.partition, task.store.rows(), self.settings.max_state_rows
-        )
+        check_state_limit(self.name, task.partition, task.store, self.settings.max_state_rows)
         return done
 
     async def _write_plan(self, task: PartitionTask, recs: TopicRecords) -> None:

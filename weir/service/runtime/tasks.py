@@ -69,7 +69,13 @@ async def open_task(
         raise
     in_memory = settings.store == "memory"
     store: Store = (
-        MemoryStore() if in_memory else RocksDBStore(state_root / str(p), rocksdb_memory(settings))
+        MemoryStore()
+        if in_memory
+        else RocksDBStore(
+            state_root / str(p),
+            rocksdb_memory(settings),
+            count_rows=settings.max_state_rows is not None,  # only the limit reads it
+        )
     )
     offset = int(store.get_meta("changelog_offset") or 0)
     try:

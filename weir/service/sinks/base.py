@@ -19,7 +19,7 @@ after `max_batch_retries` `on_batch_failure` decides.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -104,6 +104,15 @@ class KafkaRecords(Protocol):
         partition: int | None = None,
     ) -> None:
         """Add a record (partitioned by key hash unless `partition` is given)."""
+        ...
+
+    def add_all(
+        self,
+        topic: str,
+        pairs: Iterable[tuple[bytes | None, bytes | None]],
+        partition: int | None = None,
+    ) -> None:
+        """`add` each (key, value) of `pairs`, without headers, in their order."""
         ...
 
     def dead_letter(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from weir.service.codec import render_row
+from weir.service.codec import render_rows
 from weir.service.sinks.base import Delivery, Sink, SinkBatch
 
 
@@ -32,7 +32,7 @@ class ConsoleSink(Sink):
         return "console"
 
     async def write(self, batch: SinkBatch) -> None:
-        rows = [render_row(r, batch.timestamp_columns) for r in batch.rows]
+        rows = render_rows(batch.rows, batch.timestamp_columns)
         ident = batch.identity
         lines = ["-" * 43, f"Batch: {ident.batch_id} (task {ident.task})", "-" * 43]
         lines += table(rows[: self.num_rows], self.width)

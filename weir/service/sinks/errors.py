@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 
 from weir.service import metrics
-from weir.service.codec import render_row
+from weir.service.codec import render_rows
 from weir.service.sinks.base import BatchId, Sink, SinkBatch, SinkFailure
 from weir.service.sinks.files import append_durably
 from weir.tables.timeutil import Duration, iso_utc, parse_duration
@@ -77,7 +77,7 @@ class LogAndContinueSink(Sink):
             "sink": self.sink.description,
             "error": reason(error),
             "failed_at": iso_utc(time.time_ns() // 1_000_000),
-            "rows": [render_row(r, batch.timestamp_columns) for r in batch.rows],
+            "rows": render_rows(batch.rows, batch.timestamp_columns),
         }
         data = orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
         try:

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from weir.service.codec import render_row
+from weir.service.codec import render_rows
 from weir.service.sinks.base import BatchId, BatchIdentity, Delivery, Sink, SinkBatch, SinkFailure
 from weir.service.sinks.errors import log_and_continue
 from weir.tables.operator import Row
@@ -67,7 +67,7 @@ class ForeachBatchSink(Sink):
 
     @staticmethod
     def _dicts(batch: SinkBatch) -> list[dict[str, Any]]:
-        return [render_row(r, batch.timestamp_columns) for r in batch.rows]
+        return render_rows(batch.rows, batch.timestamp_columns)
 
     def _table(self, batch: SinkBatch) -> pa.Table:
         from weir.service.sinks.arrow import UNFIT, infer_schema, to_table

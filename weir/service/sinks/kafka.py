@@ -78,11 +78,10 @@ class KafkaTopicSink(Sink):
             return
         values = encode_rows(batch.rows, batch.timestamp_columns)
         if key:
-            for row, value in zip(batch.rows, values, strict=True):
-                out.add(topic, encode_key(row, key), value)
+            keys = [encode_key(row, key) for row in batch.rows]
+            out.add_all(topic, zip(keys, values, strict=True))
         else:
-            for value in values:
-                out.add(topic, None, value)
+            out.add_all(topic, [(None, value) for value in values])
 
     def _dead_letter(self, row: Row, batch: SinkBatch, out: KafkaRecords, exc: ValueError) -> None:
         """A row this sink cannot write, to the dead letters (stage "sink") with the reason."""

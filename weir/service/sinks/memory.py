@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from weir.service.codec import render_row
+from weir.service.codec import render_rows
 from weir.service.sinks.base import Delivery, Sink, SinkBatch
 
 _TABLES: dict[str, list[dict[str, Any]]] = {}
@@ -39,7 +39,7 @@ class MemorySink(Sink):
         last = _LAST.get(mark)
         if last is not None and ident.batch_id <= last:
             return
-        rows = [render_row(r, batch.timestamp_columns) for r in batch.rows]
+        rows = render_rows(batch.rows, batch.timestamp_columns)
         for r in rows:
             r["_task"] = ident.task
         table = _TABLES.setdefault(self.name, [])

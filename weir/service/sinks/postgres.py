@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from weir.service.codec import render_row
+from weir.service.codec import render_rows
 from weir.service.endpoints import configured_postgres_dsn
 from weir.service.sinks.base import BatchId, BatchIdentity, Delivery, Sink, SinkBatch, SinkFailure
 
@@ -98,7 +98,7 @@ class PostgresUpsertSink(Sink):
 
         ts_cols = batch.timestamp_columns
         try:
-            await self.upsert([render_row(r, ts_cols) for r in batch.rows], batch.identity)
+            await self.upsert(render_rows(batch.rows, ts_cols), batch.identity)
         except Exception as exc:
             lost = isinstance(exc, psycopg.OperationalError)
             if lost:

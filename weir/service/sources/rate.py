@@ -24,10 +24,6 @@ from weir.service.sources.base import Records, Source, SourceRecord
 from weir.service.sources.files import LineRecord, LineRecords
 from weir.tables.timeutil import iso_utc, parse_duration
 
-# Uncached: nearly every row has its own time and would evict the window bounds the cache
-# of `iso_utc` is for.
-iso_utc_uncached: Callable[[int], str] = iso_utc.__wrapped__
-
 
 class StampedRecords(LineRecords):
     """Records of one batch with consecutive offsets, each with its own timestamp, made on
@@ -165,7 +161,7 @@ class RateSource(Source):
         first = self._next
         stamps = [self.timestamp_of(n) for n in range(first, first + count)]
         values = [
-            b'{"timestamp":"%s","value":%d}' % (iso_utc_uncached(ts).encode(), n)
+            b'{"timestamp":"%s","value":%d}' % (iso_utc(ts).encode(), n)
             for n, ts in enumerate(stamps, first)
         ]
         self._next = first + count

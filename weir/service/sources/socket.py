@@ -24,7 +24,8 @@ from collections import deque
 import orjson
 
 from weir.service.sources.base import Records, Source
-from weir.service.sources.rate import StampedRecords, iso_utc_uncached
+from weir.service.sources.rate import StampedRecords
+from weir.tables.timeutil import iso_utc
 
 log = logging.getLogger("weir.worker")
 
@@ -121,7 +122,7 @@ class SocketSource(Source):
         if not lines:
             return
         now = time.time_ns() // 1_000_000
-        extra = {"timestamp": iso_utc_uncached(now)} if self.include_timestamp else {}
+        extra = {"timestamp": iso_utc(now)} if self.include_timestamp else {}
         for line in lines:
             text = line.removesuffix(b"\r").decode("utf-8", errors="replace")
             self._buffer.append((orjson.dumps({"value": text, **extra}), now))

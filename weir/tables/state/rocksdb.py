@@ -59,7 +59,11 @@ class RocksDBStore(Store):
     Its memory is bounded by `memory`, shared with every other store of the process made
     with the same bounds."""
 
-    def __init__(self, path: Path | str, memory: RocksDBMemory | None = None) -> None:
+    def __init__(
+        self, path: Path | str, memory: RocksDBMemory | None = None, count_rows: bool = True
+    ) -> None:
+        """`count_rows` False: `rows()` is not kept (it raises), which spares a scan at open
+        and a lookup of each key written without being read first."""
         from rocksdict import Rdict, WriteBatch
 
         self._path = Path(path)
@@ -67,7 +71,8 @@ class RocksDBStore(Store):
         self._db = Rdict(str(self._path), options=_options(memory or RocksDBMemory()))
         self._wb_cls = WriteBatch
         self._closed = False
-        self._rows = sum(1 for _ in self.items(OPERATOR_PREFIX))
+        self._counted = count_rows
+        self._rows = sum(1 for _ in self.items(OPERATOR_PREFIX)) if count_rows else 0
 
     def get(self, key: bytes) -> bytes | None:
         value = self._db.get(key)
@@ -76,18 +81,33 @@ class RocksDBStore(Store):
     def write(self, changes: Changes, existed: Mapping[bytes, bool] | None = None) -> None:
         if not changes:
             return
-        known = existed or {}
-        ops = [k for k in changes if k.startswith(OPERATOR_PREFIX)]
-        unknown = [k for k in ops if k not in known]
-        found = cast(list[bytes | None], self._db.get(list[Any](unknown))) if unknown else []
-        held = dict(zip(unknown, (v is not None for v in found), strict=True))
-        rows = sum((changes[k] is not None) - (known[k] if k in known else held[k]) for k in ops)
         wb = self._wb_cls(raw_mode=True)
+        if not self._counted:
+            for key, value in changes.items():
+                if value is None:
+                    wb.delete(key)
+                else:
+                    wb.put(key, value)
+            self._db.write(wb)
+            return
+        known = existed or {}
+        put, delete, op = wb.put, wb.delete, OPERATOR_PREFIX
+        unknown: list[bytes] = []  # operator keys written without being read first
+        rows = 0
         for key, value in changes.items():
             if value is None:
-                wb.delete(key)
+                delete(key)
             else:
-                wb.put(key, value)
+                put(key, value)
+            if key.startswith(op):
+                held = known.get(key)
+                if held is None:
+                    unknown.append(key)
+                    held = False
+                rows += (value is not None) - held
+        if unknown:
+            found = cast(list[bytes | None], self._db.get(list[Any](unknown)))
+            rows -= sum(v is not None for v in found)
         self._db.write(wb)
         self._rows += rows
 
@@ -106,6 +126,8 @@ class RocksDBStore(Store):
         self.write(dict.fromkeys(keys), dict.fromkeys(keys, True))
 
     def rows(self) -> int:
+        if not self._counted:
+            raise RuntimeError("this RocksDB store was opened with count_rows=False")
         return self._rows
 
     def size_bytes(self) -> int:

@@ -83,6 +83,9 @@ def _prefix_end(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes((stripped[-1] + 1,))
 
 
+_ABSENT = object()
+
+
 class StateTxn:
     """The state changes of one micro-batch of one task, applied only on `commit`.
 
@@ -102,8 +105,9 @@ class StateTxn:
 
     def get(self, key: bytes) -> Any:
         """Return the value under `key` as of this transaction, or None."""
-        if key in self._pending:
-            return self._pending[key]
+        value = self._pending.get(key, _ABSENT)
+        if value is not _ABSENT:
+            return value
         raw = self.store.get(key)
         if raw is None:
             self._held[key] = False
@@ -141,8 +145,10 @@ class StateTxn:
         hi = len(all_keys) if end is None else bisect.bisect_left(all_keys, end, lo)
         pending = all_keys[lo:hi]
         values = self._pending
+        held = self._held
         i, n = 0, len(pending)
         for key, raw in self.store.items(prefix):
+            held[key] = True  # a later write or delete of it needs no lookup to count rows
             while i < n and pending[i] < key:
                 pk = pending[i]
                 i += 1
