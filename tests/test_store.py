@@ -119,20 +119,26 @@ def test_rows_is_the_exact_number_of_operator_keys(store: Store, seed: int, tmp_
 
 
 def test_rocksdb_memtables_of_all_stores_stay_within_the_shared_bound(tmp_path: Path) -> None:
-    # Two tasks' stores share one bound of 4 MiB; 40 MiB of writes would fill two 16 MiB
-    # memtables without it.
-    memory = RocksDBMemory(block_cache_bytes=16 << 20, write_buffer_bytes=4 << 20)
-    stores = [RocksDBStore(tmp_path / str(i), memory) for i in range(2)]
-    rng = random.Random(7)
-    most = 0
-    for i in range(200):
+    # Two tasks' stores share one bound of 4 MiB: 40 MiB of writes stay near it (flushes run
+    # in the background, so a little over), where a 1 GiB bound lets each store fill its own
+    # 16 MiB memtable.
+    def most_held(bound: int, folder: Path) -> int:
+        memory = RocksDBMemory(block_cache_bytes=16 << 20, write_buffer_bytes=bound)
+        stores = [RocksDBStore(folder / str(i), memory) for i in range(2)]
+        rng = random.Random(7)
+        most = 0
+        for i in range(200):
+            for s in stores:
+                s.write({b"k%08d" % (i * 1000 + j): rng.randbytes(100) for j in range(1000)})
+            most = max(most, sum(s.memtable_bytes() for s in stores))
+        assert stores[1].get(b"k00000005") is not None
+        assert stores[0].get(b"k00199999") is not None
         for s in stores:
-            s.write({b"k%08d" % (i * 1000 + j): rng.randbytes(100) for j in range(1000)})
-        most = max(most, sum(s.memtable_bytes() for s in stores))
-    assert most <= 6 << 20
-    assert stores[1].get(b"k00000005") is not None and stores[0].get(b"k00199999") is not None
-    for s in stores:
-        s.close()
+            s.close()
+        return most
+
+    assert most_held(4 << 20, tmp_path / "bounded") <= 12 << 20
+    assert most_held(1 << 30, tmp_path / "unbounded") >= 24 << 20
 
 
 def test_a_rocksdb_store_that_does_not_count_rows_still_holds_every_write(

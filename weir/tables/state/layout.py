@@ -98,8 +98,8 @@ class TimeIndex:
             self._dir = list(self._state.get(self._dir_key) or ())
         return self._dir
 
-    def pop_through(self, bound: int) -> list[tuple[int, bytes, Any]]:
-        """Remove and return every entry with time <= `bound`, as (time, suffix, value).
+    def pop_through(self, bound: int) -> list[tuple[int, bytes]]:
+        """Remove every entry with time <= `bound` and return them as (time, suffix).
 
         Ascending by (time, suffix). Entries written earlier in this batch are included.
         Reads only the buckets that may hold times at or before `bound`, each up to its first
@@ -108,7 +108,7 @@ class TimeIndex:
         directory = self._directory()
         buckets = sorted(set(directory) | self._added)
         last = bound // self.width
-        out: list[tuple[int, bytes, Any]] = []
+        out: list[tuple[int, bytes]] = []
         expired: list[bytes] = []
         emptied: set[int] = set()
         state = self._state
@@ -118,12 +118,12 @@ class TimeIndex:
             prefix = self._entry + encode_time(b)
             n = len(prefix)
             drained = True
-            for key, value in state.items(prefix):
+            for key in state.keys(prefix):
                 t = decode_time(key[n : n + 8])
                 if t > bound:
                     drained = False
                     break
-                out.append((t, key[n + 8 :], value))
+                out.append((t, key[n + 8 :]))
                 expired.append(key)
             if drained:
                 emptied.add(b)
@@ -152,10 +152,10 @@ class TimeIndex:
         state = self._state
         for b in sorted(set(self._directory()) | self._added):
             prefix = self._entry + encode_time(b)
-            for key, _value in state.items(prefix):
+            for key in state.keys(prefix):
                 return decode_time(key[len(prefix) : len(prefix) + 8])
         return None
 
     def count(self) -> int:
         """Number of entries (scans)."""
-        return sum(1 for _ in self._state.items(self._entry))
+        return sum(1 for _ in self._state.keys(self._entry))

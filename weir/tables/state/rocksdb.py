@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
-from weir.tables.state.store import OPERATOR_PREFIX, Changes, Store
+from weir.tables.state.store import OPERATOR_PREFIX, Changes, Store, prefix_end
 
 MIB = 1 << 20
 
@@ -112,14 +112,15 @@ class RocksDBStore(Store):
         self._rows += rows
 
     def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        it = self._db.iter()
-        it.seek(prefix)
-        while it.valid():
-            key = it.key()
-            if not key.startswith(prefix):
-                break
-            yield key, it.value()
-            it.next()
+        from rocksdict import ReadOptions
+
+        bounds = ReadOptions()
+        end = prefix_end(prefix)
+        if end is not None:
+            bounds.set_iterate_upper_bound(end)
+        # `bounds` must outlive the iteration (RocksDB keeps a pointer to the bound).
+        yield from self._db.items(from_key=prefix, read_opt=bounds)
+        del bounds
 
     def clear(self) -> None:
         keys = [k for k, _ in self.items()]

@@ -75,7 +75,7 @@ class Store(ABC):
         return META_PREFIX + name.encode(), orjson.dumps(value)
 
 
-def _prefix_end(prefix: bytes) -> bytes | None:
+def prefix_end(prefix: bytes) -> bytes | None:
     """The smallest key above every key that starts with `prefix` (None: no such key)."""
     stripped = prefix.rstrip(b"\xff")
     if not stripped:
@@ -133,6 +133,14 @@ class StateTxn:
         Lazy: a caller that stops early (for example at an encoded time bound) reads no further.
         Writes made while iterating are not guaranteed to be seen by the same iteration.
         """
+        return self._scan(prefix, True)
+
+    def keys(self, prefix: bytes = b"") -> Iterator[bytes]:
+        """The keys `items` would yield, without decoding their values."""
+        return (key for key, _v in self._scan(prefix, False))
+
+    def _scan(self, prefix: bytes, decode: bool) -> Iterator[tuple[bytes, Any]]:
+        """`items`; with `decode` False the values read from the store are None."""
         if self._fresh:
             # Sort only the new keys, then one linear merge of two sorted runs (timsort).
             self._fresh.sort()
@@ -141,11 +149,12 @@ class StateTxn:
             self._fresh = []
         all_keys = self._sorted
         lo = bisect.bisect_left(all_keys, prefix)
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         hi = len(all_keys) if end is None else bisect.bisect_left(all_keys, end, lo)
         pending = all_keys[lo:hi]
         values = self._pending
         held = self._held
+        loads = orjson.loads
         i, n = 0, len(pending)
         for key, raw in self.store.items(prefix):
             held[key] = True  # a later write or delete of it needs no lookup to count rows
@@ -159,7 +168,7 @@ class StateTxn:
                 if values[key] is not None:
                     yield key, values[key]
                 continue
-            yield key, orjson.loads(raw)
+            yield key, (loads(raw) if decode else None)
         while i < n:
             pk = pending[i]
             i += 1
@@ -226,3 +235,9 @@ class StateView:
         n = self._n
         for key, value in self._txn.items(self._prefix + prefix):
             yield key[n:], value
+
+    def keys(self, prefix: bytes = b"") -> Iterator[bytes]:
+        """The relative keys under `prefix`, ascending (values are not decoded)."""
+        n = self._n
+        for key in self._txn.keys(self._prefix + prefix):
+            yield key[n:]
