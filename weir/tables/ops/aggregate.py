@@ -30,7 +30,7 @@ from __future__ import annotations
 import builtins
 import operator as _operator
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -235,8 +235,12 @@ class AggregateOperator(Operator, Folding):
             out.extend(self._row(*self._decode(k), v) for k, v in state.items(_PLAIN))
         elif evict_wm is not None:
             bound = encode_time(evict_wm)
-            closed = []
-            for key, value in state.items(_TIMED):
+            closed: list[tuple[bytes, Any]] = []
+            # Only append mode emits the closed groups: the others need not decode them.
+            scan: Iterator[tuple[bytes, Any]] = (
+                state.items(_TIMED) if mode == "append" else ((k, None) for k in state.keys(_TIMED))
+            )
+            for key, value in scan:
                 if key[1:9] > bound:
                     break
                 closed.append((key, value))
