@@ -10,6 +10,7 @@ from typing import TypeVar
 import pytest
 
 import weir.tables.state.memory as store_mod
+from weir.tables.state.layout import TimeIndex
 from weir.tables.state.memory import MemoryStore
 from weir.tables.state.rocksdb import RocksDBMemory, RocksDBStore
 from weir.tables.state.store import OPERATOR_PREFIX, StateTxn, Store
@@ -48,6 +49,9 @@ def test_prefix_scans_match_a_dict_model(
                 model[k] = v
         for prefix in PREFIXES:
             assert list(store.items(prefix)) == _expect(model, prefix)
+            end = prefix + _random_key(rng)
+            bounded = [(k, v) for k, v in _expect(model, prefix) if k < end]
+            assert list(store.items(prefix, end)) == bounded
         if isinstance(store, MemoryStore):  # the index holds no removed key (no leak)
             assert [k for b in store._blocks for k in b] == sorted(model)
 
@@ -151,3 +155,30 @@ def test_a_rocksdb_store_that_does_not_count_rows_still_holds_every_write(
     with pytest.raises(RuntimeError, match="count_rows"):
         store.rows()
     store.close()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_time_index_pops_exactly_the_entries_at_or_before_each_bound(seed: int) -> None:
+    # Bounds inside buckets, on their last millisecond and past several at once; entries put
+    # in the same batch as the pop and in earlier committed batches.
+    rng = random.Random(seed)
+    store = MemoryStore()
+    model: set[tuple[int, bytes]] = set()
+    bound = -50
+    for _batch in range(30):
+        txn = StateTxn(store)
+        idx = TimeIndex(txn.view(b"s1/"), b"x", 10)
+        for _ in range(rng.randint(0, 12)):
+            t, suffix = bound + rng.randint(1, 60), _random_key(rng)
+            idx.put(t, suffix, 1)
+            model.add((t, suffix))
+        bound += rng.choice([0, 3, 9, 10, 25])
+        if rng.random() < 0.3:
+            bound = (bound // 10) * 10 + 9  # a bucket's last millisecond
+        popped = idx.pop_through(bound)
+        gone = sorted(e for e in model if e[0] <= bound)
+        assert popped == [suffix for _t, suffix in gone]
+        model.difference_update(gone)
+        idx.flush()
+        txn.commit()
+        assert idx.count() == len(model)

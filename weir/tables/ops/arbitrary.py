@@ -340,7 +340,7 @@ class FlatMapGroupsWithStateOperator(Operator):
         elif self.timeout == "event" and ctx.watermark is not None:
             bound = ctx.watermark - 1
         if bound is not None:
-            for _t, kb in idx.pop_through(bound):
+            for kb in idx.pop_through(bound):
                 entry = state.get(b"s" + kb)
                 if entry is None:
                     continue

@@ -222,7 +222,7 @@ class DedupOperator(Operator):
         ctx.rows_updated += len(out)
         if ctx.watermark is not None:
             expired = idx.pop_through(ctx.watermark)
-            for _t, suffix in expired:
+            for suffix in expired:
                 state.delete(b"k" + suffix)
             ctx.rows_removed += len(expired)
         idx.flush()

@@ -274,7 +274,7 @@ class StreamJoinOperator(MultiInputOperator):
         emit_unmatched = self.how == ("left_outer" if is_left else "right_outer")
         only = self.combiner.left_only if is_left else self.combiner.right_only
         limit = wm - horizon - 1  # Spark's state watermark: inclusive bound minus 1 ms
-        for _expiry, kb in idx.pop_through(wm - 1):
+        for kb in idx.pop_through(wm - 1):
             key = own + kb
             entries = cache.get(key)
             if entries is None:

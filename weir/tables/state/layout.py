@@ -98,40 +98,33 @@ class TimeIndex:
             self._dir = list(self._state.get(self._dir_key) or ())
         return self._dir
 
-    def pop_through(self, bound: int) -> list[tuple[int, bytes]]:
-        """Remove every entry with time <= `bound` and return them as (time, suffix).
-
-        Ascending by (time, suffix). Entries written earlier in this batch are included.
-        Reads only the buckets that may hold times at or before `bound`, each up to its first
-        entry past `bound`.
-        """
+    def pop_through(self, bound: int) -> list[bytes]:
+        """Remove every entry with time <= `bound` and return their suffixes, ascending by
+        (time, suffix). Entries written earlier in this batch are included. Reads only the
+        buckets that may hold times at or before `bound`, the last one up to `bound`."""
         directory = self._directory()
         buckets = sorted(set(directory) | self._added)
         last = bound // self.width
-        out: list[tuple[int, bytes]] = []
+        whole_last = (bound + 1) % self.width == 0  # `bound` is its bucket's last time
+        out: list[bytes] = []
         expired: list[bytes] = []
         emptied: set[int] = set()
         state = self._state
+        skip = len(self._entry) + 16
         for b in buckets:
             if b > last:
                 break
             prefix = self._entry + encode_time(b)
-            n = len(prefix)
-            drained = True
-            for key in state.keys(prefix):
-                t = decode_time(key[n : n + 8])
-                if t > bound:
-                    drained = False
-                    break
-                out.append((t, key[n + 8 :]))
-                expired.append(key)
-            if drained:
+            if b < last or whole_last:
+                keys = state.keys(prefix)
                 emptied.add(b)
+            else:
+                keys = state.keys(prefix, prefix + encode_time(bound + 1))
+            expired += keys
+            out += [key[skip:] for key in keys]
         # Delete only after all scans: a delete between two scans would make the next one
         # re-merge the transaction's pending keys.
-        delete = state.delete
-        for key in expired:
-            delete(key)
+        state.delete_all(expired)
         if emptied:
             self._dir = [b for b in buckets if b not in emptied]
             self._added = set()
@@ -152,10 +145,10 @@ class TimeIndex:
         state = self._state
         for b in sorted(set(self._directory()) | self._added):
             prefix = self._entry + encode_time(b)
-            for key in state.keys(prefix):
+            for key, _value in state.items(prefix):  # lazy: reads the first entry only
                 return decode_time(key[len(prefix) : len(prefix) + 8])
         return None
 
     def count(self) -> int:
         """Number of entries (scans)."""
-        return sum(1 for _ in self._state.keys(self._entry))
+        return len(self._state.keys(self._entry))

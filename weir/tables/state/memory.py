@@ -133,14 +133,14 @@ class MemoryStore(Store):
             self._maxes = [b[-1] for b in out]
         return self._blocks, self._maxes
 
-    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+    def items(self, prefix: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         blocks, maxes = self._index()
         data = self._data
         j = bisect.bisect_left(maxes, prefix)
         start = bisect.bisect_left(blocks[j], prefix) if j < len(blocks) else 0
         for block in islice(blocks, j, None):
             for key in islice(block, start, None):
-                if not key.startswith(prefix):
+                if not key.startswith(prefix) or (end is not None and key >= end):
                     return
                 value = data.get(key)
                 if value is not None:

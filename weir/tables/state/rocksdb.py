@@ -111,13 +111,15 @@ class RocksDBStore(Store):
         self._db.write(wb)
         self._rows += rows
 
-    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+    def items(self, prefix: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         from rocksdict import ReadOptions
 
         bounds = ReadOptions()
-        end = prefix_end(prefix)
-        if end is not None:
-            bounds.set_iterate_upper_bound(end)
+        stop = prefix_end(prefix)
+        if end is not None and (stop is None or end < stop):
+            stop = end
+        if stop is not None:
+            bounds.set_iterate_upper_bound(stop)
         # `bounds` must outlive the iteration (RocksDB keeps a pointer to the bound).
         yield from self._db.items(from_key=prefix, read_opt=bounds)
         del bounds

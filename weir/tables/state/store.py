@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -43,8 +43,9 @@ class Store(ABC):
         the row count need not look them up."""
 
     @abstractmethod
-    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        """Yield (key, value) for keys starting with `prefix`, ascending."""
+    def items(self, prefix: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Yield (key, value) for keys starting with `prefix` (and below `end`, if given),
+        ascending."""
 
     @abstractmethod
     def clear(self) -> None:
@@ -127,20 +128,29 @@ class StateTxn:
             self._fresh.append(key)
         self._pending[key] = None
 
+    def delete_all(self, keys: Iterable[bytes]) -> None:
+        """Remove each of `keys`."""
+        pending, fresh = self._pending, self._fresh
+        for key in keys:
+            if key not in pending:
+                fresh.append(key)
+            pending[key] = None
+
     def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, Any]]:
         """Yield (key, value) under `prefix` as of this transaction, ascending by key.
 
         Lazy: a caller that stops early (for example at an encoded time bound) reads no further.
         Writes made while iterating are not guaranteed to be seen by the same iteration.
         """
-        return self._scan(prefix, True)
+        return self._scan(prefix, None, True)
 
-    def keys(self, prefix: bytes = b"") -> Iterator[bytes]:
-        """The keys `items` would yield, without decoding their values."""
-        return (key for key, _v in self._scan(prefix, False))
+    def keys(self, prefix: bytes = b"", end: bytes | None = None) -> list[bytes]:
+        """The keys `items` would yield (below `end`, if given), without their values."""
+        return [key for key, _v in self._scan(prefix, end, False)]
 
-    def _scan(self, prefix: bytes, decode: bool) -> Iterator[tuple[bytes, Any]]:
-        """`items`; with `decode` False the values read from the store are None."""
+    def _scan(self, prefix: bytes, end: bytes | None, decode: bool) -> Iterator[tuple[bytes, Any]]:
+        """`items` (keys below `end` only, if given); with `decode` False the values read
+        from the store are None."""
         if self._fresh:
             # Sort only the new keys, then one linear merge of two sorted runs (timsort).
             self._fresh.sort()
@@ -149,14 +159,14 @@ class StateTxn:
             self._fresh = []
         all_keys = self._sorted
         lo = bisect.bisect_left(all_keys, prefix)
-        end = prefix_end(prefix)
-        hi = len(all_keys) if end is None else bisect.bisect_left(all_keys, end, lo)
+        stop = prefix_end(prefix) if end is None else end
+        hi = len(all_keys) if stop is None else bisect.bisect_left(all_keys, stop, lo)
         pending = all_keys[lo:hi]
         values = self._pending
         held = self._held
         loads = orjson.loads
         i, n = 0, len(pending)
-        for key, raw in self.store.items(prefix):
+        for key, raw in self.store.items(prefix, end):
             held[key] = True  # a later write or delete of it needs no lookup to count rows
             while i < n and pending[i] < key:
                 pk = pending[i]
@@ -236,8 +246,14 @@ class StateView:
         for key, value in self._txn.items(self._prefix + prefix):
             yield key[n:], value
 
-    def keys(self, prefix: bytes = b"") -> Iterator[bytes]:
-        """The relative keys under `prefix`, ascending (values are not decoded)."""
-        n = self._n
-        for key in self._txn.keys(self._prefix + prefix):
-            yield key[n:]
+    def keys(self, prefix: bytes = b"", end: bytes | None = None) -> list[bytes]:
+        """The relative keys under `prefix` (below `end`, if given), ascending (values are
+        not decoded)."""
+        n, own = self._n, self._prefix
+        found = self._txn.keys(own + prefix, None if end is None else own + end)
+        return [key[n:] for key in found]
+
+    def delete_all(self, keys: Iterable[bytes]) -> None:
+        """Remove each of `keys`."""
+        own = self._prefix
+        self._txn.delete_all([own + key for key in keys])
