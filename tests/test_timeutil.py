@@ -101,3 +101,35 @@ def test_iso_utc_is_the_instant_as_python_formats_it(ms: int) -> None:
     spec = "milliseconds" if ms % 1000 else "seconds"
     assert iso_utc(ms) == dt.isoformat(timespec=spec).replace("+00:00", "Z")
     assert to_millis(iso_utc(ms)) == ms
+
+
+def _reference_iso(ms: int) -> str:
+    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    return dt.isoformat(timespec="milliseconds" if ms % 1000 else "seconds").replace("+00:00", "Z")
+
+
+@given(
+    st.lists(
+        st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999),
+        min_size=64,
+        max_size=80,
+    )
+)
+@settings(max_examples=40)
+def test_event_times_read_in_any_shape_are_written_back_in_iso_utc_form(times: list[int]) -> None:
+    # Times read in iso_utc's own form are remembered and written back as read; a batch in
+    # any other shape (".000", "+00:00", microseconds) must still come out in iso_utc's form.
+    def shaped(ms: int, shape: str) -> str:
+        whole = _reference_iso(ms - ms % 1000)[:-1]
+        return {
+            "own": _reference_iso(ms),
+            "zeros": whole + ".000Z",
+            "offset": _reference_iso(ms)[:-1] + "+00:00",
+            "micros": whole + f".{ms % 1000:03d}456Z",
+        }[shape]
+
+    for shape in ("zeros", "offset", "micros", "own"):
+        parsed = many_to_millis([shaped(ms, shape) for ms in times])
+        assert parsed is not None
+        for ms in parsed:
+            assert iso_utc(ms) == _reference_iso(ms)

@@ -148,7 +148,20 @@ def many_to_millis(values: list[Any]) -> list[int] | None:
         out = pc.divide(micros, 1000).to_pylist()
     else:
         out = [us // 1000 for us in micros.to_pylist()]
+    if pc.all(pc.match_substring_regex(values, _AS_ISO_UTC)).as_py():
+        if len(_SEEN_TEXTS) > _SEEN_TEXTS_MAX:
+            _SEEN_TEXTS.clear()
+        _SEEN_TEXTS.update(zip(out, values, strict=True))
     return out
+
+
+_AS_ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|\.\d\d[1-9]Z|\.\d[1-9]\dZ|\.[1-9]\d\dZ)$"
+"""Exactly the texts `iso_utc` writes (whole seconds without a fraction): for a text of this
+shape that Arrow reads (it refuses fields out of range), `iso_utc` of its instant is the text."""
+_SEEN_TEXTS: dict[int, str] = {}
+"""Event times read in `iso_utc`'s own form, by instant: writing them back out (an output
+row's event time) is then a lookup."""
+_SEEN_TEXTS_MAX = 1 << 17
 
 
 def _datetime_ms(dt: datetime) -> int:
@@ -164,6 +177,9 @@ _NAIVE_EPOCH = datetime(1970, 1, 1)
 
 def iso_utc(ms: int) -> str:
     """Format epoch ms as ISO-8601 UTC: "2024-05-01T10:05:00Z", or "...:00.123Z"."""
+    seen = _SEEN_TEXTS.get(ms)
+    if seen is not None:
+        return seen
     day, rest = divmod(ms, 86_400_000)
     sec, milli = divmod(rest, 1000)
     hour, sec = divmod(sec, 3600)
