@@ -34,6 +34,10 @@ class Folding:
         self._exprs = [f for _c, f in self._inputs if f is not None]
         self._failed: set[int] = set()
         """Ids of the batch's rows dead-lettered by a Column input (once, in any window)."""
+        self._states_are_results = all(
+            type(a).result is AggregateFunction.result for a in aggregates
+        )
+        """Every aggregate's output is its state (count, sum, min, max, ...)."""
 
     def _fold(self, st: list[Any] | None, grows: list[Row], ctx: BatchContext) -> list[Any] | None:
         """Fold a group's batch rows into its aggregate states; None when the group had no

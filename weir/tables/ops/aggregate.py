@@ -30,7 +30,7 @@ from __future__ import annotations
 import builtins
 import operator as _operator
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -51,6 +51,15 @@ _bsum = builtins.sum
 _TIMED = b"w"
 _PLAIN = b"g"
 _PLAIN_KEYS = (str, int, float)
+
+
+def _group_head(start: Any, end: Any) -> bytes:
+    """The state key of a group up to its keys: its window (by end, then start) or none."""
+    if end is None:
+        return _PLAIN
+    return _TIMED + encode_time(end) + encode_time(start)
+
+
 """Key types whose natural order is `sort_key`'s within one type class."""
 SESSION = b"s"
 SESSION_INDEX = b"i"
@@ -214,13 +223,21 @@ class AggregateOperator(Operator, Folding):
         changed: list[tuple[Any, Any, tuple[Any, ...], list[Any]]] = []
         want_changed = mode == "update"
         added = written = 0
+        # Hot loop: the groups of a window share their key prefix; plain aggregates skip the
+        # failure handling of `_fold`.
+        fold = self._fold_rows if not (self._exprs or self._user_defined) else None
+        window_prefix: dict[tuple[Any, Any], bytes] = {}
+        dumps, get, put = orjson.dumps, state.get, state.put
         for (start, end, keys), grows in groups.items():
-            skey = self._state_key(start, end, keys)
-            st = state.get(skey)
-            new = self._fold(st, grows, ctx)
+            head = window_prefix.get((start, end))
+            if head is None:
+                head = window_prefix[start, end] = _group_head(start, end)
+            skey = head + dumps(keys)
+            st = get(skey)
+            new = fold(st, grows) if fold is not None else self._fold(st, grows, ctx)
             if new is None:
                 continue
-            state.put(skey, new)
+            put(skey, new)
             written += 1
             added += st is None
             if want_changed:
@@ -233,22 +250,20 @@ class AggregateOperator(Operator, Folding):
         if mode == "complete":
             out = [self._row(*self._decode(k), v) for k, v in state.items(_TIMED)]
             out.extend(self._row(*self._decode(k), v) for k, v in state.items(_PLAIN))
-        elif evict_wm is not None:
+        elif evict_wm is not None and mode == "append":  # the closed groups are the output
             bound = encode_time(evict_wm)
             closed: list[tuple[bytes, Any]] = []
-            # Only append mode emits the closed groups: the others need not decode them.
-            scan: Iterator[tuple[bytes, Any]] = (
-                state.items(_TIMED) if mode == "append" else ((k, None) for k in state.keys(_TIMED))
-            )
-            for key, value in scan:
+            for key, value in state.items(_TIMED):
                 if key[1:9] > bound:
                     break
                 closed.append((key, value))
-            for key, _value in closed:
-                state.delete(key)
+            state.delete_all([key for key, _value in closed])
             ctx.rows_removed += len(closed)
-            if mode == "append":
-                out = [self._row(*self._decode(k), v) for k, v in closed]
+            out = [self._row(*self._decode(k), v) for k, v in closed]
+        elif evict_wm is not None:  # the closed groups go without being read
+            gone = state.keys(_TIMED, _TIMED + encode_time(evict_wm + 1))
+            state.delete_all(gone)
+            ctx.rows_removed += len(gone)
         return self._sorted(out)
 
     def _group(
@@ -355,11 +370,6 @@ class AggregateOperator(Operator, Folding):
         return _bsum(1 for k, _v in state.items() if not k.startswith(SESSION_INDEX))
 
     # -- state encoding -------------------------------------------------------------------
-    def _state_key(self, start: Any, end: Any, keys: tuple[Any, ...]) -> bytes:
-        if end is None:
-            return _PLAIN + orjson.dumps(keys)
-        return _TIMED + encode_time(end) + encode_time(start) + orjson.dumps(keys)
-
     @staticmethod
     def _decode(key: bytes) -> tuple[Any, Any, tuple[Any, ...]]:
         if key[:1] == _PLAIN:
@@ -371,6 +381,9 @@ class AggregateOperator(Operator, Folding):
         if self.window is not None:
             row[WINDOW_START] = start
             row[WINDOW_END] = end
+        if self._states_are_results:
+            row.update(zip([a.name for a in self.aggregates], st, strict=True))
+            return row
         for a, s in zip(self.aggregates, st, strict=True):
             row[a.name] = a.result(s)
         return row

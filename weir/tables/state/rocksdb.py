@@ -73,6 +73,8 @@ class RocksDBStore(Store):
         self._closed = False
         self._counted = count_rows
         self._rows = sum(1 for _ in self.items(OPERATOR_PREFIX)) if count_rows else 0
+        # The hot read: RocksDB's own get (raw mode gives bytes or None), no Python frame.
+        self.get = self._db.get  # type: ignore[method-assign]
 
     def get(self, key: bytes) -> bytes | None:
         value = self._db.get(key)
