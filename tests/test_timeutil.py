@@ -13,7 +13,7 @@ from weir.tables.operator import BatchContext
 from weir.tables.ops.basic import WatermarkOperator
 from weir.tables.state.memory import MemoryStore
 from weir.tables.state.store import StateTxn
-from weir.tables.timeutil import iso_utc, many_to_millis, to_millis
+from weir.tables.timeutil import iso_utc, learn_texts, many_to_millis, to_millis
 
 SHAPES = [
     "%Y-%m-%dT%H:%M:%S.{ms}Z",
@@ -129,7 +129,8 @@ def test_event_times_read_in_any_shape_are_written_back_in_iso_utc_form(times: l
         }[shape]
 
     for shape in ("zeros", "offset", "micros", "own"):
-        parsed = many_to_millis([shaped(ms, shape) for ms in times])
+        parsed = many_to_millis([shaped(ms, shape) for ms in times], "ts")
         assert parsed is not None
+        learn_texts("ts")
         for ms in parsed:
             assert iso_utc(ms) == _reference_iso(ms)

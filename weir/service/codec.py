@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from weir.tables.operator import Row
-from weir.tables.timeutil import iso_utc
+from weir.tables.timeutil import iso_utc, learn_texts
 
 
 def decode_value(value: bytes | None) -> Row:
@@ -66,6 +66,8 @@ def render_rows(rows: Iterable[Row], timestamp_columns: Iterable[str]) -> list[R
     cols = tuple(timestamp_columns)
     if not cols:
         return [dict(r) for r in rows]
+    for col in cols:
+        learn_texts(col)
     shown: dict[int, str] = {}  # window bounds repeat across a batch's rows
     out: list[Row] = []
     for row in rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -122,7 +123,7 @@ _VECTOR_MIN = 64
 """Below this many values a batch is parsed value by value (Arrow's call overhead dominates)."""
 
 
-def many_to_millis(values: list[Any]) -> list[int] | None:
+def many_to_millis(values: list[Any], column: str | None = None) -> list[int] | None:
     """Parse a batch of event times in one Arrow call: epoch ms per value, in order, exactly as
     `to_millis` would give them (sub-millisecond digits are floored, as there).
 
@@ -130,7 +131,8 @@ def many_to_millis(values: list[Any]) -> list[int] | None:
     string, a null, a shape Arrow does not read such as a naive or nanosecond time, or a
     batch too small to gain): the caller then goes value by value with `to_millis`, which
     also explains any failure. Arrow only reads a subset of what `to_millis` reads, and gives
-    the same instant for every string of that subset.
+    the same instant for every string of that subset. With `column`, the batch is kept for
+    `learn_texts(column)`.
     """
     if len(values) < _VECTOR_MIN or type(values[0]) is not str:
         return None
@@ -148,19 +150,37 @@ def many_to_millis(values: list[Any]) -> list[int] | None:
         out = pc.divide(micros, 1000).to_pylist()
     else:
         out = [us // 1000 for us in micros.to_pylist()]
-    if pc.all(pc.match_substring_regex(values, _AS_ISO_UTC)).as_py():
-        if len(_SEEN_TEXTS) > _SEEN_TEXTS_MAX:
-            _SEEN_TEXTS.clear()
-        _SEEN_TEXTS.update(zip(out, values, strict=True))
+    if column is not None:
+        _READ_TEXTS.setdefault(column, deque(maxlen=_READ_BATCHES)).append((out, values))
     return out
 
 
+def learn_texts(column: str) -> None:
+    """Remember the texts of `column`'s recently parsed batches that are in `iso_utc`'s own
+    form, so that `iso_utc` gives them back without formatting (called by a writer about to
+    format that column; a column never written back costs nothing)."""
+    batches = _READ_TEXTS.get(column)
+    if not batches:
+        return
+    import pyarrow.compute as pc
+
+    while batches:
+        out, values = batches.popleft()
+        if pc.all(pc.match_substring_regex(values, _AS_ISO_UTC)).as_py():
+            if len(_SEEN_TEXTS) > _SEEN_TEXTS_MAX:
+                _SEEN_TEXTS.clear()
+            _SEEN_TEXTS.update(zip(out, values, strict=True))
+
+
+_READ_BATCHES = 1
+"""Parsed batches kept per column for `learn_texts` (a batch is written out before the next
+is parsed; more would only hold texts in memory)."""
+_READ_TEXTS: dict[str, deque[tuple[list[int], list[str]]]] = {}
 _AS_ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|\.\d\d[1-9]Z|\.\d[1-9]\dZ|\.[1-9]\d\dZ)$"
 """Exactly the texts `iso_utc` writes (whole seconds without a fraction): for a text of this
 shape that Arrow reads (it refuses fields out of range), `iso_utc` of its instant is the text."""
 _SEEN_TEXTS: dict[int, str] = {}
-"""Event times read in `iso_utc`'s own form, by instant: writing them back out (an output
-row's event time) is then a lookup."""
+"""Event times read in `iso_utc`'s own form, by instant (see `learn_texts`)."""
 _SEEN_TEXTS_MAX = 1 << 17
 
 

@@ -196,10 +196,12 @@ class Committer:
             fixed = out.partitions.get(topic)
             parts = await self._partitions(producer, topic)
             by_part: dict[int, list[Record]] = {}
+            unkeyed = parts[task_partition % len(parts)]
             if fixed is not None:
                 by_part[fixed] = recs
+            elif all(rec[0] is None for rec in recs):
+                by_part[unkeyed] = recs
             else:
-                unkeyed = parts[task_partition % len(parts)]
                 hashed = self._partitioner
                 for rec in recs:
                     part = unkeyed if rec[0] is None else hashed(rec[0], parts, parts)

@@ -97,7 +97,7 @@ class WatermarkOperator(Operator):
     def process(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
         col = self.column
         limit = ctx.event_time_limit
-        parsed = many_to_millis(list(map(dict.get, rows, repeat(col))))
+        parsed = many_to_millis(list(map(dict.get, rows, repeat(col))), col)
         latest = max(parsed) if parsed else None  # many_to_millis gives None or a full list
         if parsed is not None and latest is not None and (limit is None or latest <= limit):
             for row, ms in zip(rows, parsed, strict=True):
