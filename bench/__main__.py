@@ -199,6 +199,7 @@ class Bench:
             self.cfg.peer_timeout,
             self.workdir,
             say,
+            self.cfg.skip,
         )
 
     async def kstreams(self) -> None:

@@ -41,7 +41,8 @@ class Config:
     peer may take for one run, default records / PEER_MIN_RATE; a run that takes longer is
     recorded as timed out, with the records it had reached), BENCH_PROFILE=1 or a
     pipeline's name (profile one exactly_once run of it; 1 is tumbling), BENCH_SKIP (comma
-    list of sections to skip: raw, weir, peers, kstreams, replay, latency, restore, course),
+    list of sections to skip: raw, weir, peers, kstreams, replay, latency, restore, course;
+    or one peer: quixstreams, faust),
     BENCH_COURSE_RECORDS (bench/course.py).
     """
 
