@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections import deque
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -151,31 +150,28 @@ def many_to_millis(values: list[Any], column: str | None = None) -> list[int] | 
     else:
         out = [us // 1000 for us in micros.to_pylist()]
     if column is not None:
-        _READ_TEXTS.setdefault(column, deque(maxlen=_READ_BATCHES)).append((out, values))
+        _LAST_READ[column] = (out, values)
     return out
 
 
 def learn_texts(column: str) -> None:
-    """Remember the texts of `column`'s recently parsed batches that are in `iso_utc`'s own
+    """Remember the texts of `column`'s last parsed batch, if they are in `iso_utc`'s own
     form, so that `iso_utc` gives them back without formatting (called by a writer about to
     format that column; a column never written back costs nothing)."""
-    batches = _READ_TEXTS.get(column)
-    if not batches:
+    read = _LAST_READ.pop(column, None)
+    if read is None:
         return
     import pyarrow.compute as pc
 
-    while batches:
-        out, values = batches.popleft()
-        if pc.all(pc.match_substring_regex(values, _AS_ISO_UTC)).as_py():
-            if len(_SEEN_TEXTS) > _SEEN_TEXTS_MAX:
-                _SEEN_TEXTS.clear()
-            _SEEN_TEXTS.update(zip(out, values, strict=True))
+    out, values = read
+    if pc.all(pc.match_substring_regex(values, _AS_ISO_UTC)).as_py():
+        if len(_SEEN_TEXTS) > _SEEN_TEXTS_MAX:
+            _SEEN_TEXTS.clear()
+        _SEEN_TEXTS.update(zip(out, values, strict=True))
 
 
-_READ_BATCHES = 1
-"""Parsed batches kept per column for `learn_texts` (a batch is written out before the next
-is parsed; more would only hold texts in memory)."""
-_READ_TEXTS: dict[str, deque[tuple[list[int], list[str]]]] = {}
+_LAST_READ: dict[str, tuple[list[int], list[str]]] = {}
+"""Per column, its last batch parsed (a batch is written out before the next is parsed)."""
 _AS_ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|\.\d\d[1-9]Z|\.\d[1-9]\dZ|\.[1-9]\d\dZ)$"
 """Exactly the texts `iso_utc` writes (whole seconds without a fraction): for a text of this
 shape that Arrow reads (it refuses fields out of range), `iso_utc` of its instant is the text."""

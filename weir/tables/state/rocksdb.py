@@ -84,16 +84,8 @@ class RocksDBStore(Store):
         if not changes:
             return
         wb = self._wb_cls(raw_mode=True)
-        if not self._counted:
-            for key, value in changes.items():
-                if value is None:
-                    wb.delete(key)
-                else:
-                    wb.put(key, value)
-            self._db.write(wb)
-            return
+        put, delete, op, counted = wb.put, wb.delete, OPERATOR_PREFIX, self._counted
         known = existed or {}
-        put, delete, op = wb.put, wb.delete, OPERATOR_PREFIX
         unknown: list[bytes] = []  # operator keys written without being read first
         rows = 0
         for key, value in changes.items():
@@ -101,7 +93,7 @@ class RocksDBStore(Store):
                 delete(key)
             else:
                 put(key, value)
-            if key.startswith(op):
+            if counted and key.startswith(op):
                 held = known.get(key)
                 if held is None:
                     unknown.append(key)
