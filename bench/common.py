@@ -42,7 +42,7 @@ class Config:
     recorded as timed out, with the records it had reached), BENCH_PROFILE=1 or a
     pipeline's name (profile one exactly_once run of it; 1 is tumbling), BENCH_SKIP (comma
     list of sections to skip: raw, weir, peers, kstreams, replay, latency, restore, course;
-    or one peer: quixstreams, faust),
+    one peer: quixstreams, faust; or one of Weir's worker pipelines: stateless, join...),
     BENCH_COURSE_RECORDS (bench/course.py).
     """
 

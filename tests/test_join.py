@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tests.checks import on_rocksdb
 from weir.tables.query import Query, QueryTask
 from weir.tables.state.memory import MemoryStore
-from weir.tables.state.store import Store
+from weir.tables.state.store import LOCAL_PREFIX, LOCAL_STALE, Store
 from weir.tables.stream import read
 
 MIN = 60_000
@@ -318,15 +318,28 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "lo": lo * MIN,
         "hi": hi * MIN,
         "how": draw(st.sampled_from(["inner", "left_outer", "right_outer"])),
+        "restores": draw(st.sets(st.integers(0, 30), max_size=4)),
     }
 
 
+def restored(changelog: dict[bytes, bytes | None]) -> MemoryStore:
+    """A store holding only what the changelog carries, as a restore leaves it."""
+    store = MemoryStore()
+    records: dict[bytes, bytes | None] = {k: v for k, v in changelog.items() if v is not None}
+    key, stale = Store.meta_change(LOCAL_STALE, True)
+    store.write({**records, key: stale})
+    return store
+
+
 def check_scenario(sc: dict[str, Any], store: Store) -> None:
+    """Run the scenario's batches; after each batch in `restores` the task starts over from a
+    store rebuilt from its changelog alone (local state rebuilt by the operator)."""
     dl, dr = sc["delays"]
     left = read("L").with_watermark("lt", dl)
     right = read("R").with_watermark("rt", dr)
     q = left.join(right, on="k", how=sc["how"], time_range=("rt", "lt", sc["lo"], sc["hi"])).query()
     task = q.task(store)
+    changelog: dict[bytes, bytes | None] = {}
     events: list[dict[str, Any]] = sc["events"]
     batches: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
     got: Counter[tuple[int, Any, Any]] = Counter()
@@ -343,10 +356,16 @@ def check_scenario(sc: dict[str, Any], store: Store) -> None:
             b = len(batches)
             batches.append((bl, br))
             inputs = {"L": [dict(r) for r in bl], "R": [dict(r) for r in br]} if bl or br else {}
-            for row in run(task, inputs, 1000 * (b + 1)):
+            result = task.run_batch(inputs, 1000 * (b + 1))
+            changes = task.commit(result)
+            assert not any(key.startswith(LOCAL_PREFIX) for key in changes)
+            changelog.update(changes)
+            for row in result.rows:
                 got[(b, row.get("lid"), row.get("rid"))] += 1
                 if row.get("lid") is not None and row.get("rid") is not None:
                     assert row["lt"] + sc["lo"] <= row["rt"] <= row["lt"] + sc["hi"]
+            if b in sc["restores"]:
+                task = q.task(restored(changelog))
             if task.wants_no_data_batch():
                 planned.append(([], []))
     assert got == model(batches, sc["delays"], sc["lo"], sc["hi"], sc["how"])

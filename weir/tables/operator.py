@@ -110,6 +110,11 @@ class Operator(ABC):
         """Return how many state rows this operator holds (for progress; may scan)."""
         return sum(1 for _ in state.items())
 
+    def rebuild_local(self, state: StateView) -> None:  # noqa: B027 - optional hook
+        """Stateful operators that keep local state (`state.local()`, an eviction index):
+        write it again from `state` alone; called with the local state empty, after changelog
+        records were applied to the store (a restore)."""
+
     def timestamp_columns(self) -> set[str]:
         """Return the output columns that hold epoch-ms timestamps (rendered as ISO-8601)."""
         return set()

@@ -17,7 +17,7 @@ from weir.tables.chains import check_chain, check_watermarks
 from weir.tables.expressions.expr_time import batch_time
 from weir.tables.operator import BatchContext, ErrorStage, MultiInputOperator, OutputMode, Row
 from weir.tables.plan import Node, input_names, topo
-from weir.tables.state.store import StateTxn, Store
+from weir.tables.state.store import LOCAL_STALE, StateTxn, Store
 from weir.tables.state_names import check_compatible, prefix_for, state_names
 from weir.tables.watermark import WatermarkPlan, WatermarkTracker
 
@@ -223,6 +223,21 @@ class QueryTask:
         self._write_fingerprints = stored != self._fingerprints
         # State of a Weir that named operator state by plan position: moved on the next batch.
         self._migrate = stored is None and bool(meta) and bool(self._positional)
+        if self.store.get_meta(LOCAL_STALE):
+            self._rebuild_local()
+
+    def _rebuild_local(self) -> None:
+        """Write every operator's local state again from its state (after a restore)."""
+        txn = StateTxn(self.store)
+        for n in self.query.nodes:
+            prefix = self._prefixes.get(id(n))
+            if prefix is None or n.op is None:
+                continue
+            view = txn.view(prefix)
+            local = view.local()
+            local.delete_all(local.keys())
+            n.op.rebuild_local(view)
+        txn.commit({LOCAL_STALE: False})
 
     def positions(self) -> dict[str, int]:
         """Per input source, the position after the last committed batch, as committed with

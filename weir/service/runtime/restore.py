@@ -13,7 +13,7 @@ from aiokafka.structs import TopicPartition
 from weir.service import metrics
 from weir.service.connection import KafkaConnection
 from weir.service.runtime.failures import MAX_BACKOFF_S, stop_client, transient
-from weir.tables.state.store import Store
+from weir.tables.state.store import LOCAL_STALE, Store
 
 log = logging.getLogger("weir.worker")
 
@@ -96,6 +96,8 @@ async def _restore_once(
             position = recs[-1].offset + 1
             meta_key, meta_value = Store.meta_change("changelog_offset", position)
             changes[meta_key] = meta_value
+            stale_key, stale = Store.meta_change(LOCAL_STALE, True)  # rebuilt when the task opens
+            changes[stale_key] = stale
             store.write(changes)
             metrics.RESTORED_RECORDS.labels(*labels).inc(len(recs))
             gauge.set(max(0, end - position))

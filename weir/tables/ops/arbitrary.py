@@ -157,8 +157,8 @@ class FlatMapGroupsWithStateOperator(Operator):
     """See the module docstring.
 
     State layout: b"s" + JSON(key) -> [key values, state value or None, timeout or None];
-    a `TimeIndex` under b"t" of (timeout, JSON(key)) -> 1 so that expired timeouts are
-    found by a range scan.
+    in local state (rebuilt from those after a restore), a `TimeIndex` under b"t" of
+    (timeout, JSON(key)) -> 1 so that expired timeouts are found by a range scan.
     """
 
     stateful = True
@@ -197,6 +197,7 @@ class FlatMapGroupsWithStateOperator(Operator):
             "keys": self.keys,
             "timeout": self.timeout,
             "function": getattr(self.func, "__qualname__", "func"),
+            "index": "local",
         }
 
     def check_output_mode(self, mode: str, has_watermark: bool) -> None:
@@ -329,7 +330,7 @@ class FlatMapGroupsWithStateOperator(Operator):
                 groups[kb] = (key, [row])
             else:
                 group[1].append(row)
-        idx = TimeIndex(state, b"t", self.width)
+        idx = TimeIndex(state.local(), b"t", self.width)
         out: list[Row] = []
         for kb, (key, values) in groups.items():
             entry = state.get(b"s" + kb)
@@ -352,12 +353,20 @@ class FlatMapGroupsWithStateOperator(Operator):
         """True when a processing-time timeout is due, so an idle query still fires it."""
         if self.timeout != "processing":
             return False
-        first = TimeIndex(state, b"t", self.width).earliest()
+        first = TimeIndex(state.local(), b"t", self.width).earliest()
         return first is not None and first < processing_time
 
     def state_rows(self, state: StateView) -> int:
         """Number of keys with state (or a pending timeout)."""
         return sum(1 for _ in state.items(b"s"))
+
+    def rebuild_local(self, state: StateView) -> None:
+        """The timeout index, from the timeouts kept with each key's state."""
+        idx = TimeIndex(state.local(), b"t", self.width)
+        for key, entry in state.items(b"s"):
+            if entry[2] is not None:
+                idx.put(entry[2], key[1:], 1)
+        idx.flush()
 
 
 def group_state_operator(

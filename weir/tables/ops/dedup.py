@@ -42,8 +42,9 @@ class DedupOperator(Operator):
       b"t" whose entries are (event time, JSON of the other key values) -> 1, so the lookup
       of a row is one `get` and eviction is a range scan up to W;
     * keep-forever mode: b"k" + JSON key -> 1;
-    * within-watermark mode: b"k" + JSON key -> expiry (event time + delay), plus a
-      `TimeIndex` under b"t" of (expiry, JSON key) -> 1 for eviction.
+    * within-watermark mode: b"k" + JSON key -> expiry (event time + delay), plus in local
+      state (rebuilt from those after a restore) a `TimeIndex` under b"t" of
+      (expiry, JSON key) -> 1 for eviction.
     """
 
     stateful = True
@@ -101,12 +102,15 @@ class DedupOperator(Operator):
 
     def fingerprint(self) -> dict[str, Any]:
         """Columns, event-time column and the time index's bucket width (its key layout)."""
-        return {
+        found: dict[str, Any] = {
             "kind": self.name,
             "columns": self.columns,
             "time_column": self.ts_col,
             "time_bucket_ms": self.width,
         }
+        if self.within:
+            found["index"] = "local"
+        return found
 
     def check_output_mode(self, mode: str, has_watermark: bool) -> None:
         """Refuse the output modes Spark refuses for a streaming deduplication."""
@@ -200,7 +204,7 @@ class DedupOperator(Operator):
     def _process_within(self, rows: list[Row], state: StateView, ctx: BatchContext) -> list[Row]:
         col = self.ts_col
         assert col is not None
-        idx = TimeIndex(state, b"t", self.width)
+        idx = TimeIndex(state.local(), b"t", self.width)
         out: list[Row] = []
         for row in rows:
             if self._late(row, ctx) is not False:
@@ -227,6 +231,15 @@ class DedupOperator(Operator):
             ctx.rows_removed += len(expired)
         idx.flush()
         return out
+
+    def rebuild_local(self, state: StateView) -> None:
+        """Within the watermark: the expiry index, from the expiry kept with each key."""
+        if not self.within:
+            return
+        idx = TimeIndex(state.local(), b"t", self.width)
+        for key, expiry in state.items(b"k"):
+            idx.put(expiry, key[1:], 1)
+        idx.flush()
 
     def state_rows(self, state: StateView) -> int:
         """Number of remembered keys."""

@@ -35,7 +35,7 @@ import orjson
 
 from weir.tables.operator import BatchContext, MultiInputOperator, Row
 from weir.tables.ops.combine import JoinType, RowCombiner
-from weir.tables.state.layout import TimeIndex, encode_time
+from weir.tables.state.layout import TimeIndex
 from weir.tables.state.store import StateView
 from weir.tables.watermark import event_time
 
@@ -47,8 +47,11 @@ class StreamJoinOperator(MultiInputOperator):
 
     * `ns + b"k" + JSON(key values)` -> list of [event time, matched 0/1, row] in arrival
       order: one `get` per key per batch, one write per touched key per batch;
-    * a `TimeIndex` under `ns + b"x"` of (expiry, JSON key) -> 1 for eviction, where expiry
-      is the event time plus the side's horizon (only for sides that can be evicted).
+    * local state (not in the changelog, rebuilt from the rows after a restore): a
+      `TimeIndex` under `ns + b"x"` with one entry per key, (its earliest expiry, JSON key)
+      -> its number of rows, where a row's expiry is its event time plus the side's horizon
+      (only for sides that can be evicted). A key whose entry expires with one row is
+      deleted without being read.
     """
 
     stateful = True
@@ -103,6 +106,7 @@ class StreamJoinOperator(MultiInputOperator):
             "time_columns": [self.left_time, self.right_time],
             "range_ms": [self.lower, self.upper],
             "time_bucket_ms": self.width,
+            "index": "local, earliest expiry per key",
         }
 
     def check_output_mode(self, mode: str, has_watermark: bool) -> None:
@@ -144,11 +148,16 @@ class StreamJoinOperator(MultiInputOperator):
         left_rows, right_rows = inputs[0], inputs[1] if len(inputs) > 1 else []
         cache: dict[bytes, list[list[Any]]] = {}
         dirty: set[bytes] = set()
+        # own keys appended to in this batch -> their index entry before (None: none)
+        before: dict[bytes, tuple[int, int] | None] = {}
         out: list[Row] = []
-        lidx = TimeIndex(state, b"Lx", self.width)
-        ridx = TimeIndex(state, b"Rx", self.width)
-        self._side(left_rows, True, state, ctx, cache, dirty, out, lidx)
-        self._side(right_rows, False, state, ctx, cache, dirty, out, ridx)
+        local = state.local()
+        lidx = TimeIndex(local, b"Lx", self.width)
+        ridx = TimeIndex(local, b"Rx", self.width)
+        self._side(left_rows, True, state, ctx, cache, dirty, out, before)
+        self._side(right_rows, False, state, ctx, cache, dirty, out, before)
+        if before:
+            _reindex(lidx, ridx, before, cache, self.left_horizon, self.right_horizon)
         wm = ctx.watermark
         if wm is not None:
             self._evict(True, wm, state, ctx, cache, dirty, out, lidx)
@@ -172,7 +181,7 @@ class StreamJoinOperator(MultiInputOperator):
         cache: dict[bytes, list[list[Any]]],
         dirty: set[bytes],
         out: list[Row],
-        idx: TimeIndex,
+        before: dict[bytes, tuple[int, int] | None],
     ) -> None:
         if not rows:
             return
@@ -199,8 +208,7 @@ class StreamJoinOperator(MultiInputOperator):
             pair = _swap(self.combiner.pair)
         has_range = time_col is not None
         dumps = orjson.dumps
-        get, put = state.get, state.put
-        ientry, width, added = idx.entry_prefix, idx.width, idx.note_bucket
+        get = state.get
         errors = ctx.errors
         name = self.name
         stored = 0
@@ -245,14 +253,11 @@ class StreamJoinOperator(MultiInputOperator):
             if mine is None:
                 mine = get(mkey) or []
                 cache[mkey] = mine
+            if mkey not in before:
+                before[mkey] = _entry(mine, horizon) if horizon is not None else None
             mine.append([ts, matched if track_self else 0, row])
             stored += 1
             dirty.add(mkey)
-            if horizon is not None:  # idx.put(ts + horizon, kb, 1), inlined (hot path)
-                expiry = ts + horizon
-                bucket = expiry // width
-                put(ientry + encode_time(bucket) + encode_time(expiry) + kb, 1)
-                added(bucket)
         ctx.rows_added += stored
         ctx.rows_updated += stored
 
@@ -274,10 +279,16 @@ class StreamJoinOperator(MultiInputOperator):
         emit_unmatched = self.how == ("left_outer" if is_left else "right_outer")
         only = self.combiner.left_only if is_left else self.combiner.right_only
         limit = wm - horizon - 1  # Spark's state watermark: inclusive bound minus 1 ms
-        for kb in idx.pop_through(wm - 1):
+        removed = 0
+        gone: list[bytes] = []  # keys whose only row expired: deleted without a read
+        for kb, count in idx.pop_items_through(wm - 1):
             key = own + kb
             entries = cache.get(key)
             if entries is None:
+                if count == 1 and not emit_unmatched:
+                    # the entry is the key's earliest expiry: its only row has expired
+                    gone.append(key)
+                    continue
                 entries = state.get(key) or []
             keep: list[list[Any]] = []
             for e in entries:
@@ -286,16 +297,74 @@ class StreamJoinOperator(MultiInputOperator):
                         out.append(only(e[2]))
                 else:
                     keep.append(e)
-            if len(keep) != len(entries):
-                ctx.rows_removed += len(entries) - len(keep)
-                cache[key] = keep
-                dirty.add(key)
+            removed += len(entries) - len(keep)
+            cache[key] = keep
+            dirty.add(key)
+            if keep:
+                expiry, count = _entry(keep, horizon)  # type: ignore[misc]
+                idx.put(expiry, kb, count)
+        state.delete_all(gone)
+        ctx.rows_removed += removed + len(gone)
+
+    def rebuild_local(self, state: StateView) -> None:
+        """The eviction index of each side that has one, from the rows held."""
+        local = state.local()
+        for ns, horizon in ((b"L", self.left_horizon), (b"R", self.right_horizon)):
+            if horizon is None:
+                continue
+            idx = TimeIndex(local, ns + b"x", self.width)
+            own = ns + b"k"
+            for key, entries in state.items(own):
+                if entries:
+                    expiry, count = _entry(entries, horizon)  # type: ignore[misc]
+                    idx.put(expiry, key[len(own) :], count)
+            idx.flush()
 
     def state_rows(self, state: StateView) -> int:
         """Number of rows held on both sides."""
         return sum(len(v) for _k, v in state.items(b"Lk")) + sum(
             len(v) for _k, v in state.items(b"Rk")
         )
+
+
+def _entry(entries: list[list[Any]], horizon: int) -> tuple[int, int] | None:
+    """A key's index entry (earliest expiry, number of rows), None without rows."""
+    return (min(e[0] for e in entries) + horizon, len(entries)) if entries else None
+
+
+def _reindex(
+    lidx: TimeIndex,
+    ridx: TimeIndex,
+    before: dict[bytes, tuple[int, int] | None],
+    cache: dict[bytes, list[list[Any]]],
+    left_horizon: int | None,
+    right_horizon: int | None,
+) -> None:
+    """Move the index entry of each own key appended to (`before`: its entry before the
+    batch) to what its rows in `cache` make it now."""
+    for idx, side, horizon in ((lidx, 76, left_horizon), (ridx, 82, right_horizon)):  # L, R
+        if horizon is None:
+            continue
+        puts: list[tuple[int, bytes, int]] = []
+        drops: list[tuple[int, bytes]] = []
+        for key, old in before.items():
+            if key[0] != side:
+                continue
+            entries = cache[key]
+            kb = key[2:]
+            if len(entries) == 1:  # the common case: a key's first row
+                expiry = entries[0][0] + horizon
+                count = 1
+            else:
+                expiry, count = _entry(entries, horizon)  # type: ignore[misc]
+            if old is not None:
+                if old[0] == expiry and old[1] == count:
+                    continue
+                if old[0] != expiry:
+                    drops.append((old[0], kb))
+            puts.append((expiry, kb, count))
+        idx.delete_all(drops)
+        idx.put_all(puts)
 
 
 def _swap(fn: Callable[[Row, Row], Row]) -> Callable[[Row, Row], Row]:

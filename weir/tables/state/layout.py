@@ -4,6 +4,7 @@ join and arbitrary state use to evict by range scan (what a scan costs is what i
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,6 +13,8 @@ import orjson
 from weir.tables.state.store import StateView
 
 _BIAS = 1 << 63
+_TIMES = struct.Struct(">QQ")
+"""A bucket and a time, each as `encode_time` writes it."""
 
 
 def encode_time(t: int) -> bytes:
@@ -76,18 +79,27 @@ class TimeIndex:
         self._added.add(t // self.width)
         return key
 
+    def put_all(self, entries: Iterable[tuple[int, bytes, Any]]) -> None:
+        """Store each entry (t, suffix) -> value."""
+        items = entries if isinstance(entries, list) else list(entries)
+        if not items:
+            return
+        width, prefix, pack = self.width, self._entry, _TIMES.pack
+        self._state.put_all(
+            {prefix + pack(t // width + _BIAS, t + _BIAS) + s: v for t, s, v in items}
+        )
+        self._added.update({t // width for t, _s, _v in items})
+
+    def delete_all(self, entries: Iterable[tuple[int, bytes]]) -> None:
+        """Remove each entry (t, suffix) (the directory is tidied by `pop_through`)."""
+        width, prefix, pack = self.width, self._entry, _TIMES.pack
+        self._state.delete_all(
+            [prefix + pack(t // width + _BIAS, t + _BIAS) + s for t, s in entries]
+        )
+
     def note(self, t: int) -> None:
         """Record that an entry at time `t` was written directly under `key(t, ...)`."""
         self._added.add(t // self.width)
-
-    def note_bucket(self, bucket: int) -> None:
-        """Record that an entry of `bucket` (time // width) was written directly."""
-        self._added.add(bucket)
-
-    @property
-    def entry_prefix(self) -> bytes:
-        """The prefix of every entry key (`key(t, s)` = prefix + bucket + time + s)."""
-        return self._entry
 
     def delete(self, t: int, suffix: bytes) -> None:
         """Remove the entry (t, suffix) (the directory is tidied by `pop_through`)."""
@@ -102,6 +114,15 @@ class TimeIndex:
         """Remove every entry with time <= `bound` and return their suffixes, ascending by
         (time, suffix). Entries written earlier in this batch are included. Reads only the
         buckets that may hold times at or before `bound`, the last one up to `bound`."""
+        return self._pop(bound, None)
+
+    def pop_items_through(self, bound: int) -> list[tuple[bytes, Any]]:
+        """`pop_through`, with each entry's value: (suffix, value) pairs."""
+        values: list[Any] = []
+        return list(zip(self._pop(bound, values), values, strict=True))
+
+    def _pop(self, bound: int, values: list[Any] | None) -> list[bytes]:
+        """`pop_through`; the entries' values are appended to `values` when given."""
         directory = self._directory()
         buckets = sorted(set(directory) | self._added)
         last = bound // self.width
@@ -115,11 +136,17 @@ class TimeIndex:
             if b > last:
                 break
             prefix = self._entry + encode_time(b)
+            end = None
             if b < last or whole_last:
-                keys = state.keys(prefix)
                 emptied.add(b)
             else:
-                keys = state.keys(prefix, prefix + encode_time(bound + 1))
+                end = prefix + encode_time(bound + 1)
+            if values is None:
+                keys = state.keys(prefix, end)
+            else:
+                found = list(state.items(prefix, end))
+                keys = [key for key, _v in found]
+                values += [value for _k, value in found]
             expired += keys
             out += [key[skip:] for key in keys]
         # Delete only after all scans: a delete between two scans would make the next one

@@ -23,6 +23,12 @@ META_PREFIX = b"\x00meta/"
 """Keys under this prefix are store metadata (offsets, watermarks), never operator state."""
 OPERATOR_PREFIX = b"s"
 """Every operator's state keys start with this byte (weir.tables.state_names.prefix_for)."""
+LOCAL_PREFIX = b"l"
+"""Derived state (an operator's eviction index): kept in the store, never in the changelog,
+rebuilt by the operator from its state after a restore (`Operator.rebuild_local`). An
+operator's local keys are its prefix with this byte in place of OPERATOR_PREFIX."""
+LOCAL_STALE = "local_stale"
+"""Store metadata: true when changelog records were applied since local state was built."""
 
 
 class Store(ABC):
@@ -95,7 +101,7 @@ class StateTxn:
     transaction is simply dropped: the store is unchanged.
     """
 
-    __slots__ = ("_fresh", "_held", "_pending", "_sorted", "store")
+    __slots__ = ("_fresh", "_held", "_local", "_pending", "_sorted", "store")
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -103,6 +109,7 @@ class StateTxn:
         self._sorted: list[bytes] = []  # the pending keys, ascending, except those in _fresh
         self._fresh: list[bytes] = []  # pending keys first written since `_sorted` was made
         self._held: dict[bytes, bool] = {}  # whether the store held a key read from it
+        self._local: set[bytes] = set()  # pending keys of local state (not for the changelog)
 
     def get(self, key: bytes) -> Any:
         """Return the value under `key` as of this transaction, or None."""
@@ -122,6 +129,12 @@ class StateTxn:
             self._fresh.append(key)
         self._pending[key] = value
 
+    def put_all(self, items: Mapping[bytes, Any]) -> None:
+        """`put` of each (key, value) of `items`."""
+        pending = self._pending
+        self._fresh += [key for key in items if key not in pending]
+        pending.update(items)
+
     def delete(self, key: bytes) -> None:
         """Remove `key`."""
         if key not in self._pending:
@@ -136,13 +149,14 @@ class StateTxn:
                 fresh.append(key)
             pending[key] = None
 
-    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, Any]]:
-        """Yield (key, value) under `prefix` as of this transaction, ascending by key.
+    def items(self, prefix: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, Any]]:
+        """Yield (key, value) under `prefix` (and below `end`, if given) as of this
+        transaction, ascending by key.
 
         Lazy: a caller that stops early (for example at an encoded time bound) reads no further.
         Writes made while iterating are not guaranteed to be seen by the same iteration.
         """
-        return self._scan(prefix, None, True)
+        return self._scan(prefix, end, True)
 
     def keys(self, prefix: bytes = b"", end: bytes | None = None) -> list[bytes]:
         """The keys `items` would yield (below `end`, if given), without their values."""
@@ -189,9 +203,20 @@ class StateTxn:
         """Return a view whose keys are relative to `prefix`."""
         return StateView(self, prefix)
 
+    def local_view(self, prefix: bytes) -> StateView:
+        """A view like `view(prefix)` whose writes are local state (`LOCAL_PREFIX`): committed
+        to the store, left out of `changes()`."""
+        return LocalView(self, prefix)
+
     def changes(self) -> dict[bytes, bytes | None]:
-        """Return the encoded changes of this transaction (for the changelog)."""
-        return {k: (None if v is None else orjson.dumps(v)) for k, v in self._pending.items()}
+        """Return the encoded changes of this transaction for the changelog (local state
+        excluded)."""
+        dumps, local = orjson.dumps, self._local
+        if not local:
+            return {k: (None if v is None else dumps(v)) for k, v in self._pending.items()}
+        return {
+            k: (None if v is None else dumps(v)) for k, v in self._pending.items() if k not in local
+        }
 
     def commit(
         self,
@@ -207,12 +232,17 @@ class StateTxn:
         if changes is None:
             changes = self.changes()
         to_write: dict[bytes, bytes | None] = dict(changes)
+        pending = self._pending
+        for key in self._local:
+            value = pending[key]
+            to_write[key] = None if value is None else orjson.dumps(value)
         for name, value in (meta or {}).items():
             key, raw = Store.meta_change(name, value)
             to_write[key] = raw
         self.store.write(to_write, self._held)
         self._held.clear()
         self._pending.clear()
+        self._local = set()
         self._sorted = []
         self._fresh = []
         return changes
@@ -240,10 +270,10 @@ class StateView:
         """Remove `key`."""
         self._txn.delete(self._prefix + key)
 
-    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, Any]]:
-        """Yield (relative key, value) under `prefix`, ascending."""
-        n = self._n
-        for key, value in self._txn.items(self._prefix + prefix):
+    def items(self, prefix: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, Any]]:
+        """Yield (relative key, value) under `prefix` (below `end`, if given), ascending."""
+        n, own = self._n, self._prefix
+        for key, value in self._txn.items(own + prefix, None if end is None else own + end):
             yield key[n:], value
 
     def keys(self, prefix: bytes = b"", end: bytes | None = None) -> list[bytes]:
@@ -257,3 +287,47 @@ class StateView:
         """Remove each of `keys`."""
         own = self._prefix
         self._txn.delete_all([own + key for key in keys])
+
+    def put_all(self, items: Mapping[bytes, Any]) -> None:
+        """Set each key of `items` to its JSON-able value."""
+        own = self._prefix
+        self._txn.put_all({own + key: value for key, value in items.items()})
+
+    def local(self) -> StateView:
+        """The view of this operator's local state (see `LOCAL_PREFIX`): same key space,
+        committed with the batch, never in the changelog."""
+        own = self._prefix
+        if not own.startswith(OPERATOR_PREFIX):
+            raise ValueError(f"no local state beside {own!r} (not an operator prefix)")
+        return self._txn.local_view(LOCAL_PREFIX + own[len(OPERATOR_PREFIX) :])
+
+
+class LocalView(StateView):
+    """A `StateView` of local state: its writes stay out of the transaction's changes."""
+
+    __slots__ = ()
+
+    def put(self, key: bytes, value: Any) -> None:
+        full = self._prefix + key
+        self._txn._local.add(full)
+        self._txn.put(full, value)
+
+    def delete(self, key: bytes) -> None:
+        full = self._prefix + key
+        self._txn._local.add(full)
+        self._txn.delete(full)
+
+    def delete_all(self, keys: Iterable[bytes]) -> None:
+        own = self._prefix
+        full = [own + key for key in keys]
+        self._txn._local.update(full)
+        self._txn.delete_all(full)
+
+    def put_all(self, items: Mapping[bytes, Any]) -> None:
+        own = self._prefix
+        full = {own + key: value for key, value in items.items()}
+        self._txn._local.update(full)
+        self._txn.put_all(full)
+
+    def local(self) -> StateView:
+        return self
