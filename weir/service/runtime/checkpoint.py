@@ -227,17 +227,39 @@ class Committer:
 def _batches(producer: AIOKafkaProducer, recs: list[Record]) -> Iterator[tuple[Any, int]]:
     """`recs` in order in as many of `producer`'s record batches as they need, with the
     number of records in each."""
-    batch = producer.create_batch()
-    n = 0
-    for key, value, headers in recs:
-        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-            yield batch, n
-            batch = producer.create_batch()
-            batch.append(key=key, value=value, timestamp=None, headers=headers)  # first fits
-            n = 0
-        n += 1
-    if n:
+    start, total = 0, len(recs)
+    while start < total:
+        batch = producer.create_batch()
+        n = _fill(batch, recs, start)
+        if n == 0:  # the first record of an empty batch always fits: only on misuse
+            raise ValueError("a record does not fit in an empty record batch")
+        start += n
         yield batch, n
+
+
+def _fill(batch: Any, recs: list[Record], start: int) -> int:
+    """Append `recs[start:]` to the empty `batch` until it is full; return how many went in.
+
+    aiokafka's `BatchBuilder.append` costs more than the record encoding under it, so its
+    record builder is called directly when the batch has the attributes that wrapper uses
+    (aiokafka 0.14); otherwise through the wrapper."""
+    builder = getattr(batch, "_builder", None)
+    if builder is None or getattr(batch, "_relative_offset", None) != 0:
+        n = 0
+        for key, value, headers in recs[start:]:
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                break
+            n += 1
+        return n
+    append = builder.append
+    offset = 0
+    for i in range(start, len(recs)):
+        key, value, headers = recs[i]
+        if append(offset, None, key, value, headers) is None:
+            break
+        offset += 1
+    batch._relative_offset = offset
+    return offset
 
 
 async def _acknowledged(
