@@ -11,7 +11,7 @@ import pytest
 
 from tests.test_join import restored
 from weir.tables.ops.arbitrary import GroupState
-from weir.tables.query import Query
+from weir.tables.query import QUERY_PREFIX, Query
 from weir.tables.state.memory import MemoryStore
 from weir.tables.state.store import LOCAL_PREFIX, OPERATOR_PREFIX
 from weir.tables.stream import flat_map_groups_with_state, read
@@ -121,3 +121,39 @@ def test_a_join_changelogs_only_its_rows() -> None:
         operator_records += sum(k.startswith(OPERATOR_PREFIX) for k in changes)
     assert task.state_rows() == 2  # the far order and payment
     assert operator_records == 200 * 2 * 2 + 2  # rows put and deleted, plus the far pair
+
+
+def test_join_state_of_an_older_weir_is_moved_and_its_index_rebuilt() -> None:
+    """State an older Weir wrote (under the plan position, the index among the rows, no
+    fingerprints) is moved on the first batch, its index rebuilt as local state, and the
+    query emits exactly what it would have."""
+    batches = _batches(4)
+    query = _join()
+    plain = _outputs(_join, batches, restore=False)
+    task = query.task(MemoryStore())
+    for b, batch in enumerate(batches[:20]):
+        task.commit(task.run_batch(batch, 1000 * (b + 1)))
+    ((node_id, prefix),) = task._prefixes.items()
+    legacy_prefix = task._positional[node_id]
+    local_prefix = LOCAL_PREFIX + prefix[len(OPERATOR_PREFIX) :]
+    legacy: dict[bytes, bytes | None] = {}
+    for key, value in task.store.items():
+        if key == QUERY_PREFIX + b"operators":
+            continue
+        for own in (prefix, local_prefix):
+            if key.startswith(own):
+                key = legacy_prefix + key[len(own) :]
+        legacy[key] = value
+    store = MemoryStore()
+    store.write(legacy)
+    moved = query.task(store)
+    got = []
+    for b, batch in enumerate(batches[20:], start=20):
+        result = moved.run_batch(batch, 1000 * (b + 1))
+        moved.commit(result)
+        got.append(sorted(map(repr, result.rows)))
+    assert got == plain[20:]
+    keys = [k for k, _v in store.items()]
+    assert not [k for k in keys if k.startswith(b"op")]
+    assert not [k for k in keys if k.startswith(prefix + b"Lx") or k.startswith(prefix + b"Rx")]
+    assert [k for k in keys if k.startswith(local_prefix + b"Lx")]

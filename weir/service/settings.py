@@ -111,10 +111,11 @@ class Settings(BaseSettings):
     """After the retries: stop the worker with one line (fail), or send the batch's records
     to the dead-letter topic and go on (dead_letter)."""
     max_state_rows: int | None = None
-    """Per-task limit of state keys (exact: groups, buffered rows and their index entries,
-    across the task's operators). A task over it stops the worker with one line naming the
-    agent, the partition and the count; the batch that crossed it is committed, so a restart with a
-    higher limit goes on exactly (None: no limit)."""
+    """Per-task limit of state keys (exact: groups, buffered join rows, remembered dedup
+    keys, across the task's operators; the eviction indexes kept beside them are not
+    counted). A task over it stops the worker with one line naming the agent, the partition
+    and the count; the batch that crossed it is committed, so a restart with a higher limit
+    goes on exactly (None: no limit)."""
     web_port: int | None = None
     """HTTP port for /metrics, /progress, /healthz and /readyz (None: no HTTP server; 0: any
     port)."""

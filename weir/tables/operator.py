@@ -112,8 +112,9 @@ class Operator(ABC):
 
     def rebuild_local(self, state: StateView) -> None:  # noqa: B027 - optional hook
         """Stateful operators that keep local state (`state.local()`, an eviction index):
-        write it again from `state` alone; called with the local state empty, after changelog
-        records were applied to the store (a restore)."""
+        write it again from `state` alone, and drop from `state` what an older Weir kept
+        there instead; called with the local state empty, after changelog records were
+        applied to the store (a restore) or the state was moved."""
 
     def timestamp_columns(self) -> set[str]:
         """Return the output columns that hold epoch-ms timestamps (rendered as ISO-8601)."""

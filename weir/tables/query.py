@@ -224,11 +224,13 @@ class QueryTask:
         # State of a Weir that named operator state by plan position: moved on the next batch.
         self._migrate = stored is None and bool(meta) and bool(self._positional)
         if self.store.get_meta(LOCAL_STALE):
-            self._rebuild_local()
+            txn = StateTxn(self.store)
+            self._rebuild_local(txn)
+            txn.commit({LOCAL_STALE: False})
 
-    def _rebuild_local(self) -> None:
-        """Write every operator's local state again from its state (after a restore)."""
-        txn = StateTxn(self.store)
+    def _rebuild_local(self, txn: StateTxn) -> None:
+        """Write every operator's local state again from its state in `txn` (after a
+        restore or a move of its state)."""
         for n in self.query.nodes:
             prefix = self._prefixes.get(id(n))
             if prefix is None or n.op is None:
@@ -237,7 +239,6 @@ class QueryTask:
             local = view.local()
             local.delete_all(local.keys())
             n.op.rebuild_local(view)
-        txn.commit({LOCAL_STALE: False})
 
     def positions(self) -> dict[str, int]:
         """Per input source, the position after the last committed batch, as committed with
@@ -353,6 +354,7 @@ class QueryTask:
         )
         if self._migrate:
             self._move_positional_state(txn)
+            self._rebuild_local(txn)
         if self._write_fingerprints:
             txn.put(_QUERY_PREFIX + b"operators", self._fingerprints)
         evict_wms = self.query.watermarks.inputs(wm)

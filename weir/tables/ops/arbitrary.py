@@ -362,6 +362,7 @@ class FlatMapGroupsWithStateOperator(Operator):
 
     def rebuild_local(self, state: StateView) -> None:
         """The timeout index, from the timeouts kept with each key's state."""
+        state.delete_all(state.keys(b"t"))  # where an older Weir kept the index
         idx = TimeIndex(state.local(), b"t", self.width)
         for key, entry in state.items(b"s"):
             if entry[2] is not None:

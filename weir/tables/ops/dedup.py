@@ -236,6 +236,7 @@ class DedupOperator(Operator):
         """Within the watermark: the expiry index, from the expiry kept with each key."""
         if not self.within:
             return
+        state.delete_all(state.keys(b"t"))  # where an older Weir kept the index
         idx = TimeIndex(state.local(), b"t", self.width)
         for key, expiry in state.items(b"k"):
             idx.put(expiry, key[1:], 1)

@@ -312,6 +312,7 @@ class StreamJoinOperator(MultiInputOperator):
         for ns, horizon in ((b"L", self.left_horizon), (b"R", self.right_horizon)):
             if horizon is None:
                 continue
+            state.delete_all(state.keys(ns + b"x"))  # where an older Weir kept the index
             idx = TimeIndex(local, ns + b"x", self.width)
             own = ns + b"k"
             for key, entries in state.items(own):

@@ -70,11 +70,11 @@ class TimeIndex:
 
     def key(self, t: int, suffix: bytes) -> bytes:
         """Return the state key (relative to the view) of the entry (t, suffix)."""
-        return self._entry + encode_time(t // self.width) + encode_time(t) + suffix
+        return self._entry + _TIMES.pack(t // self.width + _BIAS, t + _BIAS) + suffix
 
     def put(self, t: int, suffix: bytes, value: Any) -> bytes:
         """Store the entry (t, suffix) -> value; return its key."""
-        key = self._entry + encode_time(t // self.width) + encode_time(t) + suffix
+        key = self.key(t, suffix)
         self._state.put(key, value)
         self._added.add(t // self.width)
         return key
