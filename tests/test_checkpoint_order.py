@@ -55,7 +55,8 @@ class _Producer:
         if topic == self.failing:
             loop.call_soon(fut.set_exception, RuntimeError("refused"))
         else:
-            loop.call_soon(fut.set_result, SimpleNamespace(offset=len(self.sent)))
+            md = SimpleNamespace(topic=topic, partition=partition, offset=len(self.sent))
+            loop.call_soon(fut.set_result, md)
         return fut
 
 

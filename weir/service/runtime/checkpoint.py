@@ -132,6 +132,9 @@ class Committer:
         self.changelog = changelog
         self._partitioner = DefaultPartitioner()
         self._partition_counts: dict[str, list[int]] = {}
+        self.written: dict[TopicPartition, int] = {}
+        """Per topic partition, the offset after the last record a committed checkpoint
+        wrote (what a read_committed reader must reach to have read all of it)."""
 
     async def commit(
         self,
@@ -176,9 +179,13 @@ class Committer:
                 await producer.abort_transaction()
             raise
         end = None
+        written = self.written
         for topic, md, n in results:
+            after = md.offset + n
+            tp = TopicPartition(topic, md.partition)
+            written[tp] = max(written.get(tp, 0), after)
             if topic == self.changelog:
-                end = max(end or 0, md.offset + n)
+                end = max(end or 0, after)
         return end
 
     async def _send_all(

@@ -102,6 +102,8 @@ class AgentRunner:
         self.shared_producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._committer = Committer(agent.group_id, agent.changelog_topic)
+        self.written = self._committer.written
+        """Per topic partition, the offset after the last record this stage committed."""
         self.finished = asyncio.Event()
         self._eos = settings.processing_guarantee == "exactly_once"
         self._fatal: BaseException | None = None

@@ -4,7 +4,7 @@ starts (the end offsets then), then stop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from aiokafka.structs import TopicPartition
 
@@ -17,7 +17,8 @@ class AvailableNow:
     Contract: `done` is true once every assigned partition is processed up to the end offset
     it had when first assigned, every task is open, and no task wants a no-data batch; for a
     stage fed by others (stage 2 of a repartition), only after those have finished, and then
-    up to the end of what they wrote. Never during a rebalance or a restore.
+    up to the end of what they wrote (their committed writes, even before the end offsets
+    show them). Never during a rebalance or a restore.
     """
 
     def __init__(self, source: KafkaSource) -> None:
@@ -25,6 +26,10 @@ class AvailableNow:
         self.targets: dict[TopicPartition, int] | None = None
         self.upstream: list[asyncio.Event] = []
         """Set when each stage feeding this one has finished."""
+        self.upstream_written: list[Mapping[TopicPartition, int]] = []
+        """What each stage feeding this one wrote (`Committer.written`): a transaction's
+        records become visible to read_committed end offsets only once the broker has
+        written its commit markers, which can be after the commit returned."""
         self._upstream_taken = False
 
     async def note_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -52,7 +57,8 @@ class AvailableNow:
         targets = self.targets
         missing = [tp for tp in assigned if tp not in targets]
         if missing:
-            targets.update(await self.source.end_offsets(missing))
+            for tp, end in (await self.source.end_offsets(missing)).items():
+                targets[tp] = max([end, *(w.get(tp, 0) for w in self.upstream_written)])
         for tp in assigned:
             if await self.source.position(tp.topic, tp.partition) < targets[tp]:
                 return False

@@ -66,6 +66,9 @@ class Worker:
             settings = for_agent(self.app.settings, stage.agent.name)
             runner = AgentRunner(stage, settings, self.kafka, self.queries[stage.query_name])
             runner.available_now.upstream = [self.runners[u].finished for u in stage.upstream]
+            runner.available_now.upstream_written = [
+                self.runners[u].written for u in stage.upstream
+            ]
             self.runners[stage.agent.name] = runner
 
     def progress(self, n: int) -> dict[str, Any]:
