@@ -253,8 +253,8 @@ class StreamJoinOperator(MultiInputOperator):
             if mine is None:
                 mine = get(mkey) or []
                 cache[mkey] = mine
-            if mkey not in before:
-                before[mkey] = _entry(mine, horizon) if horizon is not None else None
+            if horizon is not None and mkey not in before:
+                before[mkey] = _entry(mine, horizon) if mine else None
             mine.append([ts, matched if track_self else 0, row])
             stored += 1
             dirty.add(mkey)
@@ -301,7 +301,7 @@ class StreamJoinOperator(MultiInputOperator):
             cache[key] = keep
             dirty.add(key)
             if keep:
-                expiry, count = _entry(keep, horizon)  # type: ignore[misc]
+                expiry, count = _entry(keep, horizon)
                 idx.put(expiry, kb, count)
         state.delete_all(gone)
         ctx.rows_removed += removed + len(gone)
@@ -317,7 +317,7 @@ class StreamJoinOperator(MultiInputOperator):
             own = ns + b"k"
             for key, entries in state.items(own):
                 if entries:
-                    expiry, count = _entry(entries, horizon)  # type: ignore[misc]
+                    expiry, count = _entry(entries, horizon)
                     idx.put(expiry, key[len(own) :], count)
             idx.flush()
 
@@ -328,9 +328,11 @@ class StreamJoinOperator(MultiInputOperator):
         )
 
 
-def _entry(entries: list[list[Any]], horizon: int) -> tuple[int, int] | None:
-    """A key's index entry (earliest expiry, number of rows), None without rows."""
-    return (min(e[0] for e in entries) + horizon, len(entries)) if entries else None
+def _entry(entries: list[list[Any]], horizon: int) -> tuple[int, int]:
+    """The index entry (earliest expiry, number of rows) of a key's non-empty row list."""
+    if len(entries) == 1:  # the common case: a key's first row
+        return entries[0][0] + horizon, 1
+    return min(e[0] for e in entries) + horizon, len(entries)
 
 
 def _reindex(
@@ -343,7 +345,7 @@ def _reindex(
 ) -> None:
     """Move the index entry of each own key appended to (`before`: its entry before the
     batch) to what its rows in `cache` make it now."""
-    for idx, side, horizon in ((lidx, 76, left_horizon), (ridx, 82, right_horizon)):  # L, R
+    for idx, side, horizon in ((lidx, b"L"[0], left_horizon), (ridx, b"R"[0], right_horizon)):
         if horizon is None:
             continue
         puts: list[tuple[int, bytes, int]] = []
@@ -351,13 +353,8 @@ def _reindex(
         for key, old in before.items():
             if key[0] != side:
                 continue
-            entries = cache[key]
             kb = key[2:]
-            if len(entries) == 1:  # the common case: a key's first row
-                expiry = entries[0][0] + horizon
-                count = 1
-            else:
-                expiry, count = _entry(entries, horizon)  # type: ignore[misc]
+            expiry, count = _entry(cache[key], horizon)  # appended to: never empty
             if old is not None:
                 if old[0] == expiry and old[1] == count:
                     continue
