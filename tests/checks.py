@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from weir.tables.state.store import Store
 
 if TYPE_CHECKING:
     from tests.conftest import KafkaHelper
+    from tests.workers import WorkerProcess
 
 KEYS = 40
 
@@ -57,18 +58,25 @@ def on_rocksdb(check: Callable[[Any, Store], None], scenario: Any) -> None:
 
 
 async def until_exact(
-    kafka: KafkaHelper, topic: str, produced: list[dict[str, object]], timeout: float
+    kafka: KafkaHelper,
+    topic: str,
+    produced: list[dict[str, object]],
+    timeout: float,
+    workers: Sequence[WorkerProcess] = (),
 ) -> None:
-    """Poll `topic` until `check_exact` holds (the workers caught up), or fail with its error."""
+    """Poll `topic` until `check_exact` holds (the workers caught up), or fail with its error
+    and what each of `workers` logged; fail at once when one of them has exited."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         try:
             check_exact(await kafka.read(topic, idle_s=1.0), produced)
             return
-        except AssertionError:
-            if loop.time() > deadline:
-                raise
+        except AssertionError as exc:
+            ended = [w for w in workers if w.proc.poll() is not None]
+            if ended or loop.time() > deadline:
+                stories = "\n".join(w.story() for w in workers)
+                raise AssertionError(f"{exc}\n{stories}") from None
             await asyncio.sleep(1)
 
 

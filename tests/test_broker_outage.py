@@ -72,7 +72,7 @@ async def test_worker_waits_for_the_broker_and_survives_an_outage(tmp_path: Path
 
             assert await _up(broker) == bootstrap, "the broker keeps its address"
             kafka = KafkaHelper(bootstrap)
-            await until_exact(kafka, "out", produced, 120)
+            await until_exact(kafka, "out", produced, 120, [worker])
 
             # Mid-stream: the broker goes away for 30 s while records are being processed.
             more = _rows(3000, 6000)
@@ -88,7 +88,7 @@ async def test_worker_waits_for_the_broker_and_survives_an_outage(tmp_path: Path
             last = _rows(9000, 1000)
             produced += last
             await kafka.produce("in", last, key="k")
-            await until_exact(kafka, "out", produced, 180)
+            await until_exact(kafka, "out", produced, 180, [worker])
             status, body = await asyncio.to_thread(_readyz, web_port)
             assert status == 200, body
             assert await asyncio.to_thread(worker.terminate, 60) == 0, worker.tail()

@@ -6,7 +6,13 @@ fenced each other until the group settled)."""
 
 from __future__ import annotations
 
-from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, UnknownTopicOrPartitionError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaConnectionError,
+    KafkaError,
+    ProducerFenced,
+    UnknownTopicOrPartitionError,
+)
 
 from weir.service.runtime.failures import Failure, transient
 
@@ -26,3 +32,30 @@ def test_other_failures_still_count() -> None:
     failure.record(ValueError("bad row"))
     assert (failure.attempts, failure.transient) == (1, 0)
     assert transient(UnknownTopicOrPartitionError()) is UnknownTopicOrPartitionError.retriable
+
+
+def _delivery_failure(cause: BaseException) -> KafkaError:
+    """What aiokafka's producer raises when its sender routine dies: the cause chained twice
+    (`KafkaError("Unexpected error during batch delivery")` from `KafkaError(repr(cause))`)."""
+    try:
+        try:
+            try:
+                raise cause
+            except KafkaError as err:
+                raise KafkaError(repr(err)) from err
+        except KafkaError as exc:
+            raise KafkaError("Unexpected error during batch delivery") from exc
+    except KafkaError as delivery:
+        return delivery
+
+
+def test_a_sender_killed_by_a_lost_connection_is_the_broker_away_not_a_bad_batch() -> None:
+    """Found when the broker went away during a checkpoint's coordinator lookup: the batch
+    failed with "Unexpected error during batch delivery", counted against max_batch_retries
+    like a bad record, so outages in a row could stop the worker."""
+    failure = Failure({})
+    for _ in range(10):
+        failure.record(_delivery_failure(KafkaConnectionError("Connection closed")))
+    assert (failure.attempts, failure.transient) == (0, 10)
+    assert not transient(_delivery_failure(KafkaError("broker refused the record")))
+    assert not transient(KafkaError("Unexpected error during batch delivery"))

@@ -67,7 +67,7 @@ async def test_two_workers_split_then_survivor_takes_over(
         produced += last
         await kafka.produce(src, last, key="k")
 
-        await until_exact(kafka, dst, produced, 120)
+        await until_exact(kafka, dst, produced, 120, [b])
         assert await asyncio.to_thread(b.terminate, 90) == 0, b.tail()
         # Nothing more appears after the clean stop, and the result is still exact.
         check_exact(await kafka.read(dst, idle_s=1.0), produced)
@@ -114,7 +114,7 @@ async def test_frozen_zombie_is_fenced_and_results_stay_exact(
         more = rows(len(produced), 4000)
         produced += more
         await kafka.produce(src, more, key="k")
-        await until_exact(kafka, dst, produced, 150)
+        await until_exact(kafka, dst, produced, 150, [a, b])
         for w in (a, b):
             assert await asyncio.to_thread(w.terminate, 90) == 0, w.tail()
         check_exact(await kafka.read(dst, idle_s=1.0), produced)

@@ -183,7 +183,7 @@ async def test_passwords_appear_nowhere(secure: SecureBroker, tmp_path: Path) ->
     log = tmp_path / "worker.log"
     worker = WorkerProcess("tests.apps.counting:app", env, log)
     try:
-        await until_exact(kafka, dst, produced, 120)
+        await until_exact(kafka, dst, produced, 120, [worker])
         base = f"http://127.0.0.1:{web_port}"
         progress = await asyncio.to_thread(_get, base + "/progress?n=100")
         metrics = await asyncio.to_thread(_get, base + "/metrics")

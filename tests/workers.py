@@ -54,6 +54,15 @@ class WorkerProcess:
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
+    def story(self, lines: int = 60) -> str:
+        """Whether the worker runs (or its exit code), and the last of Weir's own log lines
+        (the client library's connection noise left out): what a failed test shows."""
+        rc = self.proc.poll()
+        state = "running" if rc is None else f"exited with {rc}"
+        text = self.log_path.read_text(errors="replace").splitlines()
+        own = [line for line in text if " weir." in line or "Error" in line[:40]]
+        return f"worker {state}; its last lines:\n" + "\n".join(own[-lines:])
+
 
 def wait_for(predicate: object, timeout: float, what: str) -> None:
     """Poll a zero-argument callable until it is truthy, or fail saying `what`."""

@@ -263,6 +263,7 @@ def _fill(batch: Any, recs: list[Record], start: int) -> int:
     for i in range(start, len(recs)):
         key, value, headers = recs[i]
         if append(offset, None, key, value, headers) is None:
+            batch.close()  # full: as aiokafka's own append leaves it
             break
         offset += 1
     batch._relative_offset = offset

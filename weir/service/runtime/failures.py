@@ -101,7 +101,21 @@ def transient(exc: BaseException) -> bool:
     unreachable, a leader moving, a request timing out), and for a fenced producer: another
     member took the partition while this one had not yet seen the rebalance (after a broker
     outage, say); the group's next rebalance settles it, and the fencing keeps the output
-    exact meanwhile, so it never counts against max_batch_retries."""
+    exact meanwhile, so it never counts against max_batch_retries.
+
+    A failure caused by one of these is one too: aiokafka's producer, when a lost connection
+    kills its sender, fails the batch with a plain `KafkaError` chained to the connection
+    error."""
+    cause = exc.__cause__
+    seen = 0
+    while cause is not None and seen < 8:
+        if _transient(cause):
+            return True
+        cause, seen = cause.__cause__, seen + 1
+    return _transient(exc)
+
+
+def _transient(exc: BaseException) -> bool:
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError):
         return True
     if isinstance(exc, ProducerFenced | InvalidProducerEpoch):
