@@ -59,3 +59,18 @@ def test_a_sender_killed_by_a_lost_connection_is_the_broker_away_not_a_bad_batch
     assert (failure.attempts, failure.transient) == (0, 10)
     assert not transient(_delivery_failure(KafkaError("broker refused the record")))
     assert not transient(KafkaError("Unexpected error during batch delivery"))
+
+
+def test_a_sink_failure_is_judged_by_itself_not_by_the_error_under_it() -> None:
+    """A user's foreach_batch raising ConnectionRefusedError fails as a non-transient
+    SinkFailure chained to it: retried max_batch_retries times, then the policy applies."""
+    from weir.service.sinks.base import SinkFailure
+
+    try:
+        try:
+            raise ConnectionRefusedError("the sink said no")
+        except ConnectionRefusedError as exc:
+            raise SinkFailure("foreach_batch: the sink said no") from exc
+    except SinkFailure as failed:
+        assert not transient(failed)
+    assert transient(SinkFailure("server away", transient=True))

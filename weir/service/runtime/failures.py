@@ -103,19 +103,14 @@ def transient(exc: BaseException) -> bool:
     outage, say); the group's next rebalance settles it, and the fencing keeps the output
     exact meanwhile, so it never counts against max_batch_retries.
 
-    A failure caused by one of these is one too: aiokafka's producer, when a lost connection
-    kills its sender, fails the batch with a plain `KafkaError` chained to the connection
-    error."""
-    cause = exc.__cause__
-    seen = 0
-    while cause is not None and seen < 8:
-        if _transient(cause):
-            return True
-        cause, seen = cause.__cause__, seen + 1
-    return _transient(exc)
-
-
-def _transient(exc: BaseException) -> bool:
+    aiokafka's producer, when a lost connection kills its sender, fails the batch with a
+    plain `KafkaError` chained to the connection error: such a wrapper is judged by its
+    cause. Any other exception is judged by itself (a sink's `SinkFailure` says whether it
+    is transient, whatever the user's error under it)."""
+    for _ in range(8):
+        if type(exc) is not KafkaError or exc.__cause__ is None:
+            break
+        exc = exc.__cause__
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError):
         return True
     if isinstance(exc, ProducerFenced | InvalidProducerEpoch):

@@ -93,7 +93,9 @@ async def _restore_once(
             for r in recs:
                 if r.key is not None:
                     changes[r.key] = r.value
-            position = recs[-1].offset + 1
+            # Past the transaction markers the fetch already skipped, so the last batch is
+            # not followed by a poll that waits for records that cannot come.
+            position = max(recs[-1].offset + 1, await reader.position(tp))
             meta_key, meta_value = Store.meta_change("changelog_offset", position)
             changes[meta_key] = meta_value
             stale_key, stale = Store.meta_change(LOCAL_STALE, True)  # rebuilt when the task opens
