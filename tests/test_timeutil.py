@@ -134,3 +134,19 @@ def test_event_times_read_in_any_shape_are_written_back_in_iso_utc_form(times: l
         learn_texts("ts")
         for ms in parsed:
             assert iso_utc(ms) == _reference_iso(ms)
+
+
+def test_a_time_column_the_output_rows_lack_is_not_learned() -> None:
+    # An aggregation's rows carry window bounds, not the event time its watermark parsed:
+    # the parsed batch is kept for a writer that writes that column back, not learned.
+    from weir.service.codec import render_rows
+    from weir.tables import timeutil
+
+    texts = [f"2026-03-01T10:{m:02d}:00Z" for m in range(60)] * 2
+    parsed = many_to_millis(texts, "ts")
+    assert parsed is not None
+    window = {"window_start": parsed[0], "user": "u1", "n": 3}
+    assert render_rows([window], ("ts", "window_start"))[0]["window_start"] == texts[0]
+    assert "ts" in timeutil._LAST_READ, "learned for rows without the column"
+    assert render_rows([{"ts": parsed[5]}], ("ts",)) == [{"ts": texts[5]}]
+    assert "ts" not in timeutil._LAST_READ

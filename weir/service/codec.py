@@ -66,8 +66,12 @@ def render_rows(rows: Iterable[Row], timestamp_columns: Iterable[str]) -> list[R
     cols = tuple(timestamp_columns)
     if not cols:
         return [dict(r) for r in rows]
+    first = rows[0] if isinstance(rows, list) and rows else None
     for col in cols:
-        learn_texts(col)
+        # A column the rows do not carry (the event time before an aggregation) is not
+        # written back: learning its texts would be work for nothing.
+        if first is None or col in first:
+            learn_texts(col)
     shown: dict[int, str] = {}  # window bounds repeat across a batch's rows
     out: list[Row] = []
     for row in rows:
