@@ -41,6 +41,21 @@ async def _up(kafka: LocalKafka) -> str:
         pytest.fail(f"the test's own Kafka did not start: {exc}", pytrace=False)
 
 
+async def _until_waiting(worker: WorkerProcess, port: int, timeout: float) -> None:
+    """Wait until /readyz says the worker waits for Kafka (a slow machine may take seconds to
+    start the worker); fails with the worker's log when it exits or does not say so in time."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    seen: tuple[int, str] = (0, "")
+    while asyncio.get_running_loop().time() < deadline:
+        assert worker.proc.poll() is None, worker.story()
+        seen = await asyncio.to_thread(_readyz, port)
+        if seen[0] == 503 and "waiting for Kafka" in seen[1]:
+            return
+        await asyncio.sleep(0.2)
+    said = f"/readyz never said 'waiting for Kafka' in {timeout:.0f}s: {seen}"
+    pytest.fail(f"{said}\n{worker.story()}")
+
+
 async def test_worker_waits_for_the_broker_and_survives_an_outage(tmp_path: Path) -> None:
     broker = LocalKafka(tmp_path / "kafka")
     bootstrap = await _up(broker)
@@ -65,10 +80,11 @@ async def test_worker_waits_for_the_broker_and_survives_an_outage(tmp_path: Path
         worker = WorkerProcess("tests.apps.counting:app", env, tmp_path / "worker.log")
         try:
             # Broker down at start: the worker waits, alive and not ready.
-            await asyncio.sleep(6)
+            await _until_waiting(worker, web_port, 60)
+            await asyncio.sleep(3)
             assert worker.proc.poll() is None, f"worker exited:\n{worker.tail()}"
             status, body = await asyncio.to_thread(_readyz, web_port)
-            assert status == 503 and "waiting for Kafka" in body, (status, body)
+            assert status == 503 and "waiting for Kafka" in body, (status, body, worker.story())
 
             assert await _up(broker) == bootstrap, "the broker keeps its address"
             kafka = KafkaHelper(bootstrap)
